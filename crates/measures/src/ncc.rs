@@ -1,0 +1,60 @@
+//! The nearest-class-center classifier (spec §1.4): argmin_c ‖f(x) − μ_c‖ with the class means
+//! of the training split, distances in GEMM form ‖x‖² − 2x·μ + ‖μ‖², lowest index on ties.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// Class means prepared for fast NCC decisions.
+#[derive(Clone, Debug)]
+pub struct NccClassifier {
+    pub dim: usize,
+    pub num_classes: usize,
+    /// Means, row-major C×D.
+    means: Vec<f64>,
+    mean_sq_norms: Vec<f64>,
+}
+
+impl NccClassifier {
+    pub fn new(means: Vec<f64>, num_classes: usize, dim: usize) -> Self {
+        let mean_sq_norms = means
+            .chunks_exact(dim)
+            .map(|m| m.iter().map(|v| v * v).sum())
+            .collect();
+        NccClassifier {
+            dim,
+            num_classes,
+            means,
+            mean_sq_norms,
+        }
+    }
+
+    /// Predict the class of every row of `x` (row-major f64 [rows, dim]); `scores` is scratch.
+    pub fn predict_into(
+        &self,
+        x: &[f64],
+        rows: usize,
+        scores: &mut Vec<f64>,
+        out: &mut Vec<usize>,
+    ) {
+        let (d, c) = (self.dim, self.num_classes);
+        scores.resize(rows * c, 0.0);
+        let xs = MatRef::from_row_major_slice(x, rows, d);
+        let mu = MatRef::from_row_major_slice(&self.means, c, d);
+        let dst = MatMut::from_row_major_slice_mut(scores, rows, c);
+        matmul(dst, Accum::Replace, xs, mu.transpose(), 1.0, Par::Seq);
+        out.clear();
+        for (r, row) in x.chunks_exact(d).enumerate() {
+            let xn: f64 = row.iter().map(|v| v * v).sum();
+            let mut best = 0;
+            let mut best_d = f64::INFINITY;
+            for k in 0..c {
+                let dist = xn - 2.0 * scores[r * c + k] + self.mean_sq_norms[k];
+                if dist < best_d {
+                    best_d = dist;
+                    best = k;
+                }
+            }
+            out.push(best);
+        }
+    }
+}
