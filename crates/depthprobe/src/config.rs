@@ -1,0 +1,466 @@
+//! Run configuration (TOML). Defaults are the paper's (spec §2.3); every key can be set in the
+//! file or with `--set section.key=value`. Unknown keys are refused with the nearest valid key
+//! suggested, and out-of-range values are refused before anything runs.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::data::corruption::CorruptionMode;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub corruption: CorruptionConfig,
+    pub probe: ProbeConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// mnist | fashion-mnist | cifar10 | synthetic
+    pub dataset: String,
+    /// Folder with one subfolder per data set ("" = use --data-dir or DEPTHPROBE_DATA).
+    pub root: String,
+    /// Balanced subset: first n samples of each class (0 = all).
+    pub train_per_class: usize,
+    pub test_per_class: usize,
+    /// CIFAR-10 training augmentation (crop with padding 4, flip, rotation 15°).
+    pub augment: bool,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Mlp,
+    Conv,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingPoint {
+    /// Output of each linear/conv before BatchNorm (the paper's code).
+    PreBn,
+    /// Output of each block after its ReLU.
+    PostActivation,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// L: hidden layers (MLP) or 3×3 conv blocks after the stem (CONV).
+    pub depth: usize,
+    /// H: hidden width (MLP) or channels (CONV).
+    pub width: usize,
+    pub batch_norm: bool,
+    pub embedding: EmbeddingPoint,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    CrossEntropy,
+    /// MSE between softmax-free outputs and one-hot targets.
+    Mse,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// MultiStepLR milestones (epochs, 1-based: the LR drops from that epoch on).
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+    /// Epochs of per-iteration linear warm-up (0 = none).
+    pub warmup_epochs: usize,
+    pub loss: Loss,
+    pub seed: u64,
+    /// cpu | cuda | cuda:N
+    pub device: String,
+    /// CPU threads for LibTorch (0 = all cores).
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorruptionConfig {
+    /// Fraction of corrupted train labels.
+    pub p: f64,
+    pub mode: CorruptionMode,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Probe every K epochs (and always after the last epoch).
+    pub every: usize,
+    /// Also probe the network at initialisation (epoch 0).
+    pub at_init: bool,
+    pub eps: Vec<f64>,
+    /// Rows per forward pass while probing.
+    pub batch_size: usize,
+    /// Numerical/effective rank for layers of at most this dimension (0 = never).
+    pub rank_max_dim: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: "mnist".into(),
+            root: String::new(),
+            train_per_class: 0,
+            test_per_class: 0,
+            augment: false,
+        }
+    }
+}
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: Arch::Mlp,
+            depth: 10,
+            width: 512,
+            batch_norm: true,
+            embedding: EmbeddingPoint::PreBn,
+        }
+    }
+}
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 500,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            milestones: vec![60, 100, 200],
+            gamma: 0.2,
+            warmup_epochs: 1,
+            loss: Loss::CrossEntropy,
+            seed: 0,
+            device: "cpu".into(),
+            threads: 0,
+        }
+    }
+}
+impl Default for CorruptionConfig {
+    fn default() -> Self {
+        CorruptionConfig {
+            p: 0.0,
+            mode: CorruptionMode::Exact,
+            seed: 12345,
+        }
+    }
+}
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            every: 10,
+            at_init: true,
+            eps: vec![0.01, 0.05, 0.1],
+            batch_size: 1000,
+            rank_max_dim: 1024,
+        }
+    }
+}
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            corruption: CorruptionConfig::default(),
+            probe: ProbeConfig::default(),
+        }
+    }
+}
+
+/// Every valid dotted key, from the default config's own serialisation (one source of truth).
+pub fn valid_keys() -> Vec<String> {
+    let v = toml::Value::try_from(Config::default()).expect("default config serializes");
+    let mut keys = Vec::new();
+    if let toml::Value::Table(t) = v {
+        for (s, sub) in t {
+            if let toml::Value::Table(st) = sub {
+                for k in st.keys() {
+                    keys.push(format!("{s}.{k}"));
+                }
+            }
+        }
+    }
+    keys
+}
+
+fn suggest(key: &str, candidates: &[String]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(key, c), c))
+        .max_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    match best {
+        Some((score, c)) if score > 0.7 => format!("; did you mean '{c}'?"),
+        _ => String::new(),
+    }
+}
+
+/// Refuse keys that are not in the schema, naming the closest valid one.
+fn check_keys(table: &toml::Table, origin: &str) -> Result<()> {
+    let keys = valid_keys();
+    let sections: Vec<String> = keys
+        .iter()
+        .map(|k| k.split('.').next().unwrap().to_string())
+        .collect();
+    for (s, v) in table {
+        if !sections.contains(s) {
+            let mut uniq = sections.clone();
+            uniq.dedup();
+            bail!(
+                "{origin}: unknown section '{s}'{} (sections: {})",
+                suggest(s, &uniq),
+                uniq.join(", ")
+            );
+        }
+        let toml::Value::Table(sub) = v else {
+            bail!("{origin}: '{s}' must be a section ([{s}]), not a value");
+        };
+        for k in sub.keys() {
+            let full = format!("{s}.{k}");
+            if !keys.contains(&full) {
+                bail!("{origin}: unknown key '{full}'{}", suggest(&full, &keys));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Apply `key=value` overrides (value in TOML syntax; bare words are taken as strings).
+fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
+    for s in sets {
+        let (key, val) = s
+            .split_once('=')
+            .with_context(|| format!("--set '{s}': expected section.key=value"))?;
+        let key = key.trim();
+        let (sec, k) = key
+            .split_once('.')
+            .with_context(|| format!("--set '{s}': key must be section.key, e.g. train.epochs"))?;
+        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", val.trim()))
+        {
+            Ok(mut t) => t.remove("v").unwrap(),
+            Err(_) => toml::Value::String(val.trim().to_string()),
+        };
+        let entry = table
+            .entry(sec.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(k.to_string(), value);
+            }
+            _ => bail!("--set '{s}': '{sec}' is not a section"),
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Parse TOML text (plus overrides); `origin` names the source in messages.
+    pub fn from_toml(text: &str, origin: &str, sets: &[String]) -> Result<Config> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid TOML: {e}"))?;
+        apply_sets(&mut table, sets)?;
+        check_keys(&table, origin)?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {}", e.message()))?;
+        cfg.validate()
+            .with_context(|| format!("{origin}: invalid value"))?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path, sets: &[String]) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read config", path.display()))?;
+        Self::from_toml(&text, &path.display().to_string(), sets)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.train;
+        let m = &self.model;
+        let checks: Vec<(bool, String)> = vec![
+            (
+                crate::data::DATASETS.contains(&self.data.dataset.as_str()),
+                format!(
+                    "data.dataset = '{}': known data sets are {}",
+                    self.data.dataset,
+                    crate::data::DATASETS.join(", ")
+                ),
+            ),
+            (
+                m.depth >= 1,
+                format!("model.depth = {}: must be ≥ 1", m.depth),
+            ),
+            (
+                m.width >= 1,
+                format!("model.width = {}: must be ≥ 1", m.width),
+            ),
+            (
+                t.epochs >= 1,
+                format!("train.epochs = {}: must be ≥ 1", t.epochs),
+            ),
+            (
+                t.batch_size >= 2,
+                format!(
+                    "train.batch_size = {}: must be ≥ 2 (BatchNorm needs 2 samples)",
+                    t.batch_size
+                ),
+            ),
+            (
+                t.lr > 0.0 && t.lr.is_finite(),
+                format!("train.lr = {}: must be > 0", t.lr),
+            ),
+            (
+                (0.0..1.0).contains(&t.momentum),
+                format!("train.momentum = {}: must be in [0, 1)", t.momentum),
+            ),
+            (
+                t.weight_decay >= 0.0 && t.weight_decay.is_finite(),
+                format!("train.weight_decay = {}: must be ≥ 0", t.weight_decay),
+            ),
+            (
+                t.gamma > 0.0 && t.gamma <= 1.0,
+                format!("train.gamma = {}: must be in (0, 1]", t.gamma),
+            ),
+            (
+                t.milestones.windows(2).all(|w| w[0] < w[1])
+                    && t.milestones.iter().all(|&m| m >= 1),
+                format!(
+                    "train.milestones = {:?}: must be increasing epochs ≥ 1",
+                    t.milestones
+                ),
+            ),
+            (
+                (0.0..=1.0).contains(&self.corruption.p),
+                format!("corruption.p = {}: must be in [0, 1]", self.corruption.p),
+            ),
+            (
+                self.probe.every >= 1,
+                format!("probe.every = {}: must be ≥ 1", self.probe.every),
+            ),
+            (
+                self.probe.batch_size >= 1,
+                format!("probe.batch_size = {}: must be ≥ 1", self.probe.batch_size),
+            ),
+            (
+                !self.probe.eps.is_empty()
+                    && self.probe.eps.iter().all(|e| (0.0..=1.0).contains(e)),
+                format!(
+                    "probe.eps = {:?}: need at least one value, each in [0, 1]",
+                    self.probe.eps
+                ),
+            ),
+            (
+                self.data.dataset != "synthetic" || m.arch == Arch::Mlp,
+                "model.arch = 'conv' needs image data; the synthetic set is vectors".to_string(),
+            ),
+        ];
+        for (ok, msg) in checks {
+            if !ok {
+                bail!(msg);
+            }
+        }
+        crate::engine::parse_device(&t.device)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let cfg = Config::from_toml(
+            "[model]\ndepth = 4\n[train]\nlr = 0.05\nmilestones = [3, 7]\n",
+            "t",
+            &[
+                "corruption.p=0.25".into(),
+                "data.dataset=fashion-mnist".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.model.depth, 4);
+        assert_eq!(cfg.corruption.p, 0.25);
+        assert_eq!(cfg.data.dataset, "fashion-mnist");
+        let again = Config::from_toml(&cfg.to_toml(), "resolved", &[]).unwrap();
+        assert_eq!(cfg, again);
+    }
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let c = Config::default();
+        assert_eq!(
+            (
+                c.train.batch_size,
+                c.train.lr,
+                c.train.momentum,
+                c.train.weight_decay
+            ),
+            (128, 0.1, 0.9, 5e-4)
+        );
+        assert_eq!(
+            (c.train.milestones.clone(), c.train.gamma, c.train.epochs),
+            (vec![60, 100, 200], 0.2, 500)
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_it_and_suggests() {
+        let e = Config::from_toml("[train]\nlearning_rat = 0.1\n", "cfg.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cfg.toml") && e.contains("train.learning_rat"),
+            "{e}"
+        );
+        let e = Config::from_toml("[train]\nepoch = 3\n", "cfg.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean 'train.epochs'"), "{e}");
+        let e = Config::from_toml("[modle]\ndepth = 3\n", "cfg.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean 'model'"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        for (set, needle) in [
+            ("train.lr=0", "train.lr"),
+            ("train.lr=-1", "train.lr"),
+            ("corruption.p=1.5", "corruption.p"),
+            ("model.depth=0", "model.depth"),
+            ("train.batch_size=1", "train.batch_size"),
+            ("train.milestones=[5, 3]", "milestones"),
+            ("train.device=tpu", "device"),
+            ("data.dataset=imagenet", "data.dataset"),
+        ] {
+            let e = format!(
+                "{:#}",
+                Config::from_toml("", "c", &[set.into()]).unwrap_err()
+            );
+            assert!(e.contains(needle), "{set}: {e}");
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Everything that touches the tensor library (tch / LibTorch) lives under this module, so the
+//! engine can change in one place. The measures engine never sees a tensor: it gets `f32` slices.
+
+pub mod model;
+pub mod trainer;
+
+use anyhow::{bail, Result};
+pub use tch::Device;
+
+/// Parse `cpu`, `cuda` or `cuda:N` (availability is checked by `resolve_device`).
+pub fn parse_device(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Device::Cuda(n)),
+            _ => bail!("device '{s}': expected cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+/// The device, refusing clearly when the GPU asked for is not there.
+pub fn resolve_device(s: &str) -> Result<Device> {
+    let d = parse_device(s)?;
+    if let Device::Cuda(n) = d {
+        let count = tch::Cuda::device_count() as usize;
+        if count == 0 {
+            bail!("device '{s}': no CUDA GPU is visible to LibTorch (tch::Cuda::device_count() = 0); use --device cpu");
+        }
+        if n >= count {
+            bail!(
+                "device '{s}': only {count} CUDA device(s) visible (cuda:0..cuda:{})",
+                count - 1
+            );
+        }
+    }
+    Ok(d)
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Seed LibTorch's generator and fix its CPU thread count (0 = all cores).
+pub fn init_runtime(seed: u64, threads: usize) {
+    let n = if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        threads
+    };
+    tch::set_num_threads(n as i32);
+    tch::manual_seed(seed as i64);
+}

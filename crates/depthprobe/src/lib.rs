@@ -1,0 +1,28 @@
+//! depthprobe: train deep classifiers and measure, layer by layer, how class structure forms
+//! inside them (Galanti, Galanti & Ben-Shaul; effective depth, NCC separability, CDNV).
+//!
+//! | concept | module |
+//! |---|---|
+//! | the layer measures (framework-free) | crate `depthprobe-measures` |
+//! | run configuration and its checks | `config` |
+//! | MNIST / Fashion-MNIST / CIFAR-10 / demo data, label corruption | `data` |
+//! | models and SGD (the only tch code) | `engine` |
+//! | learning-rate schedule | `schedule` |
+//! | a training run and its run directory | `run` |
+//! | `measure` on dumped embeddings (.npy / .safetensors) | `measure`, `embeddings` |
+//! | result files (summary.json, metrics.csv) | `results` |
+//! | figures (SVG + PNG) | `figures` |
+
+pub mod config;
+pub mod data;
+pub mod embeddings;
+pub mod engine;
+pub mod figures;
+pub mod measure;
+pub mod results;
+pub mod rng;
+pub mod run;
+pub mod schedule;
+
+/// The configuration `depthprobe demo` trains (also in configs/demo.toml).
+pub const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");

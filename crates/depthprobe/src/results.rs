@@ -1,0 +1,172 @@
+//! Result files shared by `measure` and `train` (schema in docs/results.md):
+//! `summary.json`, `metrics.csv` (long format), `cdnv_pairs.csv`. Every file is written to a
+//! temporary file beside its target and renamed, so a reader never sees half a result.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use depthprobe_measures::json::f64_text;
+use depthprobe_measures::ProbeResult;
+use serde_json::{Map, Value};
+
+/// Write `bytes` to `path` atomically: temp file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("result path has no file name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("{}: could not write", path.display()));
+    }
+    Ok(())
+}
+
+/// The probe result as the `summary.json` object, with `extra` top-level fields merged in.
+pub fn summary_value(res: &ProbeResult, extra: Map<String, Value>) -> Value {
+    let mut v = serde_json::to_value(res).expect("probe results serialize");
+    let obj = v.as_object_mut().unwrap();
+    for (k, x) in extra {
+        obj.insert(k, x);
+    }
+    v
+}
+
+pub fn write_json(path: &Path, v: &Value) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    write_atomic(path, s.as_bytes())
+}
+
+/// Long-format rows for one probe: (layer or "" for network-level, split, metric, value).
+pub fn metric_rows(res: &ProbeResult) -> Vec<(String, &'static str, String, f64)> {
+    let mut rows = Vec::new();
+    for l in &res.layers {
+        for (name, split, v) in l.scalar_metrics() {
+            if let Some(v) = v {
+                rows.push((l.layer.to_string(), split, name.to_string(), v));
+            }
+        }
+    }
+    for (eps, d) in &res.effective_depth {
+        // NaN (written empty) marks "not separable at any layer".
+        rows.push((
+            String::new(),
+            "train",
+            format!("effective_depth_{eps}"),
+            d.map(|d| d as f64).unwrap_or(f64::NAN),
+        ));
+    }
+    rows
+}
+
+/// `metrics.csv` text; with `epochs`, each block of rows carries its epoch in the first column.
+pub fn metrics_csv(blocks: &[(Option<usize>, Vec<(String, &'static str, String, f64)>)]) -> String {
+    let with_epoch = blocks.iter().any(|(e, _)| e.is_some());
+    let mut s = String::from(if with_epoch {
+        "epoch,layer,split,metric,value\n"
+    } else {
+        "layer,split,metric,value\n"
+    });
+    for (epoch, rows) in blocks {
+        for (layer, split, metric, v) in rows {
+            if let Some(e) = epoch {
+                let _ = write!(s, "{e},");
+            }
+            let _ = writeln!(s, "{layer},{split},{metric},{}", f64_text(*v));
+        }
+    }
+    s
+}
+
+/// `cdnv_pairs.csv`: CDNV of every class pair, per layer and split.
+pub fn cdnv_pairs_csv(res: &ProbeResult) -> String {
+    let k = res.classes.len();
+    let mut s = String::from("layer,split,class_a,class_b,cdnv\n");
+    for l in &res.layers {
+        for (split, pairs) in [("train", &l.cdnv_pairs_train), ("test", &l.cdnv_pairs_test)] {
+            for i in 0..k {
+                for j in (i + 1)..k {
+                    let v = pairs[i * k + j];
+                    if !v.is_nan() {
+                        let _ = writeln!(
+                            s,
+                            "{},{split},{},{},{}",
+                            l.layer,
+                            res.classes[i],
+                            res.classes[j],
+                            f64_text(v)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    s
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.is_infinite() => "inf".into(),
+        Some(x) if x != 0.0 && (x.abs() >= 1e4 || x.abs() < 1e-3) => {
+            format!("{x:.prec$e}", prec = prec.saturating_sub(1))
+        }
+        Some(x) => format!("{x:.prec$}"),
+    }
+}
+
+/// The concise per-layer table printed to the terminal.
+pub fn table(res: &ProbeResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>5} {:>6} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "layer", "dim", "NCC train", "NCC test", "CDNV train", "CDNV test", "NC1", "fuzziness"
+    );
+    for l in &res.layers {
+        let _ = writeln!(
+            s,
+            "{:>5} {:>6} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10}",
+            l.layer,
+            l.dim,
+            fmt_opt(Some(l.ncc_train_acc), 4),
+            fmt_opt(l.ncc_test_acc, 4),
+            fmt_opt(l.cdnv_train, 4),
+            fmt_opt(l.cdnv_test, 4),
+            fmt_opt(l.nc1, 4),
+            fmt_opt(l.fuzziness, 4),
+        );
+    }
+    let depths: Vec<String> = res
+        .effective_depth
+        .iter()
+        .map(|(e, d)| {
+            format!(
+                "ε={e}: {}",
+                d.map(|d| d.to_string())
+                    .unwrap_or_else(|| "not separable".into())
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "effective depth (of {} layers): {}",
+        res.layers.len(),
+        depths.join(", ")
+    );
+    s
+}

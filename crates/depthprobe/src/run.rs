@@ -1,0 +1,541 @@
+//! One training run: data, label corruption, training with a probe every K epochs, and the run
+//! directory (config.toml, metrics.csv, summary.json, cdnv_pairs.csv, corrupted_labels.csv,
+//! figures). Results are rewritten atomically after every probe, so a killed run leaves the
+//! last complete state behind.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::data::{self, corruption, Dataset};
+use crate::engine::trainer::{ProbeOutcome, Trainer};
+use crate::engine::{device_name, init_runtime, resolve_device};
+use crate::figures::{layer_color, render_svg, write_figure, Panel, Series};
+use crate::results::{self, write_atomic};
+
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// Overwrite an output folder that already holds a run.
+    pub force: bool,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+/// The data folder: --data-dir, else $DEPTHPROBE_DATA, else data.root.
+pub fn data_root(cfg: &Config, flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os("DEPTHPROBE_DATA")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| (!cfg.data.root.is_empty()).then(|| PathBuf::from(&cfg.data.root)))
+}
+
+/// Load, subset and corrupt the data as the config says. Returns the data set and the changed
+/// train labels (index, original, new).
+pub fn prepare_data(
+    cfg: &Config,
+    data_dir: Option<&Path>,
+) -> Result<(Dataset, Vec<(usize, i64, i64)>)> {
+    let root = data_root(cfg, data_dir);
+    let mut ds = data::load(&cfg.data.dataset, root.as_deref(), cfg.train.seed)?;
+    if cfg.data.train_per_class > 0 {
+        ds.train = data::balanced_subset(&ds, &ds.train, cfg.data.train_per_class, "train")?;
+    }
+    if cfg.data.test_per_class > 0 {
+        ds.test = data::balanced_subset(&ds, &ds.test, cfg.data.test_per_class, "test")?;
+    }
+    let changed = if cfg.corruption.p > 0.0 {
+        corruption::corrupt(
+            &mut ds.train.labels,
+            ds.num_classes,
+            cfg.corruption.p,
+            cfg.corruption.mode,
+            cfg.corruption.seed,
+        )
+    } else {
+        Vec::new()
+    };
+    data::check_classes_present(
+        &ds.train,
+        ds.num_classes,
+        &format!("train split of {}", ds.name),
+    )?;
+    data::check_classes_present(
+        &ds.test,
+        ds.num_classes,
+        &format!("test split of {}", ds.name),
+    )?;
+    Ok((ds, changed))
+}
+
+struct History {
+    blocks: Vec<(Option<usize>, Vec<(String, &'static str, String, f64)>)>,
+    /// (epoch, outcome) of every probe.
+    probes: Vec<(usize, ProbeOutcome)>,
+}
+
+fn network_rows(
+    o: &ProbeOutcome,
+    epoch_loss: Option<f64>,
+    lr: Option<f64>,
+) -> Vec<(String, &'static str, String, f64)> {
+    let mut rows = vec![
+        (String::new(), "train", "loss".to_string(), o.train_loss),
+        (String::new(), "train", "acc".to_string(), o.train_acc),
+        (String::new(), "test", "loss".to_string(), o.test_loss),
+        (String::new(), "test", "acc".to_string(), o.test_acc),
+    ];
+    if let Some(l) = epoch_loss {
+        rows.push((String::new(), "train", "epoch_loss".to_string(), l));
+    }
+    if let Some(lr) = lr {
+        rows.push((String::new(), "train", "lr".to_string(), lr));
+    }
+    rows
+}
+
+fn summary(
+    cfg: &Config,
+    h: &History,
+    status: &str,
+    reason: Option<&str>,
+    epochs_done: usize,
+    wall: f64,
+    device: &str,
+    corrupted: usize,
+) -> Value {
+    let mut extra = Map::new();
+    extra.insert("status".into(), json!(status));
+    if let Some(r) = reason {
+        extra.insert("reason".into(), json!(r));
+    }
+    extra.insert("epochs".into(), json!(epochs_done));
+    extra.insert("epochs_planned".into(), json!(cfg.train.epochs));
+    extra.insert("wall_s".into(), json!(wall));
+    extra.insert("device".into(), json!(device));
+    extra.insert("dataset".into(), json!(cfg.data.dataset));
+    extra.insert("model".into(), json!({"arch": cfg.model.arch, "depth": cfg.model.depth, "width": cfg.model.width, "embedding": cfg.model.embedding}));
+    extra.insert(
+        "corruption".into(),
+        json!({"p": cfg.corruption.p, "mode": cfg.corruption.mode, "changed": corrupted}),
+    );
+    match h.probes.last() {
+        Some((epoch, o)) => {
+            extra.insert("probe_epoch".into(), json!(epoch));
+            for (k, v) in [
+                ("train_acc", o.train_acc),
+                ("test_acc", o.test_acc),
+                ("train_loss", o.train_loss),
+                ("test_loss", o.test_loss),
+            ] {
+                extra.insert(k.into(), if v.is_finite() { json!(v) } else { Value::Null });
+            }
+            results::summary_value(&o.result, extra)
+        }
+        None => Value::Object(extra),
+    }
+}
+
+fn write_state(
+    out: &Path,
+    cfg: &Config,
+    h: &History,
+    status: &str,
+    reason: Option<&str>,
+    epochs_done: usize,
+    wall: f64,
+    device: &str,
+    corrupted: usize,
+) -> Result<Value> {
+    write_atomic(
+        &out.join("metrics.csv"),
+        results::metrics_csv(&h.blocks).as_bytes(),
+    )?;
+    let s = summary(cfg, h, status, reason, epochs_done, wall, device, corrupted);
+    results::write_json(&out.join("summary.json"), &s)?;
+    if let Some((_, o)) = h.probes.last() {
+        write_atomic(
+            &out.join("cdnv_pairs.csv"),
+            results::cdnv_pairs_csv(&o.result).as_bytes(),
+        )?;
+    }
+    Ok(s)
+}
+
+/// Refuse to overwrite an earlier run unless forced.
+fn prepare_out(out: &Path, force: bool) -> Result<()> {
+    if out.join("summary.json").exists() || out.join("config.toml").exists() {
+        if !force {
+            bail!("{} already holds a run (config.toml / summary.json); pass --force to overwrite it or choose another --out", out.display());
+        }
+        for f in [
+            "summary.json",
+            "metrics.csv",
+            "cdnv_pairs.csv",
+            "corrupted_labels.csv",
+            "config.toml",
+        ] {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create run folder", out.display()))
+}
+
+fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
+    let Some((_, last)) = h.probes.last() else {
+        return Ok(());
+    };
+    let nl = last.result.layers.len();
+    let color = |l: usize| {
+        layer_color(if nl > 1 {
+            (l - 1) as f64 / (nl - 1) as f64
+        } else {
+            0.0
+        })
+    };
+    let by_epoch = |test: bool| -> Panel {
+        let mut series: Vec<Series> = (1..=nl)
+            .map(|l| Series {
+                name: format!("layer {l}"),
+                points: h
+                    .probes
+                    .iter()
+                    .map(|(e, o)| {
+                        let lr = &o.result.layers[l - 1];
+                        (
+                            *e as f64,
+                            if test {
+                                lr.ncc_test_acc.unwrap_or(f64::NAN)
+                            } else {
+                                lr.ncc_train_acc
+                            },
+                        )
+                    })
+                    .collect(),
+                color: color(l),
+                dashed: false,
+            })
+            .collect();
+        series.push(Series {
+            name: if test {
+                "net test acc"
+            } else {
+                "net train acc"
+            }
+            .into(),
+            points: h
+                .probes
+                .iter()
+                .map(|(e, o)| (*e as f64, if test { o.test_acc } else { o.train_acc }))
+                .collect(),
+            color: "#000000".into(),
+            dashed: true,
+        });
+        Panel {
+            title: format!(
+                "NCC {} accuracy per layer",
+                if test { "test" } else { "train" }
+            ),
+            x_label: "epoch".into(),
+            y_label: "accuracy".into(),
+            series,
+            y_range: Some((0.0, 1.0)),
+            integer_x: true,
+        }
+    };
+    let title = format!(
+        "{}-{}-{} on {}{}",
+        format!("{:?}", cfg.model.arch).to_uppercase(),
+        cfg.model.depth,
+        cfg.model.width,
+        cfg.data.dataset,
+        if cfg.corruption.p > 0.0 {
+            format!(", {:.0}% corrupted labels", cfg.corruption.p * 100.0)
+        } else {
+            String::new()
+        }
+    );
+    write_figure(
+        out,
+        "ncc_by_epoch",
+        &render_svg(
+            &format!("Intermediate NCC separability: {title}"),
+            &[by_epoch(false), by_epoch(true)],
+            2,
+        ),
+    )?;
+    let layers = &last.result.layers;
+    let prof = |name: &str, color: &str, pts: Vec<(f64, f64)>| Series {
+        name: name.into(),
+        points: pts,
+        color: color.into(),
+        dashed: false,
+    };
+    let log10 = |v: Option<f64>| {
+        v.filter(|x| *x > 0.0 && x.is_finite())
+            .map(f64::log10)
+            .unwrap_or(f64::NAN)
+    };
+    let acc = Panel {
+        title: "NCC accuracy by layer".into(),
+        x_label: "layer".into(),
+        y_label: "accuracy".into(),
+        series: vec![
+            prof(
+                "train",
+                "#1f77b4",
+                layers
+                    .iter()
+                    .map(|l| (l.layer as f64, l.ncc_train_acc))
+                    .collect(),
+            ),
+            prof(
+                "test",
+                "#d62728",
+                layers
+                    .iter()
+                    .map(|l| (l.layer as f64, l.ncc_test_acc.unwrap_or(f64::NAN)))
+                    .collect(),
+            ),
+        ],
+        y_range: Some((0.0, 1.0)),
+        integer_x: true,
+    };
+    let cdnv = Panel {
+        title: "CDNV by layer".into(),
+        x_label: "layer".into(),
+        y_label: "log10 CDNV".into(),
+        series: vec![
+            prof(
+                "train",
+                "#1f77b4",
+                layers
+                    .iter()
+                    .map(|l| (l.layer as f64, log10(l.cdnv_train)))
+                    .collect(),
+            ),
+            prof(
+                "test",
+                "#d62728",
+                layers
+                    .iter()
+                    .map(|l| (l.layer as f64, log10(l.cdnv_test)))
+                    .collect(),
+            ),
+        ],
+        y_range: None,
+        integer_x: true,
+    };
+    let epoch = h.probes.last().unwrap().0;
+    write_figure(
+        out,
+        "layer_profile",
+        &render_svg(
+            &format!("Per-layer profile at epoch {epoch}: {title}"),
+            &[acc, cdnv],
+            2,
+        ),
+    )
+}
+
+/// What a finished run returns: the summary.json object and the last probe's results.
+pub struct RunResult {
+    pub summary: Value,
+    pub result: depthprobe_measures::ProbeResult,
+}
+
+/// Train as configured and probe every `probe.every` epochs.
+pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
+    let t0 = Instant::now();
+    let device = resolve_device(&cfg.train.device)?;
+    let (ds, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
+    prepare_out(&opts.out, opts.force)?;
+    let out = opts.out.as_path();
+    write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+    if cfg.corruption.p > 0.0 {
+        let mut s = String::from("index,original_label,corrupted_label\n");
+        for (i, o, n) in &changed {
+            let _ = writeln!(s, "{i},{o},{n}");
+        }
+        write_atomic(&out.join("corrupted_labels.csv"), s.as_bytes())?;
+    }
+    init_runtime(cfg.train.seed, cfg.train.threads);
+    let mut trainer = Trainer::new(cfg, &ds, device)?;
+    let dev = device_name(device);
+    let mut h = History {
+        blocks: Vec::new(),
+        probes: Vec::new(),
+    };
+    let log = Logger::new(cfg.train.epochs, opts.quiet);
+    log.line(&format!(
+        "{} · {} train / {} test · {:?}-{}-{} · {} · {} epochs, probe every {}",
+        ds.name,
+        ds.train.len(),
+        ds.test.len(),
+        cfg.model.arch,
+        cfg.model.depth,
+        cfg.model.width,
+        dev,
+        cfg.train.epochs,
+        cfg.probe.every
+    ));
+    let record = |h: &mut History,
+                  epoch: usize,
+                  o: ProbeOutcome,
+                  epoch_loss: Option<f64>,
+                  lr: Option<f64>| {
+        let mut rows = results::metric_rows(&o.result);
+        rows.extend(network_rows(&o, epoch_loss, lr));
+        h.blocks.push((Some(epoch), rows));
+        h.probes.push((epoch, o));
+    };
+    if cfg.probe.at_init {
+        let o = trainer.probe(&ds)?;
+        record(&mut h, 0, o, None, None);
+        write_state(
+            out,
+            cfg,
+            &h,
+            "running",
+            None,
+            0,
+            t0.elapsed().as_secs_f64(),
+            &dev,
+            changed.len(),
+        )?;
+    }
+    for epoch in 1..=cfg.train.epochs {
+        let st = trainer.train_epoch(&ds, epoch);
+        if !st.loss.is_finite() {
+            let reason = format!("training loss became {} in epoch {epoch}", st.loss);
+            write_state(
+                out,
+                cfg,
+                &h,
+                "failed",
+                Some(&reason),
+                epoch,
+                t0.elapsed().as_secs_f64(),
+                &dev,
+                changed.len(),
+            )?;
+            log.finish();
+            bail!("{}: run failed: {reason}", out.display());
+        }
+        let probe_now = epoch % cfg.probe.every == 0 || epoch == cfg.train.epochs;
+        let mut msg = format!("loss {:.4} acc {:.4}", st.loss, st.acc);
+        if probe_now {
+            let o = trainer.probe(&ds)?;
+            let top = o
+                .result
+                .layers
+                .last()
+                .map(|l| l.ncc_train_acc)
+                .unwrap_or(f64::NAN);
+            let _ = write!(
+                msg,
+                " · test acc {:.4} · top NCC train {:.4}",
+                o.test_acc, top
+            );
+            let lr = crate::schedule::lr_at(&cfg.train, epoch, 0, 1);
+            record(&mut h, epoch, o, Some(st.loss), Some(lr));
+            write_state(
+                out,
+                cfg,
+                &h,
+                "running",
+                None,
+                epoch,
+                t0.elapsed().as_secs_f64(),
+                &dev,
+                changed.len(),
+            )?;
+        }
+        log.epoch(epoch, &msg);
+    }
+    log.finish();
+    figures(out, cfg, &h)?;
+    let summary = write_state(
+        out,
+        cfg,
+        &h,
+        "done",
+        None,
+        cfg.train.epochs,
+        t0.elapsed().as_secs_f64(),
+        &dev,
+        changed.len(),
+    )?;
+    let result = h
+        .probes
+        .pop()
+        .expect("the last epoch is always probed")
+        .1
+        .result;
+    Ok(RunResult { summary, result })
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+struct Logger {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+    start: Instant,
+    epochs: usize,
+}
+
+impl Logger {
+    fn new(epochs: usize, quiet: bool) -> Logger {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(epochs as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] epoch {pos}/{len} · {msg} · ETA {eta}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
+            );
+            b
+        });
+        Logger {
+            bar,
+            quiet,
+            start: Instant::now(),
+            epochs,
+        }
+    }
+    fn line(&self, s: &str) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None if !self.quiet => eprintln!("{s}"),
+            None => {}
+        }
+    }
+    fn epoch(&self, epoch: usize, msg: &str) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(epoch as u64);
+                b.set_message(msg.to_string());
+            }
+            None if !self.quiet => eprintln!(
+                "epoch {epoch}/{} · {msg} · {:.1}s",
+                self.epochs,
+                self.start.elapsed().as_secs_f64()
+            ),
+            None => {}
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
