@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::corruption::CorruptionMode;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data: DataConfig,
@@ -170,17 +170,6 @@ impl Default for ProbeConfig {
             eps: vec![0.01, 0.05, 0.1],
             batch_size: 1000,
             rank_max_dim: 1024,
-        }
-    }
-}
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            data: DataConfig::default(),
-            model: ModelConfig::default(),
-            train: TrainConfig::default(),
-            corruption: CorruptionConfig::default(),
-            probe: ProbeConfig::default(),
         }
     }
 }

@@ -144,7 +144,11 @@ pub fn write_outputs(
     )?;
     results::write_atomic(
         &out.join("metrics.csv"),
-        results::metrics_csv(&[(None, results::metric_rows(res))]).as_bytes(),
+        results::metrics_csv(&[results::MetricBlock {
+            epoch: None,
+            rows: results::metric_rows(res),
+        }])
+        .as_bytes(),
     )?;
     results::write_atomic(
         &out.join("cdnv_pairs.csv"),

@@ -51,42 +51,73 @@ pub fn write_json(path: &Path, v: &Value) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
-/// Long-format rows for one probe: (layer or "" for network-level, split, metric, value).
-pub fn metric_rows(res: &ProbeResult) -> Vec<(String, &'static str, String, f64)> {
+/// One row of metrics.csv; `layer` is None for network-level metrics (loss, accuracy, …).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricRow {
+    pub layer: Option<usize>,
+    pub split: &'static str,
+    pub metric: String,
+    pub value: f64,
+}
+
+impl MetricRow {
+    pub fn network(split: &'static str, metric: &str, value: f64) -> Self {
+        MetricRow {
+            layer: None,
+            split,
+            metric: metric.to_string(),
+            value,
+        }
+    }
+}
+
+/// The rows of metrics.csv that come from one probe, optionally tagged with its epoch.
+pub struct MetricBlock {
+    pub epoch: Option<usize>,
+    pub rows: Vec<MetricRow>,
+}
+
+/// Long-format rows for one probe: every scalar measure of every layer, then effective depth.
+pub fn metric_rows(res: &ProbeResult) -> Vec<MetricRow> {
     let mut rows = Vec::new();
     for l in &res.layers {
         for (name, split, v) in l.scalar_metrics() {
             if let Some(v) = v {
-                rows.push((l.layer.to_string(), split, name.to_string(), v));
+                rows.push(MetricRow {
+                    layer: Some(l.layer),
+                    split,
+                    metric: name.to_string(),
+                    value: v,
+                });
             }
         }
     }
     for (eps, d) in &res.effective_depth {
         // NaN (written empty) marks "not separable at any layer".
-        rows.push((
-            String::new(),
+        rows.push(MetricRow::network(
             "train",
-            format!("effective_depth_{eps}"),
+            &format!("effective_depth_{eps}"),
             d.map(|d| d as f64).unwrap_or(f64::NAN),
         ));
     }
     rows
 }
 
-/// `metrics.csv` text; with `epochs`, each block of rows carries its epoch in the first column.
-pub fn metrics_csv(blocks: &[(Option<usize>, Vec<(String, &'static str, String, f64)>)]) -> String {
-    let with_epoch = blocks.iter().any(|(e, _)| e.is_some());
+/// `metrics.csv` text; when blocks carry epochs, the first column is the epoch.
+pub fn metrics_csv(blocks: &[MetricBlock]) -> String {
+    let with_epoch = blocks.iter().any(|b| b.epoch.is_some());
     let mut s = String::from(if with_epoch {
         "epoch,layer,split,metric,value\n"
     } else {
         "layer,split,metric,value\n"
     });
-    for (epoch, rows) in blocks {
-        for (layer, split, metric, v) in rows {
-            if let Some(e) = epoch {
+    for b in blocks {
+        for r in &b.rows {
+            if let Some(e) = b.epoch {
                 let _ = write!(s, "{e},");
             }
-            let _ = writeln!(s, "{layer},{split},{metric},{}", f64_text(*v));
+            let layer = r.layer.map(|l| l.to_string()).unwrap_or_default();
+            let _ = writeln!(s, "{layer},{},{},{}", r.split, r.metric, f64_text(r.value));
         }
     }
     s

@@ -12,11 +12,12 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
+use crate::data::corruption::Relabel;
 use crate::data::{self, corruption, Dataset};
 use crate::engine::trainer::{ProbeOutcome, Trainer};
 use crate::engine::{device_name, init_runtime, resolve_device};
 use crate::figures::{layer_color, render_svg, write_figure, Panel, Series};
-use crate::results::{self, write_atomic};
+use crate::results::{self, write_atomic, MetricBlock, MetricRow};
 
 pub struct RunOptions {
     pub out: PathBuf,
@@ -40,10 +41,7 @@ pub fn data_root(cfg: &Config, flag: Option<&Path>) -> Option<PathBuf> {
 
 /// Load, subset and corrupt the data as the config says. Returns the data set and the changed
 /// train labels (index, original, new).
-pub fn prepare_data(
-    cfg: &Config,
-    data_dir: Option<&Path>,
-) -> Result<(Dataset, Vec<(usize, i64, i64)>)> {
+pub fn prepare_data(cfg: &Config, data_dir: Option<&Path>) -> Result<(Dataset, Vec<Relabel>)> {
     let root = data_root(cfg, data_dir);
     let mut ds = data::load(&cfg.data.dataset, root.as_deref(), cfg.train.seed)?;
     if cfg.data.train_per_class > 0 {
@@ -77,55 +75,52 @@ pub fn prepare_data(
 }
 
 struct History {
-    blocks: Vec<(Option<usize>, Vec<(String, &'static str, String, f64)>)>,
+    blocks: Vec<MetricBlock>,
     /// (epoch, outcome) of every probe.
     probes: Vec<(usize, ProbeOutcome)>,
 }
 
-fn network_rows(
-    o: &ProbeOutcome,
-    epoch_loss: Option<f64>,
-    lr: Option<f64>,
-) -> Vec<(String, &'static str, String, f64)> {
+fn network_rows(o: &ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>) -> Vec<MetricRow> {
     let mut rows = vec![
-        (String::new(), "train", "loss".to_string(), o.train_loss),
-        (String::new(), "train", "acc".to_string(), o.train_acc),
-        (String::new(), "test", "loss".to_string(), o.test_loss),
-        (String::new(), "test", "acc".to_string(), o.test_acc),
+        MetricRow::network("train", "loss", o.train_loss),
+        MetricRow::network("train", "acc", o.train_acc),
+        MetricRow::network("test", "loss", o.test_loss),
+        MetricRow::network("test", "acc", o.test_acc),
     ];
     if let Some(l) = epoch_loss {
-        rows.push((String::new(), "train", "epoch_loss".to_string(), l));
+        rows.push(MetricRow::network("train", "epoch_loss", l));
     }
     if let Some(lr) = lr {
-        rows.push((String::new(), "train", "lr".to_string(), lr));
+        rows.push(MetricRow::network("train", "lr", lr));
     }
     rows
 }
 
-fn summary(
-    cfg: &Config,
-    h: &History,
-    status: &str,
-    reason: Option<&str>,
+/// Where a run stands, for summary.json.
+struct RunState<'a> {
+    status: &'a str,
+    reason: Option<&'a str>,
     epochs_done: usize,
-    wall: f64,
-    device: &str,
+    wall_s: f64,
+    device: &'a str,
     corrupted: usize,
-) -> Value {
+}
+
+fn summary(cfg: &Config, h: &History, st: &RunState) -> Value {
     let mut extra = Map::new();
-    extra.insert("status".into(), json!(status));
-    if let Some(r) = reason {
+    extra.insert("status".into(), json!(st.status));
+    if let Some(r) = st.reason {
         extra.insert("reason".into(), json!(r));
     }
-    extra.insert("epochs".into(), json!(epochs_done));
+    extra.insert("epochs".into(), json!(st.epochs_done));
     extra.insert("epochs_planned".into(), json!(cfg.train.epochs));
-    extra.insert("wall_s".into(), json!(wall));
-    extra.insert("device".into(), json!(device));
+    extra.insert("wall_s".into(), json!(st.wall_s));
+    extra.insert("device".into(), json!(st.device));
     extra.insert("dataset".into(), json!(cfg.data.dataset));
     extra.insert("model".into(), json!({"arch": cfg.model.arch, "depth": cfg.model.depth, "width": cfg.model.width, "embedding": cfg.model.embedding}));
     extra.insert(
         "corruption".into(),
-        json!({"p": cfg.corruption.p, "mode": cfg.corruption.mode, "changed": corrupted}),
+        json!({"p": cfg.corruption.p, "mode": cfg.corruption.mode, "changed": st.corrupted}),
     );
     match h.probes.last() {
         Some((epoch, o)) => {
@@ -144,22 +139,12 @@ fn summary(
     }
 }
 
-fn write_state(
-    out: &Path,
-    cfg: &Config,
-    h: &History,
-    status: &str,
-    reason: Option<&str>,
-    epochs_done: usize,
-    wall: f64,
-    device: &str,
-    corrupted: usize,
-) -> Result<Value> {
+fn write_state(out: &Path, cfg: &Config, h: &History, st: &RunState) -> Result<Value> {
     write_atomic(
         &out.join("metrics.csv"),
         results::metrics_csv(&h.blocks).as_bytes(),
     )?;
-    let s = summary(cfg, h, status, reason, epochs_done, wall, device, corrupted);
+    let s = summary(cfg, h, st);
     results::write_json(&out.join("summary.json"), &s)?;
     if let Some((_, o)) = h.probes.last() {
         write_atomic(
@@ -363,8 +348,8 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
     if cfg.corruption.p > 0.0 {
         let mut s = String::from("index,original_label,corrupted_label\n");
-        for (i, o, n) in &changed {
-            let _ = writeln!(s, "{i},{o},{n}");
+        for r in &changed {
+            let _ = writeln!(s, "{},{},{}", r.index, r.original, r.corrupted);
         }
         write_atomic(&out.join("corrupted_labels.csv"), s.as_bytes())?;
     }
@@ -388,6 +373,14 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         cfg.train.epochs,
         cfg.probe.every
     ));
+    let state = |status, reason, epochs_done| RunState {
+        status,
+        reason,
+        epochs_done,
+        wall_s: t0.elapsed().as_secs_f64(),
+        device: &dev,
+        corrupted: changed.len(),
+    };
     let record = |h: &mut History,
                   epoch: usize,
                   o: ProbeOutcome,
@@ -395,45 +388,27 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
                   lr: Option<f64>| {
         let mut rows = results::metric_rows(&o.result);
         rows.extend(network_rows(&o, epoch_loss, lr));
-        h.blocks.push((Some(epoch), rows));
+        h.blocks.push(MetricBlock {
+            epoch: Some(epoch),
+            rows,
+        });
         h.probes.push((epoch, o));
     };
     if cfg.probe.at_init {
         let o = trainer.probe(&ds)?;
         record(&mut h, 0, o, None, None);
-        write_state(
-            out,
-            cfg,
-            &h,
-            "running",
-            None,
-            0,
-            t0.elapsed().as_secs_f64(),
-            &dev,
-            changed.len(),
-        )?;
+        write_state(out, cfg, &h, &state("running", None, 0))?;
     }
     for epoch in 1..=cfg.train.epochs {
         let st = trainer.train_epoch(&ds, epoch);
         if !st.loss.is_finite() {
             let reason = format!("training loss became {} in epoch {epoch}", st.loss);
-            write_state(
-                out,
-                cfg,
-                &h,
-                "failed",
-                Some(&reason),
-                epoch,
-                t0.elapsed().as_secs_f64(),
-                &dev,
-                changed.len(),
-            )?;
+            write_state(out, cfg, &h, &state("failed", Some(&reason), epoch))?;
             log.finish();
             bail!("{}: run failed: {reason}", out.display());
         }
-        let probe_now = epoch % cfg.probe.every == 0 || epoch == cfg.train.epochs;
         let mut msg = format!("loss {:.4} acc {:.4}", st.loss, st.acc);
-        if probe_now {
+        if epoch % cfg.probe.every == 0 || epoch == cfg.train.epochs {
             let o = trainer.probe(&ds)?;
             let top = o
                 .result
@@ -446,35 +421,16 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
                 " · test acc {:.4} · top NCC train {:.4}",
                 o.test_acc, top
             );
+            // The LR in force at the end of this epoch.
             let lr = crate::schedule::lr_at(&cfg.train, epoch, 0, 1);
             record(&mut h, epoch, o, Some(st.loss), Some(lr));
-            write_state(
-                out,
-                cfg,
-                &h,
-                "running",
-                None,
-                epoch,
-                t0.elapsed().as_secs_f64(),
-                &dev,
-                changed.len(),
-            )?;
+            write_state(out, cfg, &h, &state("running", None, epoch))?;
         }
         log.epoch(epoch, &msg);
     }
     log.finish();
     figures(out, cfg, &h)?;
-    let summary = write_state(
-        out,
-        cfg,
-        &h,
-        "done",
-        None,
-        cfg.train.epochs,
-        t0.elapsed().as_secs_f64(),
-        &dev,
-        changed.len(),
-    )?;
+    let summary = write_state(out, cfg, &h, &state("done", None, cfg.train.epochs))?;
     let result = h
         .probes
         .pop()

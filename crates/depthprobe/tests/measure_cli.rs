@@ -292,10 +292,10 @@ fn bad_input_names_the_file_and_the_problem() {
     .unwrap();
     expect_err(&d, &good, &["layer_1.npy", "float32", "int32"]);
     let d = fresh("labeldtype");
-    std::fs::write(d.join("labels.npy"), npy_bytes_f32(&[50], &vec![0.0; 50])).unwrap();
+    std::fs::write(d.join("labels.npy"), npy_bytes_f32(&[50], &[0.0; 50])).unwrap();
     expect_err(&d, &good, &["labels.npy", "integers"]);
     let d = fresh("shape");
-    std::fs::write(d.join("layer_3.npy"), npy_bytes_f32(&[50], &vec![0.0; 50])).unwrap();
+    std::fs::write(d.join("layer_3.npy"), npy_bytes_f32(&[50], &[0.0; 50])).unwrap();
     expect_err(&d, &good, &["layer_3.npy", "[N, D]"]);
 
     // NaN / Inf in an embedding, with the row.
@@ -317,17 +317,13 @@ fn bad_input_names_the_file_and_the_problem() {
 
     // Train and test with different layer dimensions.
     let d = fresh("dims");
-    std::fs::write(
-        d.join("layer_1.npy"),
-        npy_bytes_f32(&[50, 1], &vec![0.0; 50]),
-    )
-    .unwrap();
+    std::fs::write(d.join("layer_1.npy"), npy_bytes_f32(&[50, 1], &[0.0; 50])).unwrap();
     expect_err(&good, &d, &["layers differ"]);
 
     // A missing layer in the numbering.
     let d = fresh("gap");
     std::fs::rename(d.join("layer_2.npy"), d.join("layer_5.npy")).unwrap();
-    expect_err(&d, &good, &["layer_5", "layer_2 is missing"]);
+    expect_err(&d, &good, &["without gaps", "layer_2 is missing"]);
 
     // Not an npy file at all.
     let d = fresh("magic");

@@ -17,15 +17,22 @@ pub enum CorruptionMode {
     PerSample,
 }
 
-/// Corrupt `labels` in place; returns the indices whose label changed, ascending, with the
-/// original and new label.
+/// A train label that corruption changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relabel {
+    pub index: usize,
+    pub original: i64,
+    pub corrupted: i64,
+}
+
+/// Corrupt `labels` in place; returns the labels that changed, by ascending index.
 pub fn corrupt(
     labels: &mut [i64],
     num_classes: usize,
     p: f64,
     mode: CorruptionMode,
     seed: u64,
-) -> Vec<(usize, i64, i64)> {
+) -> Vec<Relabel> {
     let mut r = Rng::new(seed);
     let m = labels.len();
     let c = num_classes as u64;
@@ -45,7 +52,11 @@ pub fn corrupt(
                 let old = labels[i];
                 let new = ((old as u64 + 1 + r.below(c - 1)) % c) as i64;
                 labels[i] = new;
-                changed.push((i, old, new));
+                changed.push(Relabel {
+                    index: i,
+                    original: old,
+                    corrupted: new,
+                });
             }
         }
         CorruptionMode::PerSample => {
@@ -53,7 +64,11 @@ pub fn corrupt(
                 if r.uniform() < p {
                     let new = r.below(c) as i64;
                     if new != *l {
-                        changed.push((i, *l, new));
+                        changed.push(Relabel {
+                            index: i,
+                            original: *l,
+                            corrupted: new,
+                        });
                         *l = new;
                     }
                 }
@@ -84,9 +99,9 @@ mod tests {
             assert_eq!(ch.len(), k, "m={m} p={p}");
             let differ = orig.iter().zip(&l).filter(|(a, b)| a != b).count();
             assert_eq!(differ, k, "every chosen label must change");
-            assert!(ch
-                .iter()
-                .all(|&(i, o, n)| orig[i] == o && l[i] == n && o != n));
+            assert!(ch.iter().all(|r| orig[r.index] == r.original
+                && l[r.index] == r.corrupted
+                && r.original != r.corrupted));
         }
     }
 

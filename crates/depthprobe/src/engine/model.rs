@@ -12,6 +12,17 @@ fn pytorch_uniform(fan_in: usize) -> Init {
     Init::Uniform { lo: -b, up: b }
 }
 
+/// PyTorch's BatchNorm: γ = 1, β = 0, eps 1e-5, momentum 0.1 (tch's default draws γ ~ U(0, 1)).
+fn bn_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: Init::Const(1.0),
+        bs_init: Init::Const(0.0),
+        eps: 1e-5,
+        momentum: 0.1,
+        ..Default::default()
+    }
+}
+
 fn linear(p: nn::Path, din: usize, dout: usize) -> nn::Linear {
     let init = pytorch_uniform(din);
     nn::linear(
@@ -86,11 +97,11 @@ impl Net {
         let h = cfg.width;
         let bn1 = |p: nn::Path| {
             cfg.batch_norm
-                .then(|| nn::batch_norm1d(p, h as i64, Default::default()))
+                .then(|| nn::batch_norm1d(p, h as i64, bn_config()))
         };
         let bn2 = |p: nn::Path| {
             cfg.batch_norm
-                .then(|| nn::batch_norm2d(p, h as i64, Default::default()))
+                .then(|| nn::batch_norm2d(p, h as i64, bn_config()))
         };
         let (stem, blocks, head_in, dims) = match cfg.arch {
             Arch::Mlp => {
@@ -108,7 +119,7 @@ impl Net {
                 (Vec::new(), blocks, h, vec![h; cfg.depth])
             }
             Arch::Conv => {
-                if input.len() != 3 || input[1] % 4 != 0 || input[2] % 4 != 0 {
+                if input.len() != 3 || !input[1].is_multiple_of(4) || !input[2].is_multiple_of(4) {
                     anyhow::bail!("CONV-L-H needs image input [C, H, W] with H and W divisible by 4, got {input:?}");
                 }
                 let stem = vec![

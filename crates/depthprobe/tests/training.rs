@@ -1,0 +1,400 @@
+//! Models, training runs and data loading (issue: train the paper's networks and probe them).
+
+use std::path::{Path, PathBuf};
+
+use depthprobe::config::{Arch, Config, EmbeddingPoint, ModelConfig};
+use depthprobe::data;
+use depthprobe::engine::model::Net;
+use depthprobe::run::{train, RunOptions};
+use depthprobe_measures::{LayerProbe, ProbeSpec, Split};
+use tch::{nn, Device, Kind, Tensor};
+
+fn shared_data() -> PathBuf {
+    std::env::var("DEPTHPROBE_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+}
+
+#[test]
+fn model_shapes_and_embedding_count_per_depth() {
+    for arch in [Arch::Mlp, Arch::Conv] {
+        for depth in [1usize, 3, 5] {
+            for emb in [EmbeddingPoint::PreBn, EmbeddingPoint::PostActivation] {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let cfg = ModelConfig {
+                    arch,
+                    depth,
+                    width: 8,
+                    batch_norm: true,
+                    embedding: emb,
+                };
+                let net = Net::new(&vs.root(), &cfg, &[3, 32, 32], 10).unwrap();
+                let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+                let (logits, embs) = net.forward(&x, false, true);
+                assert_eq!(logits.size(), vec![4, 10]);
+                assert_eq!(embs.len(), depth, "{arch:?} L={depth}");
+                let d = if arch == Arch::Mlp { 8 } else { 8 * 8 * 8 };
+                for e in &embs {
+                    assert_eq!(e.size(), vec![4, d as i64]);
+                }
+                assert_eq!(net.dims(), vec![d; depth].as_slice());
+                if emb == EmbeddingPoint::PostActivation {
+                    assert!(
+                        embs.iter().all(|e| e.min().double_value(&[]) >= 0.0),
+                        "post-ReLU embeddings are non-negative"
+                    );
+                } else {
+                    assert!(
+                        embs[0].min().double_value(&[]) < 0.0,
+                        "pre-BN embeddings take negative values"
+                    );
+                }
+                // Parameter count: MLP = Σ linear + BN + head; CONV adds the two-conv stem.
+                let n: i64 = vs
+                    .trainable_variables()
+                    .iter()
+                    .map(|t| t.numel() as i64)
+                    .sum();
+                let h = 8i64;
+                let want = match arch {
+                    Arch::Mlp => {
+                        (3072 * h + h)
+                            + (depth as i64 - 1) * (h * h + h)
+                            + depth as i64 * 2 * h
+                            + (h * 10 + 10)
+                    }
+                    Arch::Conv => {
+                        (3 * 4 * h + h)
+                            + 2 * h
+                            + (h * h * 4 + h)
+                            + 2 * h
+                            + depth as i64 * (h * h * 9 + h + 2 * h)
+                            + (h * 64 * 10 + 10)
+                    }
+                };
+                assert_eq!(n, want, "{arch:?} L={depth} parameter count");
+            }
+        }
+    }
+}
+
+#[test]
+fn init_is_pytorch_default_uniform() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = ModelConfig {
+        arch: Arch::Mlp,
+        depth: 2,
+        width: 400,
+        batch_norm: true,
+        embedding: EmbeddingPoint::PreBn,
+    };
+    let _net = Net::new(&vs.root(), &cfg, &[1, 32, 32], 10).unwrap();
+    let vars = vs.variables();
+    let w = &vars["layers.1.linear.weight"];
+    let bound = 1.0 / (400f64).sqrt();
+    let (lo, hi) = (w.min().double_value(&[]), w.max().double_value(&[]));
+    assert!(
+        lo >= -bound && hi <= bound && hi > 0.95 * bound && lo < -0.95 * bound,
+        "[{lo}, {hi}] vs ±{bound}"
+    );
+    let b = &vars["layers.1.linear.bias"];
+    assert!(
+        b.abs().max().double_value(&[]) <= bound && b.abs().max().double_value(&[]) > 0.0,
+        "bias uniform, not zero"
+    );
+    assert_eq!(
+        vars["layers.0.bn.weight"]
+            .mean(Kind::Float)
+            .double_value(&[]),
+        1.0
+    );
+}
+
+fn quick_cfg(epochs: usize) -> Config {
+    let mut c = Config::from_toml(depthprobe::DEMO_CONFIG, "demo", &[]).unwrap();
+    c.train.epochs = epochs;
+    c.train.threads = 1;
+    c.model.depth = 4;
+    c.model.width = 64;
+    c.train.milestones = vec![];
+    c.probe.every = 1;
+    c
+}
+
+fn run(cfg: &Config, dir: &Path) -> depthprobe::run::RunResult {
+    train(
+        cfg,
+        &RunOptions {
+            out: dir.into(),
+            data_dir: None,
+            force: true,
+            quiet: true,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn same_seed_gives_identical_metrics_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = quick_cfg(2);
+    run(&cfg, &tmp.path().join("a"));
+    run(&cfg, &tmp.path().join("b"));
+    let a = std::fs::read(tmp.path().join("a/metrics.csv")).unwrap();
+    let b = std::fs::read(tmp.path().join("b/metrics.csv")).unwrap();
+    assert!(a.len() > 1000);
+    assert!(
+        a == b,
+        "metrics.csv differs between two runs with the same seed"
+    );
+    let mut other = cfg.clone();
+    other.train.seed = 1;
+    run(&other, &tmp.path().join("c"));
+    assert_ne!(
+        a,
+        std::fs::read(tmp.path().join("c/metrics.csv")).unwrap(),
+        "a different seed must change the run"
+    );
+}
+
+#[test]
+fn training_reduces_loss_and_raises_top_layer_ncc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = quick_cfg(6);
+    let r = run(&cfg, tmp.path());
+    let csv = std::fs::read_to_string(tmp.path().join("metrics.csv")).unwrap();
+    let get = |epoch: usize, layer: &str, split: &str, metric: &str| -> f64 {
+        let prefix = format!("{epoch},{layer},{split},{metric},");
+        csv.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix}"))
+            .parse()
+            .unwrap()
+    };
+    let (loss0, loss6) = (get(0, "", "train", "loss"), get(6, "", "train", "loss"));
+    let (ncc0, ncc6) = (
+        get(0, "4", "train", "ncc_acc"),
+        get(6, "4", "train", "ncc_acc"),
+    );
+    assert!(loss6 < 0.5 * loss0, "loss {loss0} → {loss6}");
+    assert!(
+        ncc6 > ncc0 + 0.2 && ncc6 > 0.9,
+        "top-layer NCC {ncc0} → {ncc6}"
+    );
+    assert_eq!(r.summary["status"], "done");
+    assert_eq!(r.summary["epochs"], 6);
+    for f in [
+        "config.toml",
+        "summary.json",
+        "cdnv_pairs.csv",
+        "ncc_by_epoch.svg",
+        "ncc_by_epoch.png",
+        "layer_profile.svg",
+        "layer_profile.png",
+    ] {
+        assert!(tmp.path().join(f).exists(), "{f} missing");
+    }
+    // The run folder's config is the resolved config and reproduces it.
+    let again = Config::from_file(&tmp.path().join("config.toml"), &[]).unwrap();
+    assert_eq!(again, cfg);
+}
+
+#[test]
+fn an_existing_run_folder_is_refused_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = quick_cfg(1);
+    run(&cfg, tmp.path());
+    let e = train(
+        &cfg,
+        &RunOptions {
+            out: tmp.path().into(),
+            data_dir: None,
+            force: false,
+            quiet: true,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string().contains("already holds a run") && e.to_string().contains("--force"),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupted_run_records_changed_indices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = quick_cfg(1);
+    cfg.corruption.p = 0.2;
+    let r = run(&cfg, tmp.path());
+    let n = data::synthetic::CLASSES * data::synthetic::TRAIN_PER_CLASS;
+    let rows = std::fs::read_to_string(tmp.path().join("corrupted_labels.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(rows, (0.2 * n as f64).floor() as usize);
+    assert_eq!(r.summary["corruption"]["changed"], rows);
+}
+
+#[test]
+fn cuda_without_gpu_is_a_clear_error() {
+    if tch::Cuda::device_count() > 0 {
+        return; // Only meaningful where there is no GPU (CI and the development machines).
+    }
+    let mut cfg = quick_cfg(1);
+    cfg.train.device = "cuda".into();
+    let e = train(
+        &cfg,
+        &RunOptions {
+            out: tempfile::tempdir().unwrap().path().into(),
+            data_dir: None,
+            force: true,
+            quiet: true,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("no CUDA GPU"), "{e}");
+}
+
+#[test]
+fn demo_data_is_not_ncc_separable_at_the_input() {
+    let ds = data::synthetic::generate(0);
+    let n = ds.train.len();
+    let d = ds.sample_len();
+    let mut x = Vec::new();
+    ds.fill_batch(&ds.train, &(0..n).collect::<Vec<_>>(), None, &mut x);
+    let y: Vec<u32> = ds.train.labels.iter().map(|&v| v as u32).collect();
+    let mut p = LayerProbe::new(ProbeSpec::new(ds.num_classes, vec![d])).unwrap();
+    p.update(Split::Train, 1, &x, &y).unwrap();
+    p.next_pass().unwrap();
+    p.update(Split::Train, 1, &x, &y).unwrap();
+    let acc = p.finish().unwrap().layers[0].ncc_train_acc;
+    assert!(acc < 0.7, "raw-input NCC accuracy {acc}");
+}
+
+#[test]
+fn real_mnist_and_fashion_mnist_load_with_paper_preprocessing() {
+    let root = shared_data();
+    let m = data::load("mnist", Some(&root), 0).unwrap();
+    assert_eq!(
+        (m.train.len(), m.test.len(), m.shape.clone()),
+        (60_000, 10_000, vec![1, 32, 32])
+    );
+    let mut hist = [0usize; 10];
+    for &l in &m.train.labels {
+        hist[l as usize] += 1;
+    }
+    assert_eq!(
+        hist,
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    );
+    // Zero padding: the 2-pixel border normalises to −mean/std exactly.
+    let mut x = Vec::new();
+    m.fill_batch(&m.train, &[0], None, &mut x);
+    let border = -data::MNIST_MEAN / data::MNIST_STD;
+    assert!(x[..64].iter().all(|&v| v == border) && x[1024 - 64..].iter().all(|&v| v == border));
+    // Normalised train pixels (the 28×28 part) have mean ≈ 0 and std ≈ 1.
+    let mut all = Vec::new();
+    m.fill_batch(&m.train, &(0..2000).collect::<Vec<_>>(), None, &mut all);
+    let inner: Vec<f64> = all
+        .chunks(1024)
+        .flat_map(|img| {
+            (2..30).flat_map(move |r| img[r * 32 + 2..r * 32 + 30].iter().map(|&v| v as f64))
+        })
+        .collect();
+    let mean = inner.iter().sum::<f64>() / inner.len() as f64;
+    assert!(mean.abs() < 0.05, "mean {mean}");
+    let f = data::load("fashion-mnist", Some(&root), 0).unwrap();
+    assert_eq!((f.train.len(), f.test.len()), (60_000, 10_000));
+    let sub = data::balanced_subset(&f, &f.train, 100, "train").unwrap();
+    let mut h = [0usize; 10];
+    for &l in &sub.labels {
+        h[l as usize] += 1;
+    }
+    assert_eq!(h, [100; 10]);
+}
+
+#[test]
+fn torchvision_layout_and_raw_files_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("MNIST/raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        // Uncompressed copies: the loader must read raw IDX too.
+        let bytes =
+            data::idx::read_maybe_gz(&shared_data().join("mnist").join(format!("{f}.gz"))).unwrap();
+        std::fs::write(raw.join(f), bytes).unwrap();
+    }
+    let m = data::load("mnist", Some(tmp.path()), 0).unwrap();
+    assert_eq!(m.train.len(), 60_000);
+    let e = data::load("fashion-mnist", Some(tmp.path()), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fashion-mnist/train-images-idx3-ubyte.gz") && e.contains("FashionMNIST/raw"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cifar_sample_loads_and_augments() {
+    let p = shared_data().join("cifar-10-sample/test_batch_first500.bin");
+    let (labels, px) = data::cifar::parse_batch(&p).unwrap();
+    assert_eq!(labels.len(), 500);
+    assert_eq!(&labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
+    assert_eq!(px.len(), 500 * 3072);
+    let ds = data::Dataset {
+        name: "cifar10".into(),
+        shape: vec![3, 32, 32],
+        num_classes: 10,
+        train: data::Split {
+            storage: data::Storage::Bytes {
+                pixels: px,
+                mean: data::CIFAR_MEAN.to_vec(),
+                std: data::CIFAR_STD.to_vec(),
+            },
+            labels: labels.iter().map(|&l| l as i64).collect(),
+        },
+        test: data::Split {
+            storage: data::Storage::Floats(vec![]),
+            labels: vec![],
+        },
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    ds.fill_batch(&ds.train, &[0, 1], None, &mut a);
+    let mut r = depthprobe::rng::Rng::new(1);
+    ds.fill_batch(&ds.train, &[0, 1], Some(&mut r), &mut b);
+    assert_eq!(a.len(), b.len());
+    assert_ne!(a, b, "augmentation changes the image");
+    // Wrong record size is refused with the file named.
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("data_batch_1.bin");
+    std::fs::write(&bad, vec![0u8; 3073 * 2 + 5]).unwrap();
+    let e = data::cifar::parse_batch(&bad).unwrap_err().to_string();
+    assert!(e.contains("data_batch_1.bin") && e.contains("3073"), "{e}");
+}
+
+#[test]
+fn broken_idx_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = std::fs::read(shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let p = tmp.path().join("t.gz");
+    std::fs::write(&p, &src[..src.len() / 2]).unwrap();
+    let e = format!("{:#}", data::idx::read_maybe_gz(&p).unwrap_err());
+    assert!(e.contains("t.gz") && e.contains("truncated"), "{e}");
+    let raw =
+        data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let e = data::idx::parse_images(&p, &raw).unwrap_err().to_string();
+    assert!(e.contains("wrong IDX magic 0x00000801"), "{e}");
+    let e = data::idx::parse_labels(&p, &raw[..raw.len() - 3])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("10000 labels but the file holds 9997"), "{e}");
+}
