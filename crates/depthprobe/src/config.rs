@@ -109,7 +109,8 @@ pub struct ProbeConfig {
     pub eps: Vec<f64>,
     /// Rows per forward pass while probing.
     pub batch_size: usize,
-    /// Numerical/effective rank for layers of at most this dimension (0 = never).
+    /// Numerical/effective rank for layers of at most this dimension (0 = never, the default:
+    /// they need a D×D Gram matrix, N·D² work per probe; 1024 covers the paper's MLPs).
     pub rank_max_dim: usize,
 }
 
@@ -126,13 +127,7 @@ impl Default for DataConfig {
 }
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig {
-            arch: Arch::Mlp,
-            depth: 10,
-            width: 512,
-            batch_norm: true,
-            embedding: EmbeddingPoint::PreBn,
-        }
+        ModelConfig { arch: Arch::Mlp, depth: 10, width: 512, batch_norm: true, embedding: EmbeddingPoint::PreBn }
     }
 }
 impl Default for TrainConfig {
@@ -155,22 +150,12 @@ impl Default for TrainConfig {
 }
 impl Default for CorruptionConfig {
     fn default() -> Self {
-        CorruptionConfig {
-            p: 0.0,
-            mode: CorruptionMode::Exact,
-            seed: 12345,
-        }
+        CorruptionConfig { p: 0.0, mode: CorruptionMode::Exact, seed: 12345 }
     }
 }
 impl Default for ProbeConfig {
     fn default() -> Self {
-        ProbeConfig {
-            every: 10,
-            at_init: true,
-            eps: vec![0.01, 0.05, 0.1],
-            batch_size: 1000,
-            rank_max_dim: 1024,
-        }
+        ProbeConfig { every: 10, at_init: true, eps: vec![0.01, 0.05, 0.1], batch_size: 1000, rank_max_dim: 0 }
     }
 }
 
@@ -191,10 +176,8 @@ pub fn valid_keys() -> Vec<String> {
 }
 
 fn suggest(key: &str, candidates: &[String]) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(key, c), c))
-        .max_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let best =
+        candidates.iter().map(|c| (strsim::jaro_winkler(key, c), c)).max_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
     match best {
         Some((score, c)) if score > 0.7 => format!("; did you mean '{c}'?"),
         _ => String::new(),
@@ -204,19 +187,12 @@ fn suggest(key: &str, candidates: &[String]) -> String {
 /// Refuse keys that are not in the schema, naming the closest valid one.
 fn check_keys(table: &toml::Table, origin: &str) -> Result<()> {
     let keys = valid_keys();
-    let sections: Vec<String> = keys
-        .iter()
-        .map(|k| k.split('.').next().unwrap().to_string())
-        .collect();
+    let sections: Vec<String> = keys.iter().map(|k| k.split('.').next().unwrap().to_string()).collect();
     for (s, v) in table {
         if !sections.contains(s) {
             let mut uniq = sections.clone();
             uniq.dedup();
-            bail!(
-                "{origin}: unknown section '{s}'{} (sections: {})",
-                suggest(s, &uniq),
-                uniq.join(", ")
-            );
+            bail!("{origin}: unknown section '{s}'{} (sections: {})", suggest(s, &uniq), uniq.join(", "));
         }
         let toml::Value::Table(sub) = v else {
             bail!("{origin}: '{s}' must be a section ([{s}]), not a value");
@@ -234,21 +210,15 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<()> {
 /// Apply `key=value` overrides (value in TOML syntax; bare words are taken as strings).
 fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
     for s in sets {
-        let (key, val) = s
-            .split_once('=')
-            .with_context(|| format!("--set '{s}': expected section.key=value"))?;
+        let (key, val) = s.split_once('=').with_context(|| format!("--set '{s}': expected section.key=value"))?;
         let key = key.trim();
-        let (sec, k) = key
-            .split_once('.')
-            .with_context(|| format!("--set '{s}': key must be section.key, e.g. train.epochs"))?;
-        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", val.trim()))
-        {
+        let (sec, k) =
+            key.split_once('.').with_context(|| format!("--set '{s}': key must be section.key, e.g. train.epochs"))?;
+        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", val.trim())) {
             Ok(mut t) => t.remove("v").unwrap(),
             Err(_) => toml::Value::String(val.trim().to_string()),
         };
-        let entry = table
-            .entry(sec.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = table.entry(sec.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         match entry {
             toml::Value::Table(t) => {
                 t.insert(k.to_string(), value);
@@ -269,14 +239,12 @@ impl Config {
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {}", e.message()))?;
-        cfg.validate()
-            .with_context(|| format!("{origin}: invalid value"))?;
+        cfg.validate().with_context(|| format!("{origin}: invalid value"))?;
         Ok(cfg)
     }
 
     pub fn from_file(path: &Path, sets: &[String]) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read config", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
         Self::from_toml(&text, &path.display().to_string(), sets)
     }
 
@@ -296,68 +264,33 @@ impl Config {
                     crate::data::DATASETS.join(", ")
                 ),
             ),
-            (
-                m.depth >= 1,
-                format!("model.depth = {}: must be ≥ 1", m.depth),
-            ),
-            (
-                m.width >= 1,
-                format!("model.width = {}: must be ≥ 1", m.width),
-            ),
-            (
-                t.epochs >= 1,
-                format!("train.epochs = {}: must be ≥ 1", t.epochs),
-            ),
+            (m.depth >= 1, format!("model.depth = {}: must be ≥ 1", m.depth)),
+            (m.width >= 1, format!("model.width = {}: must be ≥ 1", m.width)),
+            (t.epochs >= 1, format!("train.epochs = {}: must be ≥ 1", t.epochs)),
             (
                 t.batch_size >= 2,
-                format!(
-                    "train.batch_size = {}: must be ≥ 2 (BatchNorm needs 2 samples)",
-                    t.batch_size
-                ),
+                format!("train.batch_size = {}: must be ≥ 2 (BatchNorm needs 2 samples)", t.batch_size),
             ),
-            (
-                t.lr > 0.0 && t.lr.is_finite(),
-                format!("train.lr = {}: must be > 0", t.lr),
-            ),
-            (
-                (0.0..1.0).contains(&t.momentum),
-                format!("train.momentum = {}: must be in [0, 1)", t.momentum),
-            ),
+            (t.lr > 0.0 && t.lr.is_finite(), format!("train.lr = {}: must be > 0", t.lr)),
+            ((0.0..1.0).contains(&t.momentum), format!("train.momentum = {}: must be in [0, 1)", t.momentum)),
             (
                 t.weight_decay >= 0.0 && t.weight_decay.is_finite(),
                 format!("train.weight_decay = {}: must be ≥ 0", t.weight_decay),
             ),
+            (t.gamma > 0.0 && t.gamma <= 1.0, format!("train.gamma = {}: must be in (0, 1]", t.gamma)),
             (
-                t.gamma > 0.0 && t.gamma <= 1.0,
-                format!("train.gamma = {}: must be in (0, 1]", t.gamma),
-            ),
-            (
-                t.milestones.windows(2).all(|w| w[0] < w[1])
-                    && t.milestones.iter().all(|&m| m >= 1),
-                format!(
-                    "train.milestones = {:?}: must be increasing epochs ≥ 1",
-                    t.milestones
-                ),
+                t.milestones.windows(2).all(|w| w[0] < w[1]) && t.milestones.iter().all(|&m| m >= 1),
+                format!("train.milestones = {:?}: must be increasing epochs ≥ 1", t.milestones),
             ),
             (
                 (0.0..=1.0).contains(&self.corruption.p),
                 format!("corruption.p = {}: must be in [0, 1]", self.corruption.p),
             ),
+            (self.probe.every >= 1, format!("probe.every = {}: must be ≥ 1", self.probe.every)),
+            (self.probe.batch_size >= 1, format!("probe.batch_size = {}: must be ≥ 1", self.probe.batch_size)),
             (
-                self.probe.every >= 1,
-                format!("probe.every = {}: must be ≥ 1", self.probe.every),
-            ),
-            (
-                self.probe.batch_size >= 1,
-                format!("probe.batch_size = {}: must be ≥ 1", self.probe.batch_size),
-            ),
-            (
-                !self.probe.eps.is_empty()
-                    && self.probe.eps.iter().all(|e| (0.0..=1.0).contains(e)),
-                format!(
-                    "probe.eps = {:?}: need at least one value, each in [0, 1]",
-                    self.probe.eps
-                ),
+                !self.probe.eps.is_empty() && self.probe.eps.iter().all(|e| (0.0..=1.0).contains(e)),
+                format!("probe.eps = {:?}: need at least one value, each in [0, 1]", self.probe.eps),
             ),
             (
                 self.data.dataset != "synthetic" || m.arch == Arch::Mlp,
@@ -383,10 +316,7 @@ mod tests {
         let cfg = Config::from_toml(
             "[model]\ndepth = 4\n[train]\nlr = 0.05\nmilestones = [3, 7]\n",
             "t",
-            &[
-                "corruption.p=0.25".into(),
-                "data.dataset=fashion-mnist".into(),
-            ],
+            &["corruption.p=0.25".into(), "data.dataset=fashion-mnist".into()],
         )
         .unwrap();
         assert_eq!(cfg.model.depth, 4);
@@ -399,37 +329,17 @@ mod tests {
     #[test]
     fn defaults_are_the_papers() {
         let c = Config::default();
-        assert_eq!(
-            (
-                c.train.batch_size,
-                c.train.lr,
-                c.train.momentum,
-                c.train.weight_decay
-            ),
-            (128, 0.1, 0.9, 5e-4)
-        );
-        assert_eq!(
-            (c.train.milestones.clone(), c.train.gamma, c.train.epochs),
-            (vec![60, 100, 200], 0.2, 500)
-        );
+        assert_eq!((c.train.batch_size, c.train.lr, c.train.momentum, c.train.weight_decay), (128, 0.1, 0.9, 5e-4));
+        assert_eq!((c.train.milestones.clone(), c.train.gamma, c.train.epochs), (vec![60, 100, 200], 0.2, 500));
     }
 
     #[test]
     fn unknown_key_names_it_and_suggests() {
-        let e = Config::from_toml("[train]\nlearning_rat = 0.1\n", "cfg.toml", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("cfg.toml") && e.contains("train.learning_rat"),
-            "{e}"
-        );
-        let e = Config::from_toml("[train]\nepoch = 3\n", "cfg.toml", &[])
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml("[train]\nlearning_rat = 0.1\n", "cfg.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("cfg.toml") && e.contains("train.learning_rat"), "{e}");
+        let e = Config::from_toml("[train]\nepoch = 3\n", "cfg.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("did you mean 'train.epochs'"), "{e}");
-        let e = Config::from_toml("[modle]\ndepth = 3\n", "cfg.toml", &[])
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml("[modle]\ndepth = 3\n", "cfg.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("did you mean 'model'"), "{e}");
     }
 
@@ -445,10 +355,7 @@ mod tests {
             ("train.device=tpu", "device"),
             ("data.dataset=imagenet", "data.dataset"),
         ] {
-            let e = format!(
-                "{:#}",
-                Config::from_toml("", "c", &[set.into()]).unwrap_err()
-            );
+            let e = format!("{:#}", Config::from_toml("", "c", &[set.into()]).unwrap_err());
             assert!(e.contains(needle), "{set}: {e}");
         }
     }

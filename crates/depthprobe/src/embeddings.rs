@@ -1,15 +1,16 @@
 //! Embeddings dumped by any framework: a folder with `labels.npy` and `layer_1.npy` …
 //! `layer_L.npy` (optionally `logits.npy`, `classifier_weight.npy`), or one `.safetensors` file
-//! holding tensors of the same names. Files are memory-mapped and read a chunk of rows at a
-//! time, so memory stays bounded whatever N is.
+//! holding tensors of the same names. Only headers are parsed up front; rows are read a chunk at
+//! a time with positioned reads into reused buffers, so memory (RSS included: no file pages are
+//! mapped) stays bounded whatever N is.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use memmap2::Mmap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -53,8 +54,8 @@ impl Dtype {
     }
 }
 
-/// A 1-D or 2-D (rows × cols, trailing dimensions flattened) little-endian array inside a
-/// memory map.
+/// A 1-D or 2-D (rows × cols, trailing dimensions flattened) little-endian array stored at
+/// `offset` in a file.
 #[derive(Clone)]
 pub struct Matrix {
     /// What to call it in messages: the file, and the tensor name for safetensors.
@@ -63,37 +64,55 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     pub ndim: usize,
-    map: Arc<Mmap>,
-    offset: usize,
+    file: Arc<File>,
+    offset: u64,
+}
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Matrix {
-    fn bytes(&self, start: usize, n: usize) -> &[u8] {
+    /// Raw bytes of rows [start, start+n), read into a reused per-thread buffer, handed to `f`.
+    fn with_bytes<R>(&self, start: usize, n: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let w = self.cols * self.dtype.size();
-        &self.map[self.offset + start * w..self.offset + (start + n) * w]
+        READ_BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            b.resize(n * w, 0);
+            self.file.read_exact_at(&mut b, self.offset + (start * w) as u64).with_context(|| {
+                format!("{}: reading rows {start}..{} failed (file truncated while reading?)", self.origin, start + n)
+            })?;
+            Ok(f(&b))
+        })
     }
 
     /// Rows [start, start+n) as f32 (float64 is rounded to float32: embeddings are f32 batches).
-    pub fn read_f32(&self, start: usize, n: usize, out: &mut Vec<f32>) {
-        let b = self.bytes(start, n);
-        out.clear();
-        match self.dtype {
-            Dtype::F32 => out.extend(
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
-            ),
-            Dtype::F64 => out.extend(
-                b.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32),
-            ),
-            _ => unreachable!("checked at open"),
+    pub fn read_f32(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        if self.dtype == Dtype::F32 && cfg!(target_endian = "little") {
+            // Read straight into the output: no intermediate copy, no per-value decoding.
+            out.resize(n * self.cols, 0.0);
+            // SAFETY: every bit pattern is a valid f32, and u8 has no alignment requirement.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 4) };
+            let offset = self.offset + (start * self.cols * 4) as u64;
+            return self.file.read_exact_at(bytes, offset).with_context(|| {
+                format!("{}: reading rows {start}..{} failed (file truncated while reading?)", self.origin, start + n)
+            });
         }
+        out.clear();
+        self.with_bytes(start, n, |b| match self.dtype {
+            Dtype::F32 => out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()))),
+            Dtype::F64 => out.extend(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)),
+            _ => unreachable!("checked at open"),
+        })
     }
 
     /// Labels [start, start+n) as u32; a negative or huge label is an error naming the row.
     pub fn read_labels(&self, start: usize, n: usize, out: &mut Vec<u32>) -> Result<()> {
-        let b = self.bytes(start, n);
         out.clear();
+        self.with_bytes(start, n, |b| self.decode_labels(start, b, out))?
+    }
+
+    fn decode_labels(&self, start: usize, b: &[u8], out: &mut Vec<u32>) -> Result<()> {
         let sz = self.dtype.size();
         for (i, c) in b.chunks_exact(sz).enumerate() {
             let v: i128 = match self.dtype {
@@ -108,11 +127,7 @@ impl Matrix {
                 _ => unreachable!("checked at open"),
             };
             if v < 0 || v > u32::MAX as i128 {
-                bail!(
-                    "{}: label {v} at row {} is out of range (labels are class indices ≥ 0)",
-                    self.origin,
-                    start + i
-                );
+                bail!("{}: label {v} at row {} is out of range (labels are class indices ≥ 0)", self.origin, start + i);
             }
             out.push(v as u32);
         }
@@ -121,92 +136,75 @@ impl Matrix {
 
     fn expect_float(&self) -> Result<()> {
         if !self.dtype.is_float() {
-            bail!(
-                "{}: embeddings must be float32 (or float64), found {}",
-                self.origin,
-                self.dtype.name()
-            );
+            bail!("{}: embeddings must be float32 (or float64), found {}", self.origin, self.dtype.name());
         }
         if self.ndim < 2 {
-            bail!(
-                "{}: embeddings must have shape [N, D] (or [N, ...]), found a {}-D array",
-                self.origin,
-                self.ndim
-            );
+            bail!("{}: embeddings must have shape [N, D] (or [N, ...]), found a {}-D array", self.origin, self.ndim);
         }
         Ok(())
     }
 
     fn expect_labels(&self) -> Result<()> {
         if self.dtype.is_float() {
-            bail!(
-                "{}: labels must be integers, found {}",
-                self.origin,
-                self.dtype.name()
-            );
+            bail!("{}: labels must be integers, found {}", self.origin, self.dtype.name());
         }
         if self.ndim != 1 {
-            bail!(
-                "{}: labels must have shape [N], found a {}-D array",
-                self.origin,
-                self.ndim
-            );
+            bail!("{}: labels must have shape [N], found a {}-D array", self.origin, self.ndim);
         }
         Ok(())
     }
 }
 
-fn map_file(path: &Path) -> Result<Arc<Mmap>> {
+/// Largest header accepted (numpy writes a few hundred bytes; safetensors some KB per tensor).
+const MAX_HEADER: usize = 100 << 20;
+
+fn open_file(path: &Path) -> Result<(Arc<File>, u64)> {
     let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    // SAFETY: the map is read-only; a file truncated underneath us is the caller's problem, as
-    // with any reader (we check sizes at open).
-    let m = unsafe { Mmap::map(&f) }
-        .with_context(|| format!("{}: cannot memory-map", path.display()))?;
-    Ok(Arc::new(m))
+    let len = f.metadata().with_context(|| format!("{}: cannot stat", path.display()))?.len();
+    Ok((Arc::new(f), len))
+}
+
+fn read_at(f: &File, offset: u64, n: usize, origin: &str, what: &str) -> Result<Vec<u8>> {
+    let mut b = vec![0u8; n];
+    f.read_exact_at(&mut b, offset).with_context(|| format!("{origin}: truncated {what}"))?;
+    Ok(b)
 }
 
 /// Parse an `.npy` file's header (format versions 1–3).
 pub fn open_npy(path: &Path) -> Result<Matrix> {
-    let map = map_file(path)?;
+    let (file, len) = open_file(path)?;
     let origin = path.display().to_string();
-    let m: &[u8] = &map;
-    if m.len() < 10 || &m[..6] != b"\x93NUMPY" {
+    if len < 12 {
+        bail!("{origin}: not an .npy file (only {len} bytes)");
+    }
+    let m = read_at(&file, 0, 12, &origin, ".npy header")?;
+    if &m[..6] != b"\x93NUMPY" {
         bail!("{origin}: not an .npy file (bad magic)");
     }
     let (hlen, hstart) = match m[6] {
         1 => (u16::from_le_bytes([m[8], m[9]]) as usize, 10),
-        2 | 3 => {
-            if m.len() < 12 {
-                bail!("{origin}: truncated .npy header");
-            }
-            (u32::from_le_bytes([m[8], m[9], m[10], m[11]]) as usize, 12)
-        }
+        2 | 3 => (u32::from_le_bytes([m[8], m[9], m[10], m[11]]) as usize, 12),
         v => bail!("{origin}: unsupported .npy format version {v}"),
     };
-    if m.len() < hstart + hlen {
+    if hlen > MAX_HEADER || len < (hstart + hlen) as u64 {
         bail!("{origin}: truncated .npy header");
     }
-    let header = std::str::from_utf8(&m[hstart..hstart + hlen])
-        .with_context(|| format!("{origin}: .npy header is not text"))?;
-    let descr = dict_value(header, "descr")
-        .with_context(|| format!("{origin}: .npy header has no 'descr'"))?;
+    let hbytes = read_at(&file, hstart as u64, hlen, &origin, ".npy header")?;
+    let header = std::str::from_utf8(&hbytes).with_context(|| format!("{origin}: .npy header is not text"))?;
+    let descr = dict_value(header, "descr").with_context(|| format!("{origin}: .npy header has no 'descr'"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = dict_value(header, "fortran_order")
-        .with_context(|| format!("{origin}: .npy header has no 'fortran_order'"))?;
+    let fortran =
+        dict_value(header, "fortran_order").with_context(|| format!("{origin}: .npy header has no 'fortran_order'"))?;
     if fortran.trim() == "True" {
         bail!("{origin}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
     }
-    let shape_txt = dict_value(header, "shape")
-        .with_context(|| format!("{origin}: .npy header has no 'shape'"))?;
+    let shape_txt = dict_value(header, "shape").with_context(|| format!("{origin}: .npy header has no 'shape'"))?;
     let shape: Vec<usize> = shape_txt
         .trim_matches(|c| c == '(' || c == ')')
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .with_context(|| format!("{origin}: bad shape entry '{s}'"))
-        })
+        .map(|s| s.parse::<usize>().with_context(|| format!("{origin}: bad shape entry '{s}'")))
         .collect::<Result<_>>()?;
     let (order, kind) = descr.split_at(1);
     if order == ">" {
@@ -225,85 +223,89 @@ pub fn open_npy(path: &Path) -> Result<Matrix> {
         "u8" => Dtype::U64,
         _ => bail!("{origin}: unsupported dtype '{descr}' (need float32/float64 embeddings or integer labels)"),
     };
-    matrix_from(origin, dtype, &shape, map, hstart + hlen)
+    matrix_from(origin, dtype, &shape, file, len, (hstart + hlen) as u64)
 }
 
 fn matrix_from(
     origin: String,
     dtype: Dtype,
     shape: &[usize],
-    map: Arc<Mmap>,
-    offset: usize,
+    file: Arc<File>,
+    file_len: u64,
+    offset: u64,
 ) -> Result<Matrix> {
     if shape.is_empty() {
         bail!("{origin}: a 0-D array holds no rows");
     }
     let rows = shape[0];
     let cols: usize = shape[1..].iter().product();
-    let need = rows
-        .checked_mul(cols)
-        .and_then(|v| v.checked_mul(dtype.size()))
-        .context("array too large")?;
-    let have = map.len().saturating_sub(offset);
-    if have < need {
+    let need = rows.checked_mul(cols).and_then(|v| v.checked_mul(dtype.size())).context("array too large")?;
+    let have = file_len.saturating_sub(offset);
+    if have < need as u64 {
         bail!("{origin}: truncated: shape {shape:?} needs {need} data bytes but the file holds {have}");
     }
-    Ok(Matrix {
-        origin,
-        dtype,
-        rows,
-        cols,
-        ndim: shape.len(),
-        map,
-        offset,
-    })
+    Ok(Matrix { origin, dtype, rows, cols, ndim: shape.len(), file, offset })
 }
 
 /// Value text of `'key': value` in a Python dict literal (the .npy header).
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let pos = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
+    let pos = header.find(&format!("'{key}'")).or_else(|| header.find(&format!("\"{key}\"")))?;
     let rest = &header[pos + key.len() + 2..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')')? + 1
-    } else {
-        rest.find([',', '}'])?
-    };
+    let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find([',', '}'])? };
     Some(rest[..end].trim())
 }
 
-/// Open every tensor of a `.safetensors` file as a Matrix.
+/// Open every tensor of a `.safetensors` file as a Matrix (8-byte little-endian header length,
+/// JSON header `{name: {dtype, shape, data_offsets}}`, then the data).
 fn open_safetensors(path: &Path) -> Result<BTreeMap<String, Matrix>> {
-    let map = map_file(path)?;
+    let (file, len) = open_file(path)?;
     let origin = path.display().to_string();
-    let (hlen, meta) = safetensors::SafeTensors::read_metadata(&map)
-        .map_err(|e| anyhow::anyhow!("{origin}: not a valid safetensors file: {e}"))?;
-    let base = 8 + hlen;
+    if len < 8 {
+        bail!("{origin}: not a safetensors file (only {len} bytes)");
+    }
+    let n = u64::from_le_bytes(read_at(&file, 0, 8, &origin, "safetensors header")?.try_into().unwrap());
+    if n > MAX_HEADER as u64 || 8 + n > len {
+        bail!("{origin}: not a valid safetensors file: header length {n} does not fit in {len} bytes");
+    }
+    let hbytes = read_at(&file, 8, n as usize, &origin, "safetensors header")?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&hbytes).with_context(|| format!("{origin}: safetensors header is not valid JSON"))?;
+    let obj = header.as_object().with_context(|| format!("{origin}: safetensors header is not a JSON object"))?;
     let mut out = BTreeMap::new();
-    for (name, info) in meta.tensors() {
-        use safetensors::Dtype as S;
-        let dtype = match info.dtype {
-            S::F32 => Dtype::F32,
-            S::F64 => Dtype::F64,
-            S::I8 => Dtype::I8,
-            S::I16 => Dtype::I16,
-            S::I32 => Dtype::I32,
-            S::I64 => Dtype::I64,
-            S::U8 => Dtype::U8,
-            S::U16 => Dtype::U16,
-            S::U32 => Dtype::U32,
-            S::U64 => Dtype::U64,
-            other => bail!("{origin}: tensor '{name}' has unsupported dtype {other:?}"),
+    for (name, info) in obj.iter().filter(|(k, _)| *k != "__metadata__") {
+        let bad = || anyhow::anyhow!("{origin}: tensor '{name}' has a malformed header entry");
+        let dtype = match info["dtype"].as_str().ok_or_else(bad)? {
+            "F32" => Dtype::F32,
+            "F64" => Dtype::F64,
+            "I8" => Dtype::I8,
+            "I16" => Dtype::I16,
+            "I32" => Dtype::I32,
+            "I64" => Dtype::I64,
+            "U8" => Dtype::U8,
+            "U16" => Dtype::U16,
+            "U32" => Dtype::U32,
+            "U64" => Dtype::U64,
+            other => bail!("{origin}: tensor '{name}' has unsupported dtype {other}"),
         };
-        let m = matrix_from(
-            format!("{origin} (tensor '{name}')"),
-            dtype,
-            &info.shape,
-            map.clone(),
-            base + info.data_offsets.0,
-        )?;
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|v| v.as_u64().map(|v| v as usize).ok_or_else(bad))
+            .collect::<Result<_>>()?;
+        let (begin, end) = match info["data_offsets"].as_array().map(Vec::as_slice) {
+            Some([a, b]) => (a.as_u64().ok_or_else(bad)?, b.as_u64().ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        let numel: usize = shape.iter().product();
+        if end < begin || (end - begin) as usize != numel * dtype.size() {
+            bail!(
+                "{origin}: tensor '{name}': data_offsets {begin}..{end} do not match shape {shape:?} of {}",
+                dtype.name()
+            );
+        }
+        let m = matrix_from(format!("{origin} (tensor '{name}')"), dtype, &shape, file.clone(), len, 8 + n + begin)?;
         out.insert(name.to_string(), m);
     }
     Ok(out)
@@ -335,13 +337,9 @@ impl SplitEmbeddings {
                 .with_context(|| format!("{}: cannot list folder", path.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
-            let st: Vec<&PathBuf> = entries
-                .iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-                .collect();
-            let has_npy = entries
-                .iter()
-                .any(|p| p.extension().is_some_and(|e| e == "npy"));
+            let st: Vec<&PathBuf> =
+                entries.iter().filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+            let has_npy = entries.iter().any(|p| p.extension().is_some_and(|e| e == "npy"));
             match (st.len(), has_npy) {
                 (0, true) => {
                     let mut t = BTreeMap::new();
@@ -354,8 +352,13 @@ impl SplitEmbeddings {
                     t
                 }
                 (1, false) => open_safetensors(st[0])?,
-                (0, false) => bail!("{}: no labels.npy / layer_*.npy files and no .safetensors file here", path.display()),
-                _ => bail!("{}: holds both .npy and .safetensors files, or several .safetensors; keep one format", path.display()),
+                (0, false) => {
+                    bail!("{}: no labels.npy / layer_*.npy files and no .safetensors file here", path.display())
+                }
+                _ => bail!(
+                    "{}: holds both .npy and .safetensors files, or several .safetensors; keep one format",
+                    path.display()
+                ),
             }
         } else {
             bail!("{}: no such file or folder", path.display());
@@ -364,12 +367,9 @@ impl SplitEmbeddings {
     }
 
     fn from_tensors(path: &Path, mut t: BTreeMap<String, Matrix>) -> Result<Self> {
-        let labels = t.remove("labels").with_context(|| {
-            format!(
-                "{}: no 'labels' (labels.npy or a 'labels' tensor)",
-                path.display()
-            )
-        })?;
+        let labels = t
+            .remove("labels")
+            .with_context(|| format!("{}: no 'labels' (labels.npy or a 'labels' tensor)", path.display()))?;
         labels.expect_labels()?;
         let mut layers = Vec::new();
         for i in 1.. {
@@ -379,84 +379,51 @@ impl SplitEmbeddings {
             }
         }
         if layers.is_empty() {
-            bail!(
-                "{}: no 'layer_1' (layer_1.npy or a 'layer_1' tensor); layers are numbered from 1",
-                path.display()
-            );
+            bail!("{}: no 'layer_1' (layer_1.npy or a 'layer_1' tensor); layers are numbered from 1", path.display());
         }
         if let Some(extra) = t.keys().find(|k| k.starts_with("layer_")) {
-            bail!("{}: found '{extra}' but layers must be numbered 1..L without gaps (layer_{} is missing)", path.display(), layers.len() + 1);
+            bail!(
+                "{}: found '{extra}' but layers must be numbered 1..L without gaps (layer_{} is missing)",
+                path.display(),
+                layers.len() + 1
+            );
         }
         for m in &layers {
             m.expect_float()?;
             if m.rows != labels.rows {
-                bail!(
-                    "{}: has {} rows but {} has {}",
-                    m.origin,
-                    m.rows,
-                    labels.origin,
-                    labels.rows
-                );
+                bail!("{}: has {} rows but {} has {}", m.origin, m.rows, labels.origin, labels.rows);
             }
         }
         let logits = t.remove("logits");
         if let Some(m) = &logits {
             m.expect_float()?;
             if m.rows != labels.rows {
-                bail!(
-                    "{}: has {} rows but {} has {}",
-                    m.origin,
-                    m.rows,
-                    labels.origin,
-                    labels.rows
-                );
+                bail!("{}: has {} rows but {} has {}", m.origin, m.rows, labels.origin, labels.rows);
             }
         }
         let classifier_weight = t.remove("classifier_weight");
         if let Some(m) = &classifier_weight {
             m.expect_float()?;
         }
-        Ok(SplitEmbeddings {
-            source: path.to_path_buf(),
-            labels,
-            layers,
-            logits,
-            classifier_weight,
-        })
+        Ok(SplitEmbeddings { source: path.to_path_buf(), labels, layers, logits, classifier_weight })
     }
 }
 
 /// Minimal `.npy` writer (format 1.0, little-endian), used by tests and by users' tooling.
 pub fn npy_bytes_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    npy_bytes(
-        "<f4",
-        shape,
-        data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    )
+    npy_bytes("<f4", shape, data.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn npy_bytes_i64(data: &[i64]) -> Vec<u8> {
-    npy_bytes(
-        "<i8",
-        &[data.len()],
-        data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    )
+    npy_bytes("<i8", &[data.len()], data.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn npy_bytes(descr: &str, shape: &[usize], data: Vec<u8>) -> Vec<u8> {
     let shape_txt = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');

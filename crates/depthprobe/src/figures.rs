@@ -28,24 +28,14 @@ pub struct Panel {
 
 /// Viridis-like colour for position t ∈ [0, 1].
 pub fn layer_color(t: f64) -> String {
-    const STOPS: [(f64, f64, f64); 5] = [
-        (68.0, 1.0, 84.0),
-        (59.0, 82.0, 139.0),
-        (33.0, 145.0, 140.0),
-        (94.0, 201.0, 98.0),
-        (253.0, 231.0, 37.0),
-    ];
+    const STOPS: [(f64, f64, f64); 5] =
+        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
     let t = t.clamp(0.0, 1.0) * 4.0;
     let i = (t.floor() as usize).min(3);
     let f = t - i as f64;
     let (a, b) = (STOPS[i], STOPS[i + 1]);
     let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
-    format!(
-        "#{:02x}{:02x}{:02x}",
-        mix(a.0, b.0),
-        mix(a.1, b.1),
-        mix(a.2, b.2)
-    )
+    format!("#{:02x}{:02x}{:02x}", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
 fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
@@ -54,11 +44,7 @@ fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     }
     let raw = (hi - lo) / n as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
     let start = (lo / step).ceil() * step;
     let mut v = Vec::new();
     let mut t = start;
@@ -79,9 +65,7 @@ fn fmt_tick(v: f64) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 const PW: f64 = 420.0;
@@ -91,10 +75,7 @@ const LEGEND_W: f64 = 130.0;
 /// A grid of panels, `cols` wide, with an overall title.
 pub fn render_svg(title: &str, panels: &[Panel], cols: usize) -> String {
     let rows = panels.len().div_ceil(cols);
-    let (w, h) = (
-        (PW + LEGEND_W) * cols as f64 + 20.0,
-        PH * rows as f64 + 50.0,
-    );
+    let (w, h) = ((PW + LEGEND_W) * cols as f64 + 20.0, PH * rows as f64 + 50.0);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -108,10 +89,7 @@ pub fn render_svg(title: &str, panels: &[Panel], cols: usize) -> String {
         esc(title)
     );
     for (i, p) in panels.iter().enumerate() {
-        let (ox, oy) = (
-            (i % cols) as f64 * (PW + LEGEND_W) + 10.0,
-            (i / cols) as f64 * PH + 45.0,
-        );
+        let (ox, oy) = ((i % cols) as f64 * (PW + LEGEND_W) + 10.0, (i / cols) as f64 * PH + 45.0);
         panel_svg(&mut s, p, ox, oy);
     }
     s.push_str("</svg>\n");
@@ -120,17 +98,8 @@ pub fn render_svg(title: &str, panels: &[Panel], cols: usize) -> String {
 
 fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     let (l, r, t, b) = (ox + 60.0, ox + PW - 10.0, oy + 25.0, oy + PH - 45.0);
-    let pts = p
-        .series
-        .iter()
-        .flat_map(|se| se.points.iter())
-        .filter(|(x, y)| x.is_finite() && y.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-    );
+    let pts = p.series.iter().flat_map(|se| se.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in pts {
         x0 = x0.min(x);
         x1 = x1.max(x);
@@ -163,12 +132,7 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         oy + 15.0,
         esc(&p.title)
     );
-    let _ = writeln!(
-        s,
-        r##"<rect x="{l}" y="{t}" width="{}" height="{}" fill="none" stroke="#444"/>"##,
-        r - l,
-        b - t
-    );
+    let _ = writeln!(s, r##"<rect x="{l}" y="{t}" width="{}" height="{}" fill="none" stroke="#444"/>"##, r - l, b - t);
     for ty in nice_ticks(y0, y1, 5) {
         let y = sy(ty);
         let _ = writeln!(
@@ -180,14 +144,9 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         );
     }
     let xt: Vec<f64> = if p.integer_x && x1 - x0 <= 12.0 {
-        (x0.ceil() as i64..=x1.floor() as i64)
-            .map(|v| v as f64)
-            .collect()
+        (x0.ceil() as i64..=x1.floor() as i64).map(|v| v as f64).collect()
     } else {
-        nice_ticks(x0, x1, 6)
-            .into_iter()
-            .filter(|v| !p.integer_x || v.fract() == 0.0)
-            .collect()
+        nice_ticks(x0, x1, 6).into_iter().filter(|v| !p.integer_x || v.fract() == 0.0).collect()
     };
     for tx in xt {
         let x = sx(tx);
@@ -223,11 +182,7 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         if path.is_empty() {
             continue;
         }
-        let dash = if se.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
+        let dash = if se.dashed { r#" stroke-dasharray="6 4""# } else { "" };
         let _ = writeln!(
             s,
             r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"{dash}/>"#,
@@ -237,11 +192,7 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         if path.len() == 1 || se.points.len() <= 25 {
             for pt in &path {
                 let (x, y) = pt.split_once(',').unwrap();
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{x}" cy="{y}" r="2.2" fill="{}"/>"#,
-                    se.color
-                );
+                let _ = writeln!(s, r#"<circle cx="{x}" cy="{y}" r="2.2" fill="{}"/>"#, se.color);
             }
         }
     }
@@ -253,11 +204,7 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         if i % stride != 0 && i != n - 1 && !se.dashed {
             continue;
         }
-        let dash = if se.dashed {
-            r#" stroke-dasharray="5 3""#
-        } else {
-            ""
-        };
+        let dash = if se.dashed { r#" stroke-dasharray="5 3""# } else { "" };
         let _ = writeln!(
             s,
             r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2.5"{dash}/><text x="{}" y="{}" font-size="11">{}</text>"#,
@@ -285,8 +232,7 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
     opt.fontdb_mut().load_system_fonts();
     let tree = usvg::Tree::from_str(svg, &opt).context("parsing SVG")?;
     let size = tree.size().to_int_size();
-    let mut pix =
-        tiny_skia::Pixmap::new(size.width(), size.height()).context("allocating PNG canvas")?;
+    let mut pix = tiny_skia::Pixmap::new(size.width(), size.height()).context("allocating PNG canvas")?;
     resvg::render(&tree, tiny_skia::Transform::default(), &mut pix.as_mut());
     pix.encode_png().context("encoding PNG")
 }
@@ -297,10 +243,7 @@ mod tests {
 
     #[test]
     fn ticks_cover_range_with_round_steps() {
-        assert_eq!(
-            nice_ticks(0.0, 1.0, 5),
-            vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
-        );
+        assert_eq!(nice_ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
         let t = nice_ticks(3.0, 97.0, 6);
         assert!(t.first().unwrap() >= &3.0 && t.last().unwrap() <= &97.0 && t.len() >= 4);
     }

@@ -83,32 +83,17 @@ struct RunArgs {
     quiet: bool,
 }
 
-fn run_training(
-    cfg_text: &str,
-    origin: &str,
-    default_out: PathBuf,
-    mut args: RunArgs,
-) -> Result<()> {
+fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: RunArgs) -> Result<()> {
     if let Some(d) = &args.device {
         args.sets.push(format!("train.device=\"{d}\""));
     }
     let cfg = Config::from_toml(cfg_text, origin, &args.sets)?;
     let out = args.out.unwrap_or(default_out);
-    let opts = RunOptions {
-        out: out.clone(),
-        data_dir: args.data_dir,
-        force: args.force,
-        quiet: args.quiet,
-    };
+    let opts = RunOptions { out: out.clone(), data_dir: args.data_dir, force: args.force, quiet: args.quiet };
     let run = train(&cfg, &opts)?;
     let summary = run.summary;
     print!("{}", results::table(&run.result));
-    let f = |k: &str| {
-        summary[k]
-            .as_f64()
-            .map(|v| format!("{v:.4}"))
-            .unwrap_or_else(|| "-".into())
-    };
+    let f = |k: &str| summary[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
     println!(
         "network: train acc {} · test acc {} · train loss {} · test loss {}",
         f("train_acc"),
@@ -128,56 +113,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Train { config, run } => {
-            let stem = config
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_else(|| "run".into());
+            let stem = config.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into());
             match std::fs::read_to_string(&config) {
-                Ok(text) => run_training(
-                    &text,
-                    &config.display().to_string(),
-                    PathBuf::from("runs").join(stem),
-                    run,
-                ),
-                Err(e) => Err(anyhow::anyhow!(
-                    "{}: cannot read config: {e}",
-                    config.display()
-                )),
+                Ok(text) => run_training(&text, &config.display().to_string(), PathBuf::from("runs").join(stem), run),
+                Err(e) => Err(anyhow::anyhow!("{}: cannot read config: {e}", config.display())),
             }
         }
         Cmd::Demo { mut run } => {
             // The demo reruns freely: its folder is overwritten.
             run.force = true;
-            run_training(
-                depthprobe::DEMO_CONFIG,
-                "demo config (configs/demo.toml)",
-                PathBuf::from("runs/demo"),
-                run,
-            )
+            run_training(depthprobe::DEMO_CONFIG, "demo config (configs/demo.toml)", PathBuf::from("runs/demo"), run)
         }
-        Cmd::Measure {
-            train,
-            test,
-            out,
-            eps,
-            num_classes,
-            classes,
-            rank_max_dim,
-        } => {
-            let opts = MeasureOptions {
-                train,
-                test,
-                eps,
-                num_classes,
-                classes,
-                rank_max_dim,
-            };
+        Cmd::Measure { train, test, out, eps, num_classes, classes, rank_max_dim } => {
+            let opts = MeasureOptions { train, test, eps, num_classes, classes, rank_max_dim };
             measure(&opts, &out).map(|r| {
                 print!("{}", results::table(&r));
-                println!(
-                    "wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}",
-                    out.display()
-                );
+                println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());
             })
         }
     };

@@ -45,11 +45,7 @@ fn feed(
     other: &SplitEmbeddings,
     agreement: bool,
 ) -> Result<()> {
-    let (train, test) = if split == Split::Train {
-        (data, other)
-    } else {
-        (other, data)
-    };
+    let (train, test) = if split == Split::Train { (data, other) } else { (other, data) };
     let mut labels = Vec::new();
     let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); data.layers.len()];
     let mut logits = Vec::new();
@@ -59,14 +55,13 @@ fn feed(
         data.labels.read_labels(start, n, &mut labels)?;
         bufs.par_iter_mut()
             .zip(data.layers.par_iter())
-            .for_each(|(b, m)| m.read_f32(start, n, b));
+            .map(|(b, m)| m.read_f32(start, n, b))
+            .collect::<Result<Vec<()>>>()?;
         let refs: Vec<&[f32]> = bufs.iter().map(|b| b.as_slice()).collect();
-        probe
-            .update_all(split, &refs, &labels)
-            .map_err(|e| locate(e, train, test))?;
+        probe.update_all(split, &refs, &labels).map_err(|e| locate(e, train, test))?;
         if agreement {
             if let Some(lg) = &data.logits {
-                lg.read_f32(start, n, &mut logits);
+                lg.read_f32(start, n, &mut logits)?;
                 probe
                     .update_agreement(split, refs.last().unwrap(), &logits, &labels)
                     .map_err(|e| locate(e, train, test))?;
@@ -117,10 +112,8 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
     let mut probe = LayerProbe::new(spec)?;
     if let Some(w) = &train.classifier_weight {
         let mut buf = Vec::new();
-        w.read_f32(0, w.rows, &mut buf);
-        probe
-            .set_classifier(&buf)
-            .with_context(|| w.origin.clone())?;
+        w.read_f32(0, w.rows, &mut buf)?;
+        probe.set_classifier(&buf).with_context(|| w.origin.clone())?;
     }
     feed(&mut probe, Split::Train, &train, &test, false)?;
     probe.next_pass().map_err(|e| locate(e, &train, &test))?;
@@ -131,29 +124,14 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
 }
 
 /// Write summary.json, metrics.csv and cdnv_pairs.csv into `out`.
-pub fn write_outputs(
-    out: &Path,
-    res: &ProbeResult,
-    extra: Map<String, serde_json::Value>,
-) -> Result<()> {
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create output folder", out.display()))?;
-    results::write_json(
-        &out.join("summary.json"),
-        &results::summary_value(res, extra),
-    )?;
+pub fn write_outputs(out: &Path, res: &ProbeResult, extra: Map<String, serde_json::Value>) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
+    results::write_json(&out.join("summary.json"), &results::summary_value(res, extra))?;
     results::write_atomic(
         &out.join("metrics.csv"),
-        results::metrics_csv(&[results::MetricBlock {
-            epoch: None,
-            rows: results::metric_rows(res),
-        }])
-        .as_bytes(),
+        results::metrics_csv(&[results::MetricBlock { epoch: None, rows: results::metric_rows(res) }]).as_bytes(),
     )?;
-    results::write_atomic(
-        &out.join("cdnv_pairs.csv"),
-        results::cdnv_pairs_csv(res).as_bytes(),
-    )?;
+    results::write_atomic(&out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(res).as_bytes())?;
     Ok(())
 }
 
@@ -161,10 +139,7 @@ pub fn measure(opts: &MeasureOptions, out: &Path) -> Result<ProbeResult> {
     let t0 = std::time::Instant::now();
     let (res, train, test) = run_probe(opts)?;
     let mut extra = Map::new();
-    extra.insert(
-        "source".into(),
-        json!({"train": train.source, "test": test.source}),
-    );
+    extra.insert("source".into(), json!({"train": train.source, "test": test.source}));
     extra.insert("wall_s".into(), json!(t0.elapsed().as_secs_f64()));
     write_outputs(out, &res, extra)?;
     Ok(res)

@@ -13,14 +13,8 @@ use serde_json::{Map, Value};
 
 /// Write `bytes` to `path` atomically: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("result path has no file name")?
-        .to_string_lossy();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().context("result path has no file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -62,12 +56,7 @@ pub struct MetricRow {
 
 impl MetricRow {
     pub fn network(split: &'static str, metric: &str, value: f64) -> Self {
-        MetricRow {
-            layer: None,
-            split,
-            metric: metric.to_string(),
-            value,
-        }
+        MetricRow { layer: None, split, metric: metric.to_string(), value }
     }
 }
 
@@ -83,12 +72,7 @@ pub fn metric_rows(res: &ProbeResult) -> Vec<MetricRow> {
     for l in &res.layers {
         for (name, split, v) in l.scalar_metrics() {
             if let Some(v) = v {
-                rows.push(MetricRow {
-                    layer: Some(l.layer),
-                    split,
-                    metric: name.to_string(),
-                    value: v,
-                });
+                rows.push(MetricRow { layer: Some(l.layer), split, metric: name.to_string(), value: v });
             }
         }
     }
@@ -106,11 +90,8 @@ pub fn metric_rows(res: &ProbeResult) -> Vec<MetricRow> {
 /// `metrics.csv` text; when blocks carry epochs, the first column is the epoch.
 pub fn metrics_csv(blocks: &[MetricBlock]) -> String {
     let with_epoch = blocks.iter().any(|b| b.epoch.is_some());
-    let mut s = String::from(if with_epoch {
-        "epoch,layer,split,metric,value\n"
-    } else {
-        "layer,split,metric,value\n"
-    });
+    let mut s =
+        String::from(if with_epoch { "epoch,layer,split,metric,value\n" } else { "layer,split,metric,value\n" });
     for b in blocks {
         for r in &b.rows {
             if let Some(e) = b.epoch {
@@ -133,14 +114,8 @@ pub fn cdnv_pairs_csv(res: &ProbeResult) -> String {
                 for j in (i + 1)..k {
                     let v = pairs[i * k + j];
                     if !v.is_nan() {
-                        let _ = writeln!(
-                            s,
-                            "{},{split},{},{},{}",
-                            l.layer,
-                            res.classes[i],
-                            res.classes[j],
-                            f64_text(v)
-                        );
+                        let _ =
+                            writeln!(s, "{},{split},{},{},{}", l.layer, res.classes[i], res.classes[j], f64_text(v));
                     }
                 }
             }
@@ -185,19 +160,8 @@ pub fn table(res: &ProbeResult) -> String {
     let depths: Vec<String> = res
         .effective_depth
         .iter()
-        .map(|(e, d)| {
-            format!(
-                "ε={e}: {}",
-                d.map(|d| d.to_string())
-                    .unwrap_or_else(|| "not separable".into())
-            )
-        })
+        .map(|(e, d)| format!("ε={e}: {}", d.map(|d| d.to_string()).unwrap_or_else(|| "not separable".into())))
         .collect();
-    let _ = writeln!(
-        s,
-        "effective depth (of {} layers): {}",
-        res.layers.len(),
-        depths.join(", ")
-    );
+    let _ = writeln!(s, "effective depth (of {} layers): {}", res.layers.len(), depths.join(", "));
     s
 }

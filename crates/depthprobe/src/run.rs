@@ -31,11 +31,7 @@ pub struct RunOptions {
 /// The data folder: --data-dir, else $DEPTHPROBE_DATA, else data.root.
 pub fn data_root(cfg: &Config, flag: Option<&Path>) -> Option<PathBuf> {
     flag.map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os("DEPTHPROBE_DATA")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| std::env::var_os("DEPTHPROBE_DATA").filter(|v| !v.is_empty()).map(PathBuf::from))
         .or_else(|| (!cfg.data.root.is_empty()).then(|| PathBuf::from(&cfg.data.root)))
 }
 
@@ -61,16 +57,8 @@ pub fn prepare_data(cfg: &Config, data_dir: Option<&Path>) -> Result<(Dataset, V
     } else {
         Vec::new()
     };
-    data::check_classes_present(
-        &ds.train,
-        ds.num_classes,
-        &format!("train split of {}", ds.name),
-    )?;
-    data::check_classes_present(
-        &ds.test,
-        ds.num_classes,
-        &format!("test split of {}", ds.name),
-    )?;
+    data::check_classes_present(&ds.train, ds.num_classes, &format!("train split of {}", ds.name))?;
+    data::check_classes_present(&ds.test, ds.num_classes, &format!("test split of {}", ds.name))?;
     Ok((ds, changed))
 }
 
@@ -140,17 +128,11 @@ fn summary(cfg: &Config, h: &History, st: &RunState) -> Value {
 }
 
 fn write_state(out: &Path, cfg: &Config, h: &History, st: &RunState) -> Result<Value> {
-    write_atomic(
-        &out.join("metrics.csv"),
-        results::metrics_csv(&h.blocks).as_bytes(),
-    )?;
+    write_atomic(&out.join("metrics.csv"), results::metrics_csv(&h.blocks).as_bytes())?;
     let s = summary(cfg, h, st);
     results::write_json(&out.join("summary.json"), &s)?;
     if let Some((_, o)) = h.probes.last() {
-        write_atomic(
-            &out.join("cdnv_pairs.csv"),
-            results::cdnv_pairs_csv(&o.result).as_bytes(),
-        )?;
+        write_atomic(&out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).as_bytes())?;
     }
     Ok(s)
 }
@@ -161,18 +143,11 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
         if !force {
             bail!("{} already holds a run (config.toml / summary.json); pass --force to overwrite it or choose another --out", out.display());
         }
-        for f in [
-            "summary.json",
-            "metrics.csv",
-            "cdnv_pairs.csv",
-            "corrupted_labels.csv",
-            "config.toml",
-        ] {
+        for f in ["summary.json", "metrics.csv", "cdnv_pairs.csv", "corrupted_labels.csv", "config.toml"] {
             let _ = std::fs::remove_file(out.join(f));
         }
     }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create run folder", out.display()))
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create run folder", out.display()))
 }
 
 fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
@@ -180,13 +155,7 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
         return Ok(());
     };
     let nl = last.result.layers.len();
-    let color = |l: usize| {
-        layer_color(if nl > 1 {
-            (l - 1) as f64 / (nl - 1) as f64
-        } else {
-            0.0
-        })
-    };
+    let color = |l: usize| layer_color(if nl > 1 { (l - 1) as f64 / (nl - 1) as f64 } else { 0.0 });
     let by_epoch = |test: bool| -> Panel {
         let mut series: Vec<Series> = (1..=nl)
             .map(|l| Series {
@@ -196,14 +165,7 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
                     .iter()
                     .map(|(e, o)| {
                         let lr = &o.result.layers[l - 1];
-                        (
-                            *e as f64,
-                            if test {
-                                lr.ncc_test_acc.unwrap_or(f64::NAN)
-                            } else {
-                                lr.ncc_train_acc
-                            },
-                        )
+                        (*e as f64, if test { lr.ncc_test_acc.unwrap_or(f64::NAN) } else { lr.ncc_train_acc })
                     })
                     .collect(),
                 color: color(l),
@@ -211,25 +173,13 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
             })
             .collect();
         series.push(Series {
-            name: if test {
-                "net test acc"
-            } else {
-                "net train acc"
-            }
-            .into(),
-            points: h
-                .probes
-                .iter()
-                .map(|(e, o)| (*e as f64, if test { o.test_acc } else { o.train_acc }))
-                .collect(),
+            name: if test { "net test acc" } else { "net train acc" }.into(),
+            points: h.probes.iter().map(|(e, o)| (*e as f64, if test { o.test_acc } else { o.train_acc })).collect(),
             color: "#000000".into(),
             dashed: true,
         });
         Panel {
-            title: format!(
-                "NCC {} accuracy per layer",
-                if test { "test" } else { "train" }
-            ),
+            title: format!("NCC {} accuracy per layer", if test { "test" } else { "train" }),
             x_label: "epoch".into(),
             y_label: "accuracy".into(),
             series,
@@ -252,11 +202,7 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
     write_figure(
         out,
         "ncc_by_epoch",
-        &render_svg(
-            &format!("Intermediate NCC separability: {title}"),
-            &[by_epoch(false), by_epoch(true)],
-            2,
-        ),
+        &render_svg(&format!("Intermediate NCC separability: {title}"), &[by_epoch(false), by_epoch(true)], 2),
     )?;
     let layers = &last.result.layers;
     let prof = |name: &str, color: &str, pts: Vec<(f64, f64)>| Series {
@@ -265,31 +211,17 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
         color: color.into(),
         dashed: false,
     };
-    let log10 = |v: Option<f64>| {
-        v.filter(|x| *x > 0.0 && x.is_finite())
-            .map(f64::log10)
-            .unwrap_or(f64::NAN)
-    };
+    let log10 = |v: Option<f64>| v.filter(|x| *x > 0.0 && x.is_finite()).map(f64::log10).unwrap_or(f64::NAN);
     let acc = Panel {
         title: "NCC accuracy by layer".into(),
         x_label: "layer".into(),
         y_label: "accuracy".into(),
         series: vec![
-            prof(
-                "train",
-                "#1f77b4",
-                layers
-                    .iter()
-                    .map(|l| (l.layer as f64, l.ncc_train_acc))
-                    .collect(),
-            ),
+            prof("train", "#1f77b4", layers.iter().map(|l| (l.layer as f64, l.ncc_train_acc)).collect()),
             prof(
                 "test",
                 "#d62728",
-                layers
-                    .iter()
-                    .map(|l| (l.layer as f64, l.ncc_test_acc.unwrap_or(f64::NAN)))
-                    .collect(),
+                layers.iter().map(|l| (l.layer as f64, l.ncc_test_acc.unwrap_or(f64::NAN))).collect(),
             ),
         ],
         y_range: Some((0.0, 1.0)),
@@ -300,22 +232,8 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
         x_label: "layer".into(),
         y_label: "log10 CDNV".into(),
         series: vec![
-            prof(
-                "train",
-                "#1f77b4",
-                layers
-                    .iter()
-                    .map(|l| (l.layer as f64, log10(l.cdnv_train)))
-                    .collect(),
-            ),
-            prof(
-                "test",
-                "#d62728",
-                layers
-                    .iter()
-                    .map(|l| (l.layer as f64, log10(l.cdnv_test)))
-                    .collect(),
-            ),
+            prof("train", "#1f77b4", layers.iter().map(|l| (l.layer as f64, log10(l.cdnv_train))).collect()),
+            prof("test", "#d62728", layers.iter().map(|l| (l.layer as f64, log10(l.cdnv_test))).collect()),
         ],
         y_range: None,
         integer_x: true,
@@ -324,11 +242,7 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
     write_figure(
         out,
         "layer_profile",
-        &render_svg(
-            &format!("Per-layer profile at epoch {epoch}: {title}"),
-            &[acc, cdnv],
-            2,
-        ),
+        &render_svg(&format!("Per-layer profile at epoch {epoch}: {title}"), &[acc, cdnv], 2),
     )
 }
 
@@ -356,10 +270,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     init_runtime(cfg.train.seed, cfg.train.threads);
     let mut trainer = Trainer::new(cfg, &ds, device)?;
     let dev = device_name(device);
-    let mut h = History {
-        blocks: Vec::new(),
-        probes: Vec::new(),
-    };
+    let mut h = History { blocks: Vec::new(), probes: Vec::new() };
     let log = Logger::new(cfg.train.epochs, opts.quiet);
     log.line(&format!(
         "{} · {} train / {} test · {:?}-{}-{} · {} · {} epochs, probe every {}",
@@ -381,17 +292,10 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         device: &dev,
         corrupted: changed.len(),
     };
-    let record = |h: &mut History,
-                  epoch: usize,
-                  o: ProbeOutcome,
-                  epoch_loss: Option<f64>,
-                  lr: Option<f64>| {
+    let record = |h: &mut History, epoch: usize, o: ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>| {
         let mut rows = results::metric_rows(&o.result);
         rows.extend(network_rows(&o, epoch_loss, lr));
-        h.blocks.push(MetricBlock {
-            epoch: Some(epoch),
-            rows,
-        });
+        h.blocks.push(MetricBlock { epoch: Some(epoch), rows });
         h.probes.push((epoch, o));
     };
     if cfg.probe.at_init {
@@ -410,17 +314,8 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         let mut msg = format!("loss {:.4} acc {:.4}", st.loss, st.acc);
         if epoch % cfg.probe.every == 0 || epoch == cfg.train.epochs {
             let o = trainer.probe(&ds)?;
-            let top = o
-                .result
-                .layers
-                .last()
-                .map(|l| l.ncc_train_acc)
-                .unwrap_or(f64::NAN);
-            let _ = write!(
-                msg,
-                " · test acc {:.4} · top NCC train {:.4}",
-                o.test_acc, top
-            );
+            let top = o.result.layers.last().map(|l| l.ncc_train_acc).unwrap_or(f64::NAN);
+            let _ = write!(msg, " · test acc {:.4} · top NCC train {:.4}", o.test_acc, top);
             // The LR in force at the end of this epoch.
             let lr = crate::schedule::lr_at(&cfg.train, epoch, 0, 1);
             record(&mut h, epoch, o, Some(st.loss), Some(lr));
@@ -431,12 +326,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     log.finish();
     figures(out, cfg, &h)?;
     let summary = write_state(out, cfg, &h, &state("done", None, cfg.train.epochs))?;
-    let result = h
-        .probes
-        .pop()
-        .expect("the last epoch is always probed")
-        .1
-        .result;
+    let result = h.probes.pop().expect("the last epoch is always probed").1.result;
     Ok(RunResult { summary, result })
 }
 
@@ -461,12 +351,7 @@ impl Logger {
             );
             b
         });
-        Logger {
-            bar,
-            quiet,
-            start: Instant::now(),
-            epochs,
-        }
+        Logger { bar, quiet, start: Instant::now(), epochs }
     }
     fn line(&self, s: &str) {
         match &self.bar {
@@ -481,11 +366,9 @@ impl Logger {
                 b.set_position(epoch as u64);
                 b.set_message(msg.to_string());
             }
-            None if !self.quiet => eprintln!(
-                "epoch {epoch}/{} · {msg} · {:.1}s",
-                self.epochs,
-                self.start.elapsed().as_secs_f64()
-            ),
+            None if !self.quiet => {
+                eprintln!("epoch {epoch}/{} · {msg} · {:.1}s", self.epochs, self.start.elapsed().as_secs_f64())
+            }
             None => {}
         }
     }

@@ -28,33 +28,17 @@ mod tests {
         assert!(close(lr_at(&t, 1, 49, 100), 0.05));
         assert!(close(lr_at(&t, 1, 99, 100), 0.1));
         // The closed form of spec §2.3.
-        for (epoch, want) in [
-            (2, 0.1),
-            (59, 0.1),
-            (60, 0.02),
-            (99, 0.02),
-            (100, 0.004),
-            (199, 0.004),
-            (200, 0.0008),
-            (500, 0.0008),
-        ] {
-            assert!(
-                close(lr_at(&t, epoch, 0, 100), want),
-                "epoch {epoch}: {} vs {want}",
-                lr_at(&t, epoch, 0, 100)
-            );
+        for (epoch, want) in
+            [(2, 0.1), (59, 0.1), (60, 0.02), (99, 0.02), (100, 0.004), (199, 0.004), (200, 0.0008), (500, 0.0008)]
+        {
+            assert!(close(lr_at(&t, epoch, 0, 100), want), "epoch {epoch}: {} vs {want}", lr_at(&t, epoch, 0, 100));
             assert!(close(lr_at(&t, epoch, 99, 100), want));
         }
     }
 
     #[test]
     fn no_warmup_starts_at_base() {
-        let t = TrainConfig {
-            warmup_epochs: 0,
-            milestones: vec![2],
-            gamma: 0.5,
-            ..TrainConfig::default()
-        };
+        let t = TrainConfig { warmup_epochs: 0, milestones: vec![2], gamma: 0.5, ..TrainConfig::default() };
         assert_eq!(lr_at(&t, 1, 0, 10), 0.1);
         assert_eq!(lr_at(&t, 2, 0, 10), 0.05);
     }

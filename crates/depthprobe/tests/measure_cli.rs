@@ -10,10 +10,7 @@ use depthprobe::rng::Rng;
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 fn python() -> String {
@@ -36,26 +33,14 @@ struct Split {
 fn make_split(seed: u64, n: usize, centres: &[Vec<f64>]) -> Split {
     let mut r = Rng::new(seed);
     let c = 4;
-    let y: Vec<i64> = (0..n)
-        .map(|i| {
-            if i < c {
-                i as i64
-            } else {
-                r.below(c as u64) as i64
-            }
-        })
-        .collect();
+    let y: Vec<i64> = (0..n).map(|i| if i < c { i as i64 } else { r.below(c as u64) as i64 }).collect();
     let layers = centres
         .iter()
         .map(|cent| {
             let d = cent.len() / c;
             let x = y
                 .iter()
-                .flat_map(|&k| {
-                    (0..d)
-                        .map(|j| (cent[k as usize * d + j] + r.normal() + 2.0) as f32)
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|&k| (0..d).map(|j| (cent[k as usize * d + j] + r.normal() + 2.0) as f32).collect::<Vec<_>>())
                 .collect();
             (d, x)
         })
@@ -65,21 +50,14 @@ fn make_split(seed: u64, n: usize, centres: &[Vec<f64>]) -> Split {
 
 fn centres(seed: u64) -> Vec<Vec<f64>> {
     let mut r = Rng::new(seed);
-    [(5usize, 0.3), (12, 1.0), (20, 3.0)]
-        .iter()
-        .map(|&(d, s)| (0..4 * d).map(|_| r.normal() * s).collect())
-        .collect()
+    [(5usize, 0.3), (12, 1.0), (20, 3.0)].iter().map(|&(d, s)| (0..4 * d).map(|_| r.normal() * s).collect()).collect()
 }
 
 fn write_npy_dir(dir: &Path, s: &Split, extra: &[(&str, Vec<usize>, Vec<f32>)]) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("labels.npy"), npy_bytes_i64(&s.y)).unwrap();
     for (i, (d, x)) in s.layers.iter().enumerate() {
-        std::fs::write(
-            dir.join(format!("layer_{}.npy", i + 1)),
-            npy_bytes_f32(&[s.y.len(), *d], x),
-        )
-        .unwrap();
+        std::fs::write(dir.join(format!("layer_{}.npy", i + 1)), npy_bytes_f32(&[s.y.len(), *d], x)).unwrap();
     }
     for (name, shape, data) in extra {
         std::fs::write(dir.join(format!("{name}.npy")), npy_bytes_f32(shape, data)).unwrap();
@@ -111,23 +89,11 @@ fn measure_matches_independent_numpy_implementation() {
     let w: Vec<f32> = (0..4 * 20).map(|_| r.normal() as f32).collect();
     let lg_tr: Vec<f32> = (0..700 * 4).map(|_| r.normal() as f32).collect();
     let lg_te: Vec<f32> = (0..300 * 4).map(|_| r.normal() as f32).collect();
-    let (trd, ted, out) = (
-        tmp.path().join("train"),
-        tmp.path().join("test"),
-        tmp.path().join("out"),
-    );
-    write_npy_dir(
-        &trd,
-        &tr,
-        &[
-            ("classifier_weight", vec![4, 20], w),
-            ("logits", vec![700, 4], lg_tr),
-        ],
-    );
+    let (trd, ted, out) = (tmp.path().join("train"), tmp.path().join("test"), tmp.path().join("out"));
+    write_npy_dir(&trd, &tr, &[("classifier_weight", vec![4, 20], w), ("logits", vec![700, 4], lg_tr)]);
     write_npy_dir(&ted, &te, &[("logits", vec![300, 4], lg_te)]);
     measure(&opts(&trd, &ted), &out).unwrap();
-    let ours: Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let ours: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let script = repo_root().join("tests/numpy_reference.py");
     let o = Command::new(python())
         .arg(&script)
@@ -142,48 +108,26 @@ fn measure_matches_independent_numpy_implementation() {
     );
     let theirs: Value = serde_json::from_slice(&o.stdout).unwrap();
     let mut compared = 0;
-    for (a, b) in ours["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(theirs["layers"].as_array().unwrap())
-    {
+    for (a, b) in ours["layers"].as_array().unwrap().iter().zip(theirs["layers"].as_array().unwrap()) {
         for (k, bv) in b.as_object().unwrap() {
             let av = &a[k];
-            assert!(
-                !av.is_null(),
-                "layer {}: {k} missing from summary.json",
-                b["layer"]
-            );
+            assert!(!av.is_null(), "layer {}: {k} missing from summary.json", b["layer"]);
             let (x, y) = (num(av), num(bv));
             let rel = if x == y { 0.0 } else { (x - y).abs() / y.abs() };
-            assert!(
-                rel < 1e-6,
-                "layer {} {k}: depthprobe {x}, numpy {y}",
-                b["layer"]
-            );
+            assert!(rel < 1e-6, "layer {} {k}: depthprobe {x}, numpy {y}", b["layer"]);
             compared += 1;
         }
     }
     assert!(compared >= 3 * 12, "compared only {compared} values");
     assert_eq!(ours["effective_depth"], theirs["effective_depth"]);
     for k in ["slope", "intercept", "pearson_r"] {
-        let (x, y) = (
-            num(&ours["fuzziness_fit"][k]),
-            num(&theirs["fuzziness_fit"][k]),
-        );
-        assert!(
-            (x - y).abs() <= 1e-6 * y.abs(),
-            "fuzziness_fit.{k}: {x} vs {y}"
-        );
+        let (x, y) = (num(&ours["fuzziness_fit"][k]), num(&theirs["fuzziness_fit"][k]));
+        assert!((x - y).abs() <= 1e-6 * y.abs(), "fuzziness_fit.{k}: {x} vs {y}");
     }
     // metrics.csv carries the same numbers in long format.
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("layer,split,metric,value\n"));
-    let want = format!(
-        "2,train,ncc_acc,{}",
-        num(&ours["layers"][1]["ncc_train_acc"])
-    );
+    let want = format!("2,train,ncc_acc,{}", num(&ours["layers"][1]["ncc_train_acc"]));
     assert!(csv.lines().any(|l| l == want), "{want} not in metrics.csv");
 }
 
@@ -199,36 +143,21 @@ fn safetensors_input_gives_the_same_results_as_npy() {
     let st = |s: &Split, path: &Path| {
         use safetensors::tensor::{Dtype, TensorView};
         let ybytes: Vec<u8> = s.y.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let lbytes: Vec<Vec<u8>> = s
-            .layers
-            .iter()
-            .map(|(_, x)| x.iter().flat_map(|v| v.to_le_bytes()).collect())
-            .collect();
-        let mut views = vec![(
-            "labels".to_string(),
-            TensorView::new(Dtype::I64, vec![s.y.len()], &ybytes).unwrap(),
-        )];
+        let lbytes: Vec<Vec<u8>> =
+            s.layers.iter().map(|(_, x)| x.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+        let mut views = vec![("labels".to_string(), TensorView::new(Dtype::I64, vec![s.y.len()], &ybytes).unwrap())];
         for (i, ((d, _), b)) in s.layers.iter().zip(&lbytes).enumerate() {
-            views.push((
-                format!("layer_{}", i + 1),
-                TensorView::new(Dtype::F32, vec![s.y.len(), *d], b).unwrap(),
-            ));
+            views.push((format!("layer_{}", i + 1), TensorView::new(Dtype::F32, vec![s.y.len(), *d], b).unwrap()));
         }
         safetensors::tensor::serialize_to_file(views, None, path).unwrap();
     };
-    let (trs, tes) = (
-        tmp.path().join("train.safetensors"),
-        tmp.path().join("test.safetensors"),
-    );
+    let (trs, tes) = (tmp.path().join("train.safetensors"), tmp.path().join("test.safetensors"));
     st(&tr, &trs);
     st(&te, &tes);
     let a = measure(&opts(&trd, &ted), &tmp.path().join("a")).unwrap();
     let b = measure(&opts(&trs, &tes), &tmp.path().join("b")).unwrap();
     for (la, lb) in a.layers.iter().zip(&b.layers) {
-        assert_eq!(
-            format!("{:?}", la.scalar_metrics()),
-            format!("{:?}", lb.scalar_metrics())
-        );
+        assert_eq!(format!("{:?}", la.scalar_metrics()), format!("{:?}", lb.scalar_metrics()));
     }
 }
 
@@ -263,10 +192,7 @@ fn bad_input_names_the_file_and_the_problem() {
     let mut o = opts(&d, &good);
     o.num_classes = Some(4);
     let e = format!("{:#}", measure(&o, &tmp.path().join("o1")).unwrap_err());
-    assert!(
-        e.contains("labels.npy") && e.contains("label 9 at row 17"),
-        "{e}"
-    );
+    assert!(e.contains("labels.npy") && e.contains("label 9 at row 17"), "{e}");
 
     // A class absent from train: relabel all of class 2 as 3.
     let d = fresh("absent");
@@ -276,20 +202,12 @@ fn bad_input_names_the_file_and_the_problem() {
 
     // Row counts that differ between files.
     let d = fresh("rows");
-    std::fs::write(
-        d.join("layer_2.npy"),
-        npy_bytes_f32(&[49, 12], &s.layers[1].1[..49 * 12]),
-    )
-    .unwrap();
+    std::fs::write(d.join("layer_2.npy"), npy_bytes_f32(&[49, 12], &s.layers[1].1[..49 * 12])).unwrap();
     expect_err(&d, &good, &["layer_2.npy", "49 rows", "labels.npy has 50"]);
 
     // Wrong dtype: int32 embeddings; float labels; 1-D embeddings.
     let d = fresh("dtype");
-    std::fs::write(
-        d.join("layer_1.npy"),
-        npy_bytes("<i4", &[50, 5], vec![0u8; 50 * 5 * 4]),
-    )
-    .unwrap();
+    std::fs::write(d.join("layer_1.npy"), npy_bytes("<i4", &[50, 5], vec![0u8; 50 * 5 * 4])).unwrap();
     expect_err(&d, &good, &["layer_1.npy", "float32", "int32"]);
     let d = fresh("labeldtype");
     std::fs::write(d.join("labels.npy"), npy_bytes_f32(&[50], &[0.0; 50])).unwrap();
@@ -303,11 +221,7 @@ fn bad_input_names_the_file_and_the_problem() {
     let mut x = s.layers[2].1.clone();
     x[33 * 20 + 4] = f32::INFINITY;
     std::fs::write(d.join("layer_3.npy"), npy_bytes_f32(&[50, 20], &x)).unwrap();
-    expect_err(
-        &d,
-        &good,
-        &["layer_3.npy", "non-finite value inf at row 33, column 4"],
-    );
+    expect_err(&d, &good, &["layer_3.npy", "non-finite value inf at row 33, column 4"]);
 
     // Truncated file.
     let d = fresh("trunc");
@@ -350,23 +264,15 @@ fn memory_does_not_depend_on_rows_read_in_chunks() {
     let yt: Vec<u32> = te.y.iter().map(|&v| v as u32).collect();
     let refs: Vec<&[f32]> = tr.layers.iter().map(|(_, x)| x.as_slice()).collect();
     let trefs: Vec<&[f32]> = te.layers.iter().map(|(_, x)| x.as_slice()).collect();
-    p.update_all(depthprobe_measures::Split::Train, &refs, &y)
-        .unwrap();
+    p.update_all(depthprobe_measures::Split::Train, &refs, &y).unwrap();
     p.next_pass().unwrap();
-    p.update_all(depthprobe_measures::Split::Train, &refs, &y)
-        .unwrap();
-    p.update_all(depthprobe_measures::Split::Test, &trefs, &yt)
-        .unwrap();
+    p.update_all(depthprobe_measures::Split::Train, &refs, &y).unwrap();
+    p.update_all(depthprobe_measures::Split::Test, &trefs, &yt).unwrap();
     let b = p.finish().unwrap();
     for (la, lb) in a.layers.iter().zip(&b.layers) {
-        for ((name, split, va), (_, _, vb)) in
-            la.scalar_metrics().into_iter().zip(lb.scalar_metrics())
-        {
+        for ((name, split, va), (_, _, vb)) in la.scalar_metrics().into_iter().zip(lb.scalar_metrics()) {
             if let (Some(va), Some(vb)) = (va, vb) {
-                assert!(
-                    (va - vb).abs() <= 1e-12 * vb.abs().max(1e-300),
-                    "{name}/{split}: {va} vs {vb}"
-                );
+                assert!((va - vb).abs() <= 1e-12 * vb.abs().max(1e-300), "{name}/{split}: {va} vs {vb}");
             }
         }
     }

@@ -21,13 +21,7 @@ fn model_shapes_and_embedding_count_per_depth() {
         for depth in [1usize, 3, 5] {
             for emb in [EmbeddingPoint::PreBn, EmbeddingPoint::PostActivation] {
                 let vs = nn::VarStore::new(Device::Cpu);
-                let cfg = ModelConfig {
-                    arch,
-                    depth,
-                    width: 8,
-                    batch_norm: true,
-                    embedding: emb,
-                };
+                let cfg = ModelConfig { arch, depth, width: 8, batch_norm: true, embedding: emb };
                 let net = Net::new(&vs.root(), &cfg, &[3, 32, 32], 10).unwrap();
                 let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
                 let (logits, embs) = net.forward(&x, false, true);
@@ -44,24 +38,14 @@ fn model_shapes_and_embedding_count_per_depth() {
                         "post-ReLU embeddings are non-negative"
                     );
                 } else {
-                    assert!(
-                        embs[0].min().double_value(&[]) < 0.0,
-                        "pre-BN embeddings take negative values"
-                    );
+                    assert!(embs[0].min().double_value(&[]) < 0.0, "pre-BN embeddings take negative values");
                 }
                 // Parameter count: MLP = Σ linear + BN + head; CONV adds the two-conv stem.
-                let n: i64 = vs
-                    .trainable_variables()
-                    .iter()
-                    .map(|t| t.numel() as i64)
-                    .sum();
+                let n: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
                 let h = 8i64;
                 let want = match arch {
                     Arch::Mlp => {
-                        (3072 * h + h)
-                            + (depth as i64 - 1) * (h * h + h)
-                            + depth as i64 * 2 * h
-                            + (h * 10 + 10)
+                        (3072 * h + h) + (depth as i64 - 1) * (h * h + h) + depth as i64 * 2 * h + (h * 10 + 10)
                     }
                     Arch::Conv => {
                         (3 * 4 * h + h)
@@ -81,33 +65,19 @@ fn model_shapes_and_embedding_count_per_depth() {
 #[test]
 fn init_is_pytorch_default_uniform() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let cfg = ModelConfig {
-        arch: Arch::Mlp,
-        depth: 2,
-        width: 400,
-        batch_norm: true,
-        embedding: EmbeddingPoint::PreBn,
-    };
+    let cfg = ModelConfig { arch: Arch::Mlp, depth: 2, width: 400, batch_norm: true, embedding: EmbeddingPoint::PreBn };
     let _net = Net::new(&vs.root(), &cfg, &[1, 32, 32], 10).unwrap();
     let vars = vs.variables();
     let w = &vars["layers.1.linear.weight"];
     let bound = 1.0 / (400f64).sqrt();
     let (lo, hi) = (w.min().double_value(&[]), w.max().double_value(&[]));
-    assert!(
-        lo >= -bound && hi <= bound && hi > 0.95 * bound && lo < -0.95 * bound,
-        "[{lo}, {hi}] vs ±{bound}"
-    );
+    assert!(lo >= -bound && hi <= bound && hi > 0.95 * bound && lo < -0.95 * bound, "[{lo}, {hi}] vs ±{bound}");
     let b = &vars["layers.1.linear.bias"];
     assert!(
         b.abs().max().double_value(&[]) <= bound && b.abs().max().double_value(&[]) > 0.0,
         "bias uniform, not zero"
     );
-    assert_eq!(
-        vars["layers.0.bn.weight"]
-            .mean(Kind::Float)
-            .double_value(&[]),
-        1.0
-    );
+    assert_eq!(vars["layers.0.bn.weight"].mean(Kind::Float).double_value(&[]), 1.0);
 }
 
 fn quick_cfg(epochs: usize) -> Config {
@@ -122,16 +92,7 @@ fn quick_cfg(epochs: usize) -> Config {
 }
 
 fn run(cfg: &Config, dir: &Path) -> depthprobe::run::RunResult {
-    train(
-        cfg,
-        &RunOptions {
-            out: dir.into(),
-            data_dir: None,
-            force: true,
-            quiet: true,
-        },
-    )
-    .unwrap()
+    train(cfg, &RunOptions { out: dir.into(), data_dir: None, force: true, quiet: true }).unwrap()
 }
 
 #[test]
@@ -143,18 +104,11 @@ fn same_seed_gives_identical_metrics_csv() {
     let a = std::fs::read(tmp.path().join("a/metrics.csv")).unwrap();
     let b = std::fs::read(tmp.path().join("b/metrics.csv")).unwrap();
     assert!(a.len() > 1000);
-    assert!(
-        a == b,
-        "metrics.csv differs between two runs with the same seed"
-    );
+    assert!(a == b, "metrics.csv differs between two runs with the same seed");
     let mut other = cfg.clone();
     other.train.seed = 1;
     run(&other, &tmp.path().join("c"));
-    assert_ne!(
-        a,
-        std::fs::read(tmp.path().join("c/metrics.csv")).unwrap(),
-        "a different seed must change the run"
-    );
+    assert_ne!(a, std::fs::read(tmp.path().join("c/metrics.csv")).unwrap(), "a different seed must change the run");
 }
 
 #[test]
@@ -165,22 +119,12 @@ fn training_reduces_loss_and_raises_top_layer_ncc() {
     let csv = std::fs::read_to_string(tmp.path().join("metrics.csv")).unwrap();
     let get = |epoch: usize, layer: &str, split: &str, metric: &str| -> f64 {
         let prefix = format!("{epoch},{layer},{split},{metric},");
-        csv.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix}"))
-            .parse()
-            .unwrap()
+        csv.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {prefix}")).parse().unwrap()
     };
     let (loss0, loss6) = (get(0, "", "train", "loss"), get(6, "", "train", "loss"));
-    let (ncc0, ncc6) = (
-        get(0, "4", "train", "ncc_acc"),
-        get(6, "4", "train", "ncc_acc"),
-    );
+    let (ncc0, ncc6) = (get(0, "4", "train", "ncc_acc"), get(6, "4", "train", "ncc_acc"));
     assert!(loss6 < 0.5 * loss0, "loss {loss0} → {loss6}");
-    assert!(
-        ncc6 > ncc0 + 0.2 && ncc6 > 0.9,
-        "top-layer NCC {ncc0} → {ncc6}"
-    );
+    assert!(ncc6 > ncc0 + 0.2 && ncc6 > 0.9, "top-layer NCC {ncc0} → {ncc6}");
     assert_eq!(r.summary["status"], "done");
     assert_eq!(r.summary["epochs"], 6);
     for f in [
@@ -204,21 +148,9 @@ fn an_existing_run_folder_is_refused_without_force() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = quick_cfg(1);
     run(&cfg, tmp.path());
-    let e = train(
-        &cfg,
-        &RunOptions {
-            out: tmp.path().into(),
-            data_dir: None,
-            force: false,
-            quiet: true,
-        },
-    )
-    .err()
-    .unwrap();
-    assert!(
-        e.to_string().contains("already holds a run") && e.to_string().contains("--force"),
-        "{e}"
-    );
+    let e =
+        train(&cfg, &RunOptions { out: tmp.path().into(), data_dir: None, force: false, quiet: true }).err().unwrap();
+    assert!(e.to_string().contains("already holds a run") && e.to_string().contains("--force"), "{e}");
 }
 
 #[test]
@@ -228,11 +160,7 @@ fn corrupted_run_records_changed_indices() {
     cfg.corruption.p = 0.2;
     let r = run(&cfg, tmp.path());
     let n = data::synthetic::CLASSES * data::synthetic::TRAIN_PER_CLASS;
-    let rows = std::fs::read_to_string(tmp.path().join("corrupted_labels.csv"))
-        .unwrap()
-        .lines()
-        .count()
-        - 1;
+    let rows = std::fs::read_to_string(tmp.path().join("corrupted_labels.csv")).unwrap().lines().count() - 1;
     assert_eq!(rows, (0.2 * n as f64).floor() as usize);
     assert_eq!(r.summary["corruption"]["changed"], rows);
 }
@@ -246,12 +174,7 @@ fn cuda_without_gpu_is_a_clear_error() {
     cfg.train.device = "cuda".into();
     let e = train(
         &cfg,
-        &RunOptions {
-            out: tempfile::tempdir().unwrap().path().into(),
-            data_dir: None,
-            force: true,
-            quiet: true,
-        },
+        &RunOptions { out: tempfile::tempdir().unwrap().path().into(), data_dir: None, force: true, quiet: true },
     )
     .err()
     .unwrap();
@@ -278,18 +201,12 @@ fn demo_data_is_not_ncc_separable_at_the_input() {
 fn real_mnist_and_fashion_mnist_load_with_paper_preprocessing() {
     let root = shared_data();
     let m = data::load("mnist", Some(&root), 0).unwrap();
-    assert_eq!(
-        (m.train.len(), m.test.len(), m.shape.clone()),
-        (60_000, 10_000, vec![1, 32, 32])
-    );
+    assert_eq!((m.train.len(), m.test.len(), m.shape.clone()), (60_000, 10_000, vec![1, 32, 32]));
     let mut hist = [0usize; 10];
     for &l in &m.train.labels {
         hist[l as usize] += 1;
     }
-    assert_eq!(
-        hist,
-        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-    );
+    assert_eq!(hist, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
     // Zero padding: the 2-pixel border normalises to −mean/std exactly.
     let mut x = Vec::new();
     m.fill_batch(&m.train, &[0], None, &mut x);
@@ -300,9 +217,7 @@ fn real_mnist_and_fashion_mnist_load_with_paper_preprocessing() {
     m.fill_batch(&m.train, &(0..2000).collect::<Vec<_>>(), None, &mut all);
     let inner: Vec<f64> = all
         .chunks(1024)
-        .flat_map(|img| {
-            (2..30).flat_map(move |r| img[r * 32 + 2..r * 32 + 30].iter().map(|&v| v as f64))
-        })
+        .flat_map(|img| (2..30).flat_map(move |r| img[r * 32 + 2..r * 32 + 30].iter().map(|&v| v as f64)))
         .collect();
     let mean = inner.iter().sum::<f64>() / inner.len() as f64;
     assert!(mean.abs() < 0.05, "mean {mean}");
@@ -321,26 +236,16 @@ fn torchvision_layout_and_raw_files_work() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("MNIST/raw");
     std::fs::create_dir_all(&raw).unwrap();
-    for f in [
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ] {
+    for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    {
         // Uncompressed copies: the loader must read raw IDX too.
-        let bytes =
-            data::idx::read_maybe_gz(&shared_data().join("mnist").join(format!("{f}.gz"))).unwrap();
+        let bytes = data::idx::read_maybe_gz(&shared_data().join("mnist").join(format!("{f}.gz"))).unwrap();
         std::fs::write(raw.join(f), bytes).unwrap();
     }
     let m = data::load("mnist", Some(tmp.path()), 0).unwrap();
     assert_eq!(m.train.len(), 60_000);
-    let e = data::load("fashion-mnist", Some(tmp.path()), 0)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("fashion-mnist/train-images-idx3-ubyte.gz") && e.contains("FashionMNIST/raw"),
-        "{e}"
-    );
+    let e = data::load("fashion-mnist", Some(tmp.path()), 0).unwrap_err().to_string();
+    assert!(e.contains("fashion-mnist/train-images-idx3-ubyte.gz") && e.contains("FashionMNIST/raw"), "{e}");
 }
 
 #[test]
@@ -362,10 +267,7 @@ fn cifar_sample_loads_and_augments() {
             },
             labels: labels.iter().map(|&l| l as i64).collect(),
         },
-        test: data::Split {
-            storage: data::Storage::Floats(vec![]),
-            labels: vec![],
-        },
+        test: data::Split { storage: data::Storage::Floats(vec![]), labels: vec![] },
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     ds.fill_batch(&ds.train, &[0, 1], None, &mut a);
@@ -389,12 +291,28 @@ fn broken_idx_files_are_named() {
     std::fs::write(&p, &src[..src.len() / 2]).unwrap();
     let e = format!("{:#}", data::idx::read_maybe_gz(&p).unwrap_err());
     assert!(e.contains("t.gz") && e.contains("truncated"), "{e}");
-    let raw =
-        data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let raw = data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let e = data::idx::parse_images(&p, &raw).unwrap_err().to_string();
     assert!(e.contains("wrong IDX magic 0x00000801"), "{e}");
-    let e = data::idx::parse_labels(&p, &raw[..raw.len() - 3])
-        .unwrap_err()
-        .to_string();
+    let e = data::idx::parse_labels(&p, &raw[..raw.len() - 3]).unwrap_err().to_string();
     assert!(e.contains("10000 labels but the file holds 9997"), "{e}");
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut n = 0;
+    for sub in ["", "quick", "paper"] {
+        for e in std::fs::read_dir(root.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Config::from_file(&p, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 8, "found only {n} configs");
+    // Paper configs carry the paper's protocol.
+    let c = Config::from_file(&root.join("paper/conv-cifar10.toml"), &[]).unwrap();
+    assert_eq!((c.model.arch, c.model.width, c.train.epochs, c.data.augment), (Arch::Conv, 400, 500, true));
 }

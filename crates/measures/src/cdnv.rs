@@ -23,12 +23,7 @@ pub fn cdnv_pairs(m: &ClassMoments) -> Vec<f64> {
                 continue;
             };
             // Difference first, then square: no ‖a‖² + ‖b‖² − 2a·b cancellation.
-            let dist2: f64 = m
-                .mean(i)
-                .iter()
-                .zip(m.mean(j))
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum();
+            let dist2: f64 = m.mean(i).iter().zip(m.mean(j)).map(|(a, b)| (a - b) * (a - b)).sum();
             let scale2 = sq_norm(m.mean(i)).max(sq_norm(m.mean(j)));
             let v = if dist2 > COINCIDENT_RELATIVE * COINCIDENT_RELATIVE * scale2 && dist2 > 0.0 {
                 (vi + vj) / (2.0 * dist2)

@@ -35,9 +35,7 @@ impl BetweenClassSubspace {
         let (d, c) = (m.dim, m.num_classes());
         let g = m.global_mean();
         let centred = Mat::<f64>::from_fn(d, c, |i, k| m.mean(k)[i] - g[i]);
-        let svd = centred
-            .thin_svd()
-            .expect("SVD of the centred class means did not converge");
+        let svd = centred.thin_svd().expect("SVD of the centred class means did not converge");
         let u = svd.U();
         let r = u.ncols();
         let mut basis = vec![0.0; d * r];
@@ -60,18 +58,12 @@ impl BetweenClassSubspace {
         }
     }
 
-    fn basis_ref(&self) -> MatRef<'_, f64> {
-        MatRef::from_row_major_slice(&self.basis, self.dim, self.rank)
-    }
-
     /// Between-class matrix in the basis: Σ_k w_k q_k q_kᵀ.
     fn between(&self, weights: &[f64]) -> Mat<f64> {
         let r = self.rank;
         Mat::from_fn(r, r, |a, b| {
             (0..self.num_classes)
-                .map(|k| {
-                    weights[k] * self.centred_coords[k * r + a] * self.centred_coords[k * r + b]
-                })
+                .map(|k| weights[k] * self.centred_coords[k * r + a] * self.centred_coords[k * r + b])
                 .sum()
         })
     }
@@ -83,38 +75,20 @@ pub struct WithinClassProjection {
     pub rank: usize,
     pub sum: Mat<f64>,
     pub count: u64,
-    proj: Vec<f64>,
 }
 
 impl WithinClassProjection {
     pub fn new(rank: usize) -> Self {
-        WithinClassProjection {
-            rank,
-            sum: Mat::zeros(rank, rank),
-            count: 0,
-            proj: Vec::new(),
-        }
+        WithinClassProjection { rank, sum: Mat::zeros(rank, rank), count: 0 }
     }
 
-    /// `centred` is row-major [rows, D] holding x − μ_y for each counted row.
-    pub fn update(&mut self, sub: &BetweenClassSubspace, centred: &[f64], rows: usize) {
+    /// `projected` is row-major [rows, r] holding Qᵀ(x − μ_y) for each counted row.
+    pub fn update(&mut self, projected: &[f64], rows: usize) {
         if rows == 0 {
             return;
         }
-        let r = self.rank;
-        self.proj.resize(rows * r, 0.0);
-        let xc = MatRef::from_row_major_slice(centred, rows, sub.dim);
-        let p = MatMut::from_row_major_slice_mut(&mut self.proj, rows, r);
-        matmul(p, Accum::Replace, xc, sub.basis_ref(), 1.0, Par::Seq);
-        let p = MatRef::from_row_major_slice(&self.proj, rows, r);
-        matmul(
-            self.sum.as_mut(),
-            Accum::Add,
-            p.transpose(),
-            p,
-            1.0,
-            Par::Seq,
-        );
+        let p = MatRef::from_row_major_slice(projected, rows, self.rank);
+        matmul(self.sum.as_mut(), Accum::Add, p.transpose(), p, 1.0, Par::Seq);
         self.count += rows as u64;
     }
 }
@@ -161,20 +135,13 @@ pub fn fuzziness(sub: &BetweenClassSubspace, within: &WithinClassProjection) -> 
     let n = within.count as f64;
     let sw = &within.sum * (1.0 / n);
     let weights: Vec<f64> = sub.counts.iter().map(|&k| k as f64 / n).collect();
-    trace_with_pinv(
-        &sw,
-        &sub.between(&weights),
-        sub.num_classes.saturating_sub(1),
-    )
+    trace_with_pinv(&sw, &sub.between(&weights), sub.num_classes.saturating_sub(1))
 }
 
 /// Norms ‖μ_c − μ_G‖ of the centred class means.
 fn centred_norms(sub: &BetweenClassSubspace) -> Vec<f64> {
     let r = sub.rank;
-    sub.centred_coords
-        .chunks_exact(r)
-        .map(|q| q.iter().map(|v| v * v).sum::<f64>().sqrt())
-        .collect()
+    sub.centred_coords.chunks_exact(r).map(|q| q.iter().map(|v| v * v).sum::<f64>().sqrt()).collect()
 }
 
 /// NC2 equinorm: std_c ‖μ_c − μ_G‖ / mean_c ‖μ_c − μ_G‖ (population std).
@@ -216,11 +183,7 @@ pub fn nc3_self_duality(m: &ClassMoments, global_mean: &[f64], weight: &[f32]) -
     if weight.len() != c * d {
         return None;
     }
-    let wn: f64 = weight
-        .iter()
-        .map(|&v| (v as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let wn: f64 = weight.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
     let mut mn = 0.0;
     for k in 0..c {
         for (i, &g) in global_mean.iter().enumerate() {

@@ -21,6 +21,7 @@ pub mod collapse;
 pub mod effective_depth;
 pub mod error;
 pub mod json;
+pub mod kernels;
 pub mod moments;
 pub mod ncc;
 pub mod probe;
@@ -29,7 +30,5 @@ pub mod separation;
 
 pub use effective_depth::effective_depth;
 pub use error::ProbeError;
-pub use probe::{
-    eps_key, LayerProbe, LayerResult, Pass, ProbeResult, ProbeSpec, Split, DEFAULT_EPS,
-};
+pub use probe::{eps_key, LayerProbe, LayerResult, Pass, ProbeResult, ProbeSpec, Split, DEFAULT_EPS};
 pub use separation::LogLinearFit;

@@ -45,31 +45,20 @@ impl ClassMoments {
         for (row, c) in x.chunks_exact(d).zip(class) {
             let Some(c) = *c else { continue };
             self.batch_count[c] += 1;
-            let s = &mut self.batch_sum[c * d..(c + 1) * d];
-            for (a, &v) in s.iter_mut().zip(row) {
-                *a += v as f64;
-            }
+            crate::kernels::add_widened(&mut self.batch_sum[c * d..(c + 1) * d], row);
         }
         // Batch means in place of the sums.
         for c in 0..self.num_classes() {
             let n = self.batch_count[c];
             if n > 0 {
                 let inv = 1.0 / n as f64;
-                self.batch_sum[c * d..(c + 1) * d]
-                    .iter_mut()
-                    .for_each(|v| *v *= inv);
+                self.batch_sum[c * d..(c + 1) * d].iter_mut().for_each(|v| *v *= inv);
             }
         }
         // Two-pass M2 inside the batch, against the batch mean.
         for (row, c) in x.chunks_exact(d).zip(class) {
             let Some(c) = *c else { continue };
-            let m = &self.batch_sum[c * d..(c + 1) * d];
-            let mut acc = 0.0;
-            for (&v, &mu) in row.iter().zip(m) {
-                let e = v as f64 - mu;
-                acc += e * e;
-            }
-            self.batch_m2[c] += acc;
+            self.batch_m2[c] += crate::kernels::sq_dist(row, &self.batch_sum[c * d..(c + 1) * d]);
         }
         // Chan merge of (n_b, mean_b, M2_b) into the running (n_a, mean_a, M2_a).
         for c in 0..self.num_classes() {

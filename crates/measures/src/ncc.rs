@@ -16,26 +16,32 @@ pub struct NccClassifier {
 
 impl NccClassifier {
     pub fn new(means: Vec<f64>, num_classes: usize, dim: usize) -> Self {
-        let mean_sq_norms = means
-            .chunks_exact(dim)
-            .map(|m| m.iter().map(|v| v * v).sum())
-            .collect();
-        NccClassifier {
-            dim,
-            num_classes,
-            means,
-            mean_sq_norms,
+        let mean_sq_norms = means.chunks_exact(dim).map(|m| m.iter().map(|v| v * v).sum()).collect();
+        NccClassifier { dim, num_classes, means, mean_sq_norms }
+    }
+
+    /// Means, row-major C×D.
+    pub fn means(&self) -> &[f64] {
+        &self.means
+    }
+
+    /// The NCC decision for one row from ‖x‖² and the dot products x·μ_c.
+    #[inline]
+    pub fn decide(&self, x_sq_norm: f64, dots: &[f64]) -> usize {
+        let mut best = 0;
+        let mut best_d = f64::INFINITY;
+        for (k, (&dot, &m)) in dots.iter().zip(&self.mean_sq_norms).enumerate() {
+            let dist = x_sq_norm - 2.0 * dot + m;
+            if dist < best_d {
+                best_d = dist;
+                best = k;
+            }
         }
+        best
     }
 
     /// Predict the class of every row of `x` (row-major f64 [rows, dim]); `scores` is scratch.
-    pub fn predict_into(
-        &self,
-        x: &[f64],
-        rows: usize,
-        scores: &mut Vec<f64>,
-        out: &mut Vec<usize>,
-    ) {
+    pub fn predict_into(&self, x: &[f64], rows: usize, scores: &mut Vec<f64>, out: &mut Vec<usize>) {
         let (d, c) = (self.dim, self.num_classes);
         scores.resize(rows * c, 0.0);
         let xs = MatRef::from_row_major_slice(x, rows, d);
@@ -45,16 +51,7 @@ impl NccClassifier {
         out.clear();
         for (r, row) in x.chunks_exact(d).enumerate() {
             let xn: f64 = row.iter().map(|v| v * v).sum();
-            let mut best = 0;
-            let mut best_d = f64::INFINITY;
-            for k in 0..c {
-                let dist = xn - 2.0 * scores[r * c + k] + self.mean_sq_norms[k];
-                if dist < best_d {
-                    best_d = dist;
-                    best = k;
-                }
-            }
-            out.push(best);
+            out.push(self.decide(xn, &scores[r * c..(r + 1) * c]));
         }
     }
 }

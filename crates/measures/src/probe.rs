@@ -10,14 +10,13 @@
 use std::collections::BTreeMap;
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cdnv::{cdnv_mean, cdnv_pairs};
 use crate::collapse::{
-    fuzziness, nc1, nc2_equiangularity, nc2_equinorm, nc3_self_duality, BetweenClassSubspace,
-    WithinClassProjection,
+    fuzziness, nc1, nc2_equiangularity, nc2_equinorm, nc3_self_duality, BetweenClassSubspace, WithinClassProjection,
 };
 use crate::effective_depth::effective_depth;
 use crate::error::ProbeError;
@@ -26,6 +25,19 @@ use crate::moments::ClassMoments;
 use crate::ncc::NccClassifier;
 use crate::rank::{effective_rank, numerical_rank};
 use crate::separation::{fit_log_linear, LogLinearFit};
+
+/// Rows per block in pass 2: a block's f64 copy (256 × D × 8 bytes) stays in L2 for D ≤ 512.
+const BLOCK_ROWS: usize = 256;
+
+/// Index of the first NaN/±∞, scanning branch-free first (it vectorises) and locating only
+/// on failure.
+fn first_non_finite(x: &[f32]) -> Option<usize> {
+    if x.iter().fold(true, |ok, v| ok & v.is_finite()) {
+        None
+    } else {
+        x.iter().position(|v| !v.is_finite())
+    }
+}
 
 /// The default ε list for effective depth.
 pub const DEFAULT_EPS: [f64; 3] = [0.01, 0.05, 0.1];
@@ -134,11 +146,7 @@ impl LayerResult {
             ("ncc_acc", "test", self.ncc_test_acc),
             ("cdnv", "train", self.cdnv_train),
             ("cdnv", "test", self.cdnv_test),
-            (
-                "within_class_variance",
-                "train",
-                self.within_class_variance_train,
-            ),
+            ("within_class_variance", "train", self.within_class_variance_train),
             ("nc1", "train", self.nc1),
             ("fuzziness", "train", self.fuzziness),
             ("nc2_equinorm", "train", self.nc2_equinorm),
@@ -146,11 +154,7 @@ impl LayerResult {
             ("nc3_self_duality", "train", self.nc3_self_duality),
             ("nc4_agreement", "train", self.nc4_agreement_train),
             ("nc4_agreement", "test", self.nc4_agreement_test),
-            (
-                "numerical_rank",
-                "train",
-                self.numerical_rank.map(|r| r as f64),
-            ),
+            ("numerical_rank", "train", self.numerical_rank.map(|r| r as f64)),
             ("effective_rank", "train", self.effective_rank),
         ]
     }
@@ -195,10 +199,15 @@ struct LayerState {
     /// Rows fed in the current pass, per split (all rows, counted or not).
     rows: [u64; 2],
     rows_pass1: u64,
+    /// Pass 2: [μ_1 … μ_C | Q], D × (C + r) row-major, so one GEMM gives both the NCC dot
+    /// products and the projections on the between-class subspace.
+    joint: Vec<f64>,
+    /// μ_c·Q, C × r: subtracted from x·Q to get Qᵀ(x − μ_y).
+    mean_proj: Vec<f64>,
     x64: Vec<f64>,
-    centred: Vec<f64>,
+    x_sq: Vec<f64>,
+    proj: Vec<f64>,
     scores: Vec<f64>,
-    preds: Vec<usize>,
     class_of_row: Vec<Option<usize>>,
 }
 
@@ -218,24 +227,16 @@ pub struct LayerProbe {
 impl LayerProbe {
     pub fn new(spec: ProbeSpec) -> Result<Self, ProbeError> {
         if spec.num_classes < 2 {
-            return Err(ProbeError::InvalidSpec(format!(
-                "num_classes is {}; at least 2 are needed",
-                spec.num_classes
-            )));
+            return Err(ProbeError::InvalidSpec(format!("num_classes is {}; at least 2 are needed", spec.num_classes)));
         }
         if spec.dims.is_empty() {
             return Err(ProbeError::InvalidSpec("no layers".into()));
         }
         if let Some(l) = spec.dims.iter().position(|&d| d == 0) {
-            return Err(ProbeError::InvalidSpec(format!(
-                "layer {} has dimension 0",
-                l + 1
-            )));
+            return Err(ProbeError::InvalidSpec(format!("layer {} has dimension 0", l + 1)));
         }
         if let Some(e) = spec.eps.iter().find(|e| !(0.0..=1.0).contains(*e)) {
-            return Err(ProbeError::InvalidSpec(format!(
-                "eps {e} is outside [0, 1]"
-            )));
+            return Err(ProbeError::InvalidSpec(format!("eps {e} is outside [0, 1]")));
         }
         let classes: Vec<usize> = match &spec.classes {
             None => (0..spec.num_classes).collect(),
@@ -250,9 +251,7 @@ impl LayerProbe {
                     )));
                 }
                 if cs.len() < 2 {
-                    return Err(ProbeError::InvalidSpec(
-                        "a class subset needs at least 2 classes".into(),
-                    ));
+                    return Err(ProbeError::InvalidSpec("a class subset needs at least 2 classes".into()));
                 }
                 cs
             }
@@ -279,10 +278,12 @@ impl LayerProbe {
                 counted: [0; 2],
                 rows: [0; 2],
                 rows_pass1: 0,
+                joint: Vec::new(),
+                mean_proj: Vec::new(),
                 x64: Vec::new(),
-                centred: Vec::new(),
+                x_sq: Vec::new(),
+                proj: Vec::new(),
                 scores: Vec::new(),
-                preds: Vec::new(),
                 class_of_row: Vec::new(),
             })
             .collect();
@@ -329,13 +330,7 @@ impl LayerProbe {
     }
 
     /// Feed one batch of one layer (1-based `layer`): `x` row-major [rows, dim], `y` labels.
-    pub fn update(
-        &mut self,
-        split: Split,
-        layer: usize,
-        x: &[f32],
-        y: &[u32],
-    ) -> Result<(), ProbeError> {
+    pub fn update(&mut self, split: Split, layer: usize, x: &[f32], y: &[u32]) -> Result<(), ProbeError> {
         let nl = self.layers.len();
         if layer == 0 || layer > nl {
             return Err(ProbeError::NoSuchLayer { layer, layers: nl });
@@ -372,22 +367,14 @@ impl LayerProbe {
         y: &[u32],
     ) -> Result<(), ProbeError> {
         if self.pass != Pass::Decisions {
-            return Err(ProbeError::WrongPass(
-                "NC4 agreement is fed in pass 2, once the train means are final".into(),
-            ));
+            return Err(ProbeError::WrongPass("NC4 agreement is fed in pass 2, once the train means are final".into()));
         }
         let c = self.spec.num_classes;
         let top = self.layers.last().unwrap();
         let d = top.dim;
         let rows = y.len();
         if x_top.len() != rows * d || logits.len() != rows * c {
-            return Err(ProbeError::Shape {
-                split: split.name(),
-                layer: top.layer,
-                values: x_top.len(),
-                rows,
-                dim: d,
-            });
+            return Err(ProbeError::Shape { split: split.name(), layer: top.layer, values: x_top.len(), rows, dim: d });
         }
         let ncc = top.ncc.as_ref().expect("pass 2 has NCC means");
         let (x64, scores, preds) = &mut self.agreement_scratch;
@@ -417,34 +404,49 @@ impl LayerProbe {
     /// End pass 1: fix the train class means and prepare pass 2.
     pub fn next_pass(&mut self) -> Result<(), ProbeError> {
         if self.pass != Pass::Moments {
-            return Err(ProbeError::WrongPass(
-                "next_pass called twice: the probe has two passes".into(),
-            ));
+            return Err(ProbeError::WrongPass("next_pass called twice: the probe has two passes".into()));
         }
         let expected = self.layers[0].rows[0];
         for l in &self.layers {
             if l.rows[0] != expected {
-                return Err(ProbeError::RowCountMismatch {
-                    split: "train",
-                    layer: l.layer,
-                    rows: l.rows[0],
-                    expected,
-                });
+                return Err(ProbeError::RowCountMismatch { split: "train", layer: l.layer, rows: l.rows[0], expected });
             }
         }
         if let Some(k) = self.layers[0].train.counts.iter().position(|&n| n == 0) {
-            return Err(ProbeError::EmptyClass {
-                class: self.classes[k],
-            });
+            return Err(ProbeError::EmptyClass { class: self.classes[k] });
         }
         let collapse = self.spec.collapse_measures;
         self.layers.par_iter_mut().for_each(|l| {
             let k = l.train.num_classes();
-            l.ncc = Some(NccClassifier::new(l.train.means.clone(), k, l.dim));
-            if collapse {
+            let d = l.dim;
+            l.ncc = Some(NccClassifier::new(l.train.means.clone(), k, d));
+            let r = if collapse {
                 let sub = BetweenClassSubspace::new(&l.train);
                 l.within = Some(WithinClassProjection::new(sub.rank));
+                let r = sub.rank;
                 l.subspace = Some(sub);
+                r
+            } else {
+                0
+            };
+            let w = k + r;
+            l.joint = vec![0.0; d * w];
+            l.mean_proj = vec![0.0; k * r];
+            for i in 0..d {
+                for c in 0..k {
+                    l.joint[i * w + c] = l.train.mean(c)[i];
+                }
+            }
+            if let Some(sub) = &l.subspace {
+                for i in 0..d {
+                    for j in 0..r {
+                        let q = sub.basis[i * r + j];
+                        l.joint[i * w + k + j] = q;
+                        for c in 0..k {
+                            l.mean_proj[c * r + j] += l.train.mean(c)[i] * q;
+                        }
+                    }
+                }
             }
             l.rows_pass1 = l.rows[0];
             l.rows = [0; 2];
@@ -483,22 +485,11 @@ impl LayerProbe {
         let nl = self.layers.len();
         let classifier = self.classifier.as_deref();
         let agreement = self.agreement;
-        let layers: Vec<LayerResult> = self
-            .layers
-            .par_iter()
-            .map(|l| l.result(k, l.layer == nl, classifier, &agreement))
-            .collect();
+        let layers: Vec<LayerResult> =
+            self.layers.par_iter().map(|l| l.result(k, l.layer == nl, classifier, &agreement)).collect();
         let errs: Vec<f64> = layers.iter().map(|l| 1.0 - l.ncc_train_acc).collect();
-        let effective_depth = self
-            .spec
-            .eps
-            .iter()
-            .map(|&e| (eps_key(e), effective_depth(&errs, e)))
-            .collect();
-        let fz: Vec<(usize, f64)> = layers
-            .iter()
-            .filter_map(|l| l.fuzziness.map(|f| (l.layer, f)))
-            .collect();
+        let effective_depth = self.spec.eps.iter().map(|&e| (eps_key(e), effective_depth(&errs, e))).collect();
+        let fz: Vec<(usize, f64)> = layers.iter().filter_map(|l| l.fuzziness.map(|f| (l.layer, f))).collect();
         Ok(ProbeResult {
             num_classes: self.spec.num_classes,
             classes: self.classes,
@@ -524,18 +515,11 @@ impl LayerState {
         let rows = y.len();
         let s = split.idx();
         if x.len() != rows * d {
-            return Err(ProbeError::Shape {
-                split: split.name(),
-                layer: self.layer,
-                values: x.len(),
-                rows,
-                dim: d,
-            });
+            return Err(ProbeError::Shape { split: split.name(), layer: self.layer, values: x.len(), rows, dim: d });
         }
         if pass == Pass::Moments && split == Split::Test {
             return Err(ProbeError::WrongPass(
-                "test batches are fed in pass 2: NCC test decisions need the final train means"
-                    .into(),
+                "test batches are fed in pass 2: NCC test decisions need the final train means".into(),
             ));
         }
         let base = self.rows[s];
@@ -549,7 +533,7 @@ impl LayerState {
             })?;
             self.class_of_row.push(*c);
         }
-        if let Some(p) = x.iter().position(|v| !v.is_finite()) {
+        if let Some(p) = first_non_finite(x) {
             return Err(ProbeError::NonFinite {
                 split: split.name(),
                 layer: self.layer,
@@ -580,60 +564,66 @@ impl LayerState {
                 if split == Split::Test {
                     self.test.update(x, &self.class_of_row);
                 }
-                // Kept rows in f64, and their labels.
-                self.x64.clear();
-                let mut labels = Vec::with_capacity(rows);
-                for (row, c) in x.chunks_exact(d).zip(&self.class_of_row) {
-                    if let Some(c) = c {
-                        self.x64.extend(row.iter().map(|&v| v as f64));
-                        labels.push(*c);
-                    }
-                }
-                let kept = labels.len();
-                let ncc = self.ncc.as_ref().expect("pass 2 has NCC means");
-                ncc.predict_into(&self.x64, kept, &mut self.scores, &mut self.preds);
-                self.correct[s] += self
-                    .preds
-                    .iter()
-                    .zip(&labels)
-                    .filter(|(p, t)| p == t)
-                    .count() as u64;
-                self.counted[s] += kept as u64;
-                if split == Split::Train {
-                    if let (Some(sub), Some(w)) = (self.subspace.as_ref(), self.within.as_mut()) {
-                        self.centred.clear();
-                        for (row, &c) in self.x64.chunks_exact(d).zip(&labels) {
-                            let mu = self.train.mean(c);
-                            self.centred.extend(row.iter().zip(mu).map(|(a, b)| a - b));
-                        }
-                        w.update(sub, &self.centred, kept);
-                    }
-                }
+                self.decide_and_project(split, x);
             }
         }
         Ok(())
     }
 
-    fn result(
-        &self,
-        k: usize,
-        is_top: bool,
-        classifier: Option<&[f32]>,
-        agreement: &[Agreement; 2],
-    ) -> LayerResult {
-        let acc = |s: usize| {
-            (self.counted[s] > 0).then(|| self.correct[s] as f64 / self.counted[s] as f64)
-        };
+    /// Pass 2 on one batch, in blocks of BLOCK_ROWS rows that stay in cache: NCC decisions
+    /// against the train means and, on train, the within-class scatter projected on Q.
+    fn decide_and_project(&mut self, split: Split, x: &[f32]) {
+        let d = self.dim;
+        let s = split.idx();
+        let ncc = self.ncc.as_ref().expect("pass 2 has NCC means");
+        let k = ncc.num_classes;
+        let r = self.subspace.as_ref().map_or(0, |sub| sub.rank);
+        let w = k + r;
+        let project = split == Split::Train && self.within.is_some();
+        let mut labels = Vec::with_capacity(BLOCK_ROWS);
+        for (xb, cb) in x.chunks(BLOCK_ROWS * d).zip(self.class_of_row.chunks(BLOCK_ROWS)) {
+            self.x64.clear();
+            self.x_sq.clear();
+            labels.clear();
+            for (row, c) in xb.chunks_exact(d).zip(cb) {
+                if let Some(c) = *c {
+                    self.x_sq.push(crate::kernels::widen_with_sq_norm(row, &mut self.x64));
+                    labels.push(c);
+                }
+            }
+            let kept = labels.len();
+            if kept == 0 {
+                continue;
+            }
+            self.scores.resize(kept * w, 0.0);
+            let dst = MatMut::from_row_major_slice_mut(&mut self.scores, kept, w);
+            let xs = MatRef::from_row_major_slice(&self.x64, kept, d);
+            matmul(dst, Accum::Replace, xs, MatRef::from_row_major_slice(&self.joint, d, w), 1.0, Par::Seq);
+            for (i, &label) in labels.iter().enumerate() {
+                if ncc.decide(self.x_sq[i], &self.scores[i * w..i * w + k]) == label {
+                    self.correct[s] += 1;
+                }
+            }
+            self.counted[s] += kept as u64;
+            if project {
+                self.proj.clear();
+                for (i, &label) in labels.iter().enumerate() {
+                    let xq = &self.scores[i * w + k..(i + 1) * w];
+                    let mq = &self.mean_proj[label * r..(label + 1) * r];
+                    self.proj.extend(xq.iter().zip(mq).map(|(a, b)| a - b));
+                }
+                self.within.as_mut().unwrap().update(&self.proj, kept);
+            }
+        }
+    }
+
+    fn result(&self, k: usize, is_top: bool, classifier: Option<&[f32]>, agreement: &[Agreement; 2]) -> LayerResult {
+        let acc = |s: usize| (self.counted[s] > 0).then(|| self.correct[s] as f64 / self.counted[s] as f64);
         let pairs_train = cdnv_pairs(&self.train);
         let pairs_test = cdnv_pairs(&self.test);
         let vars: Vec<f64> = (0..k).filter_map(|c| self.train.variance(c)).collect();
         let (nc1v, fz, eqn, eqa) = match (&self.subspace, &self.within) {
-            (Some(sub), Some(w)) => (
-                nc1(sub, w),
-                fuzziness(sub, w),
-                nc2_equinorm(sub),
-                nc2_equiangularity(sub),
-            ),
+            (Some(sub), Some(w)) => (nc1(sub, w), fuzziness(sub, w), nc2_equinorm(sub), nc2_equiangularity(sub)),
             _ => (None, None, None, None),
         };
         let nc3 = if is_top {
@@ -663,8 +653,7 @@ impl LayerState {
             ncc_test_acc: acc(1),
             cdnv_train: cdnv_mean(&pairs_train, k),
             cdnv_test: cdnv_mean(&pairs_test, k),
-            within_class_variance_train: (!vars.is_empty())
-                .then(|| vars.iter().sum::<f64>() / vars.len() as f64),
+            within_class_variance_train: (!vars.is_empty()).then(|| vars.iter().sum::<f64>() / vars.len() as f64),
             nc1: nc1v,
             fuzziness: fz,
             nc2_equinorm: eqn,

@@ -17,11 +17,8 @@ pub struct LogLinearFit {
 /// Least-squares fit of log D_l on l over layers with a finite, positive D_l. `None` with fewer
 /// than two such layers.
 pub fn fit_log_linear(layer_values: &[(usize, f64)]) -> Option<LogLinearFit> {
-    let pts: Vec<(f64, f64)> = layer_values
-        .iter()
-        .filter(|(_, v)| v.is_finite() && *v > 0.0)
-        .map(|&(l, v)| (l as f64, v.ln()))
-        .collect();
+    let pts: Vec<(f64, f64)> =
+        layer_values.iter().filter(|(_, v)| v.is_finite() && *v > 0.0).map(|&(l, v)| (l as f64, v.ln())).collect();
     let n = pts.len();
     if n < 2 {
         return None;
@@ -33,11 +30,5 @@ pub fn fit_log_linear(layer_values: &[(usize, f64)]) -> Option<LogLinearFit> {
     let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let slope = sxy / sxx;
     let pearson_r = (syy > 0.0).then(|| sxy / (sxx * syy).sqrt());
-    Some(LogLinearFit {
-        slope,
-        intercept: my - slope * mx,
-        ratio: slope.exp(),
-        pearson_r,
-        layers_used: n,
-    })
+    Some(LogLinearFit { slope, intercept: my - slope * mx, ratio: slope.exp(), pearson_r, layers_used: n })
 }

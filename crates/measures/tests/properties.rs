@@ -23,9 +23,7 @@ fn probe_one(x: &[f32], y: &[u32], c: usize, d: usize) -> ProbeResult {
     let mut probe = LayerProbe::new(ProbeSpec::new(c, vec![d])).unwrap();
     for chunk in 0..y.len().div_ceil(256) {
         let (s, e) = (chunk * 256, ((chunk + 1) * 256).min(y.len()));
-        probe
-            .update(Split::Train, 1, &x[s * d..e * d], &y[s..e])
-            .unwrap();
+        probe.update(Split::Train, 1, &x[s * d..e * d], &y[s..e]).unwrap();
     }
     probe.next_pass().unwrap();
     probe.update(Split::Train, 1, x, y).unwrap();
@@ -39,11 +37,7 @@ fn gaussians(seed: u64, n: usize, d: usize, sigma: f64, mus: &[Vec<f64>]) -> (Ve
     let y: Vec<u32> = (0..n).map(|i| (i % c) as u32).collect();
     let x = y
         .iter()
-        .flat_map(|&k| {
-            (0..d)
-                .map(|j| (mus[k as usize][j] + sigma * r.normal()) as f32)
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|&k| (0..d).map(|j| (mus[k as usize][j] + sigma * r.normal()) as f32).collect::<Vec<_>>())
         .collect();
     (x, y)
 }
@@ -51,47 +45,29 @@ fn gaussians(seed: u64, n: usize, d: usize, sigma: f64, mus: &[Vec<f64>]) -> (Ve
 #[test]
 fn two_isotropic_gaussians_give_d_sigma2_over_dist2() {
     let (d, sigma) = (16, 0.7);
-    let mus = vec![
-        vec![0.0; d],
-        (0..d).map(|j| if j < 4 { 1.5 } else { 0.0 }).collect(),
-    ];
+    let mus = vec![vec![0.0; d], (0..d).map(|j| if j < 4 { 1.5 } else { 0.0 }).collect()];
     let dist2: f64 = 4.0 * 1.5 * 1.5;
     let (x, y) = gaussians(1, 20_000, d, sigma, &mus);
     let res = probe_one(&x, &y, 2, d);
     let want = d as f64 * sigma * sigma / dist2;
     let got = res.layers[0].cdnv_train.unwrap();
-    assert!(
-        (got - want).abs() / want < 0.02,
-        "CDNV {got}, theory {want}"
-    );
+    assert!((got - want).abs() / want < 0.02, "CDNV {got}, theory {want}");
 }
 
 #[test]
 fn cdnv_invariant_to_translation_and_scaling() {
     let d = 8;
-    let mus: Vec<Vec<f64>> = (0..3)
-        .map(|k| (0..d).map(|j| ((k * 7 + j) % 5) as f64).collect())
-        .collect();
+    let mus: Vec<Vec<f64>> = (0..3).map(|k| (0..d).map(|j| ((k * 7 + j) % 5) as f64).collect()).collect();
     let (x, y) = gaussians(2, 3000, d, 1.0, &mus);
     let base = probe_one(&x, &y, 3, d).layers[0].clone();
     let shift: Vec<f32> = (0..d).map(|j| 100.0 + j as f32 * 3.0).collect();
-    let translated: Vec<f32> = x
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v + shift[i % d])
-        .collect();
+    let translated: Vec<f32> = x.iter().enumerate().map(|(i, v)| v + shift[i % d]).collect();
     let scaled: Vec<f32> = x.iter().map(|v| v * 37.5).collect();
     for (name, xs) in [("translated", translated), ("scaled", scaled)] {
         let r = probe_one(&xs, &y, 3, d).layers[0].clone();
         // f32 inputs: translation by ~100 rounds each value at ~1e-5 relative.
-        let rel =
-            (r.cdnv_train.unwrap() - base.cdnv_train.unwrap()).abs() / base.cdnv_train.unwrap();
-        assert!(
-            rel < 1e-4,
-            "{name}: {} vs {}",
-            r.cdnv_train.unwrap(),
-            base.cdnv_train.unwrap()
-        );
+        let rel = (r.cdnv_train.unwrap() - base.cdnv_train.unwrap()).abs() / base.cdnv_train.unwrap();
+        assert!(rel < 1e-4, "{name}: {} vs {}", r.cdnv_train.unwrap(), base.cdnv_train.unwrap());
         assert_eq!(r.ncc_train_acc, base.ncc_train_acc, "{name}");
     }
     // Power-of-two scaling is exact in floating point: equality to 1e-12.
@@ -104,9 +80,7 @@ fn cdnv_invariant_to_translation_and_scaling() {
 #[test]
 fn collapsed_features_give_perfect_ncc_and_zero_cdnv() {
     let d = 5;
-    let mus: Vec<Vec<f64>> = (0..4)
-        .map(|k| (0..d).map(|j| if j == k { 2.0 } else { -0.5 }).collect())
-        .collect();
+    let mus: Vec<Vec<f64>> = (0..4).map(|k| (0..d).map(|j| if j == k { 2.0 } else { -0.5 }).collect()).collect();
     let (x, y) = gaussians(3, 400, d, 0.0, &mus);
     let l = probe_one(&x, &y, 4, d).layers[0].clone();
     assert_eq!(l.ncc_train_acc, 1.0);
@@ -137,13 +111,7 @@ fn coincident_means_give_infinite_cdnv_not_nan() {
 #[test]
 fn ordered_and_unordered_pair_averages_agree() {
     let d = 6;
-    let mus: Vec<Vec<f64>> = (0..4)
-        .map(|k| {
-            (0..d)
-                .map(|j| (k as f64) * (j as f64 + 1.0) * 0.3)
-                .collect()
-        })
-        .collect();
+    let mus: Vec<Vec<f64>> = (0..4).map(|k| (0..d).map(|j| (k as f64) * (j as f64 + 1.0) * 0.3).collect()).collect();
     let (x, y) = gaussians(5, 2000, d, 1.0, &mus);
     let l = probe_one(&x, &y, 4, d).layers[0].clone();
     let c = 4;
@@ -158,36 +126,14 @@ fn ordered_and_unordered_pair_averages_agree() {
 #[test]
 fn bad_input_is_named() {
     let mut probe = LayerProbe::new(ProbeSpec::new(3, vec![2])).unwrap();
-    let e = probe
-        .update(Split::Train, 1, &[0.0; 4], &[0, 7])
-        .unwrap_err();
-    assert_eq!(
-        e,
-        ProbeError::LabelOutOfRange {
-            split: "train",
-            row: 1,
-            label: 7,
-            num_classes: 3
-        }
-    );
-    let e = probe
-        .update(Split::Train, 1, &[0.0, 1.0, f32::NAN, 0.0], &[0, 1])
-        .unwrap_err();
+    let e = probe.update(Split::Train, 1, &[0.0; 4], &[0, 7]).unwrap_err();
+    assert_eq!(e, ProbeError::LabelOutOfRange { split: "train", row: 1, label: 7, num_classes: 3 });
+    let e = probe.update(Split::Train, 1, &[0.0, 1.0, f32::NAN, 0.0], &[0, 1]).unwrap_err();
     assert!(e.to_string().contains("row 1, column 0"), "{e}");
-    let e = probe
-        .update(Split::Train, 1, &[0.0; 5], &[0, 1])
-        .unwrap_err();
+    let e = probe.update(Split::Train, 1, &[0.0; 5], &[0, 1]).unwrap_err();
     assert!(matches!(e, ProbeError::Shape { .. }));
-    assert!(matches!(
-        probe.update(Split::Train, 2, &[0.0; 2], &[0]),
-        Err(ProbeError::NoSuchLayer { .. })
-    ));
-    probe
-        .update(Split::Train, 1, &[0.0, 1.0, 2.0, 3.0], &[0, 1])
-        .unwrap();
+    assert!(matches!(probe.update(Split::Train, 2, &[0.0; 2], &[0]), Err(ProbeError::NoSuchLayer { .. })));
+    probe.update(Split::Train, 1, &[0.0, 1.0, 2.0, 3.0], &[0, 1]).unwrap();
     // Class 2 never appeared in train.
-    assert_eq!(
-        probe.next_pass().unwrap_err(),
-        ProbeError::EmptyClass { class: 2 }
-    );
+    assert_eq!(probe.next_pass().unwrap_err(), ProbeError::EmptyClass { class: 2 });
 }

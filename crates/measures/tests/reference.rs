@@ -34,15 +34,7 @@ struct Data {
 /// Class-structured data: layer l has class offsets of scale `sep[l]` plus unit noise.
 fn make_data(seed: u64, n: usize, c: usize, dims: &[usize], sep: &[f64]) -> Data {
     let mut r = Rng(seed);
-    let y: Vec<u32> = (0..n)
-        .map(|i| {
-            if i < c {
-                i as u32
-            } else {
-                (r.next() % c as u64) as u32
-            }
-        })
-        .collect();
+    let y: Vec<u32> = (0..n).map(|i| if i < c { i as u32 } else { (r.next() % c as u64) as u32 }).collect();
     let mut x = Vec::new();
     for (l, &d) in dims.iter().enumerate() {
         let centers: Vec<f64> = (0..c * d).map(|_| r.normal() * sep[l]).collect();
@@ -55,11 +47,7 @@ fn make_data(seed: u64, n: usize, c: usize, dims: &[usize], sep: &[f64]) -> Data
         }
         x.push(v);
     }
-    Data {
-        x,
-        y,
-        dims: dims.to_vec(),
-    }
+    Data { x, y, dims: dims.to_vec() }
 }
 
 /// Run the probe with the given batch size and row order (a permutation of 0..n).
@@ -82,12 +70,7 @@ fn run_probe(
                 .dims
                 .iter()
                 .enumerate()
-                .map(|(l, &d)| {
-                    chunk
-                        .iter()
-                        .flat_map(|&i| data.x[l][i * d..(i + 1) * d].iter().copied())
-                        .collect()
-                })
+                .map(|(l, &d)| chunk.iter().flat_map(|&i| data.x[l][i * d..(i + 1) * d].iter().copied()).collect())
                 .collect();
             let refs: Vec<&[f32]> = xs.iter().map(|v| v.as_slice()).collect();
             probe.update_all(split, &refs, &y).unwrap();
@@ -110,10 +93,7 @@ struct RefLayer {
 
 fn rows(data: &Data, l: usize) -> Vec<Vec<f64>> {
     let d = data.dims[l];
-    data.x[l]
-        .chunks(d)
-        .map(|r| r.iter().map(|&v| v as f64).collect())
-        .collect()
+    data.x[l].chunks(d).map(|r| r.iter().map(|&v| v as f64).collect()).collect()
 }
 
 fn ref_moments(x: &[Vec<f64>], y: &[u32], c: usize) -> RefLayer {
@@ -133,9 +113,7 @@ fn ref_moments(x: &[Vec<f64>], y: &[u32], c: usize) -> RefLayer {
     }
     let mut vars = vec![0.0; c];
     for (r, &k) in x.iter().zip(y) {
-        vars[k as usize] += (0..d)
-            .map(|j| (r[j] - means[k as usize][j]).powi(2))
-            .sum::<f64>();
+        vars[k as usize] += (0..d).map(|j| (r[j] - means[k as usize][j]).powi(2)).sum::<f64>();
     }
     for k in 0..c {
         vars[k] /= n[k] as f64;
@@ -152,11 +130,7 @@ fn ref_cdnv(m: &RefLayer) -> f64 {
             if i == j {
                 continue;
             }
-            let dist: f64 = m.means[i]
-                .iter()
-                .zip(&m.means[j])
-                .map(|(a, b)| (a - b).powi(2))
-                .sum();
+            let dist: f64 = m.means[i].iter().zip(&m.means[j]).map(|(a, b)| (a - b).powi(2)).sum();
             s += (m.vars[i] + m.vars[j]) / (2.0 * dist);
             n += 1;
         }
@@ -167,10 +141,7 @@ fn ref_cdnv(m: &RefLayer) -> f64 {
 fn ref_ncc_acc(x: &[Vec<f64>], y: &[u32], means: &[Vec<f64>]) -> f64 {
     let mut correct = 0;
     for (r, &k) in x.iter().zip(y) {
-        let d: Vec<f64> = means
-            .iter()
-            .map(|m| r.iter().zip(m).map(|(a, b)| (a - b).powi(2)).sum())
-            .collect();
+        let d: Vec<f64> = means.iter().map(|m| r.iter().zip(m).map(|(a, b)| (a - b).powi(2)).sum()).collect();
         let best = (0..d.len()).fold(0, |b, i| if d[i] < d[b] { i } else { b });
         correct += (best == k as usize) as usize;
     }
@@ -205,12 +176,8 @@ fn ref_collapse(x: &[Vec<f64>], y: &[u32], m: &RefLayer) -> (f64, f64, f64, f64)
     let c = m.means.len();
     let d = x[0].len();
     let n = x.len() as f64;
-    let counts: Vec<f64> = (0..c)
-        .map(|k| y.iter().filter(|&&v| v as usize == k).count() as f64)
-        .collect();
-    let g: Vec<f64> = (0..d)
-        .map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n)
-        .collect();
+    let counts: Vec<f64> = (0..c).map(|k| y.iter().filter(|&&v| v as usize == k).count() as f64).collect();
+    let g: Vec<f64> = (0..d).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
     let mut sw = Mat::<f64>::zeros(d, d);
     for (r, &k) in x.iter().zip(y) {
         for a in 0..d {
@@ -232,23 +199,15 @@ fn ref_collapse(x: &[Vec<f64>], y: &[u32], m: &RefLayer) -> (f64, f64, f64, f64)
     }
     let nc1 = pinv_trace(&sw, &sb, c - 1) / c as f64;
     let fz = pinv_trace(&sw, &ssb, c - 1);
-    let cm: Vec<Vec<f64>> = m
-        .means
-        .iter()
-        .map(|mu| mu.iter().zip(&g).map(|(a, b)| a - b).collect())
-        .collect();
-    let norms: Vec<f64> = cm
-        .iter()
-        .map(|v| v.iter().map(|a| a * a).sum::<f64>().sqrt())
-        .collect();
+    let cm: Vec<Vec<f64>> = m.means.iter().map(|mu| mu.iter().zip(&g).map(|(a, b)| a - b).collect()).collect();
+    let norms: Vec<f64> = cm.iter().map(|v| v.iter().map(|a| a * a).sum::<f64>().sqrt()).collect();
     let mean = norms.iter().sum::<f64>() / c as f64;
     let std = (norms.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / c as f64).sqrt();
     let mut ang = 0.0;
     for i in 0..c {
         for j in 0..c {
             if i != j {
-                let cos = cm[i].iter().zip(&cm[j]).map(|(a, b)| a * b).sum::<f64>()
-                    / (norms[i] * norms[j]);
+                let cos = cm[i].iter().zip(&cm[j]).map(|(a, b)| a * b).sum::<f64>() / (norms[i] * norms[j]);
                 ang += (cos + 1.0 / (c as f64 - 1.0)).abs();
             }
         }
@@ -262,11 +221,7 @@ fn ref_ranks(x: &[Vec<f64>]) -> (usize, f64) {
     let sv = m.singular_values().unwrap();
     let tol = sv[0] * n.max(d) as f64 * f32::EPSILON as f64;
     let total: f64 = sv.iter().sum();
-    let h: f64 = sv
-        .iter()
-        .filter(|s| **s > 0.0)
-        .map(|s| -(s / total) * (s / total).ln())
-        .sum();
+    let h: f64 = sv.iter().filter(|s| **s > 0.0).map(|s| -(s / total) * (s / total).ln()).sum();
     (sv.iter().filter(|&&s| s > tol).count(), h.exp())
 }
 
@@ -296,16 +251,8 @@ fn every_measure_matches_brute_force_reference() {
         let (nrank, erank) = ref_ranks(&xtr);
         let vmean = mtr.vars.iter().sum::<f64>() / c as f64;
         let checks = [
-            (
-                "ncc_train_acc",
-                lr.ncc_train_acc,
-                ref_ncc_acc(&xtr, &train.y, &mtr.means),
-            ),
-            (
-                "ncc_test_acc",
-                lr.ncc_test_acc.unwrap(),
-                ref_ncc_acc(&xte, &test.y, &mtr.means),
-            ),
+            ("ncc_train_acc", lr.ncc_train_acc, ref_ncc_acc(&xtr, &train.y, &mtr.means)),
+            ("ncc_test_acc", lr.ncc_test_acc.unwrap(), ref_ncc_acc(&xte, &test.y, &mtr.means)),
             ("cdnv_train", lr.cdnv_train.unwrap(), ref_cdnv(&mtr)),
             ("cdnv_test", lr.cdnv_test.unwrap(), ref_cdnv(&mte)),
             ("within_var", lr.within_class_variance_train.unwrap(), vmean),
@@ -313,30 +260,19 @@ fn every_measure_matches_brute_force_reference() {
             ("fuzziness", lr.fuzziness.unwrap(), fz),
             ("nc2_equinorm", lr.nc2_equinorm.unwrap(), eqn),
             ("nc2_equiangularity", lr.nc2_equiangularity.unwrap(), eqa),
-            (
-                "numerical_rank",
-                lr.numerical_rank.unwrap() as f64,
-                nrank as f64,
-            ),
+            ("numerical_rank", lr.numerical_rank.unwrap() as f64, nrank as f64),
             ("effective_rank", lr.effective_rank.unwrap(), erank),
         ];
         for (name, got, want) in checks {
             let within = rel(got, want) < 1e-9; // false for NaN too
             if !within {
-                errs.push(format!(
-                    "layer {} {name}: got {got}, reference {want}",
-                    l + 1
-                ));
+                errs.push(format!("layer {} {name}: got {got}, reference {want}", l + 1));
             }
         }
         // Per-pair CDNV too.
         for i in 0..c {
             for j in (i + 1)..c {
-                let dist: f64 = mtr.means[i]
-                    .iter()
-                    .zip(&mtr.means[j])
-                    .map(|(a, b)| (a - b).powi(2))
-                    .sum();
+                let dist: f64 = mtr.means[i].iter().zip(&mtr.means[j]).map(|(a, b)| (a - b).powi(2)).sum();
                 let want = (mtr.vars[i] + mtr.vars[j]) / (2.0 * dist);
                 let got = lr.cdnv_pairs_train[i * c + j];
                 let within = rel(got, want) < 1e-9; // false for NaN too
@@ -385,24 +321,15 @@ fn nc3_and_nc4_match_reference() {
     probe.update_all(Split::Train, &refs, &train.y).unwrap();
     probe.next_pass().unwrap();
     probe.update_all(Split::Train, &refs, &train.y).unwrap();
-    probe
-        .update_agreement(Split::Train, &train.x[1], &logits, &train.y)
-        .unwrap();
+    probe.update_agreement(Split::Train, &train.x[1], &logits, &train.y).unwrap();
     let res = probe.finish().unwrap();
     let top = &res.layers[1];
     let x = rows(&train, 1);
     let m = ref_moments(&x, &train.y, c);
     let n = x.len() as f64;
-    let g: Vec<f64> = (0..6)
-        .map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n)
-        .collect();
+    let g: Vec<f64> = (0..6).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
     let wn: f64 = w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-    let mn: f64 = m
-        .means
-        .iter()
-        .flat_map(|mu| mu.iter().zip(&g).map(|(a, b)| (a - b).powi(2)))
-        .sum::<f64>()
-        .sqrt();
+    let mn: f64 = m.means.iter().flat_map(|mu| mu.iter().zip(&g).map(|(a, b)| (a - b).powi(2))).sum::<f64>().sqrt();
     let mut nc3 = 0.0;
     for k in 0..c {
         for j in 0..6 {
@@ -412,21 +339,14 @@ fn nc3_and_nc4_match_reference() {
     assert!(rel(top.nc3_self_duality.unwrap(), nc3) < 1e-9);
     let mut agree = 0;
     for (i, r) in x.iter().enumerate() {
-        let d: Vec<f64> = m
-            .means
-            .iter()
-            .map(|mu| r.iter().zip(mu).map(|(a, b)| (a - b).powi(2)).sum())
-            .collect();
+        let d: Vec<f64> = m.means.iter().map(|mu| r.iter().zip(mu).map(|(a, b)| (a - b).powi(2)).sum()).collect();
         let ncc = (0..c).fold(0, |b, k| if d[k] < d[b] { k } else { b });
         let lg = &logits[i * c..(i + 1) * c];
         let arg = (0..c).fold(0, |b, k| if lg[k] > lg[b] { k } else { b });
         agree += (ncc == arg) as usize;
     }
     assert!(rel(top.nc4_agreement_train.unwrap(), agree as f64 / n) < 1e-12);
-    assert!(
-        res.layers[0].nc4_agreement_train.is_none(),
-        "NC4 belongs to the top layer only"
-    );
+    assert!(res.layers[0].nc4_agreement_train.is_none(), "NC4 belongs to the top layer only");
 }
 
 #[test]
@@ -446,15 +366,9 @@ fn batch_size_and_order_do_not_change_results() {
     let cc = run_probe(&train, &test, c, 1, &seq, |_| {});
     for other in [&b, &cc] {
         for (la, lb) in a.layers.iter().zip(&other.layers) {
-            for ((name, split, va), (_, _, vb)) in
-                la.scalar_metrics().into_iter().zip(lb.scalar_metrics())
-            {
+            for ((name, split, va), (_, _, vb)) in la.scalar_metrics().into_iter().zip(lb.scalar_metrics()) {
                 if let (Some(va), Some(vb)) = (va, vb) {
-                    assert!(
-                        rel(vb, va) < 1e-12,
-                        "layer {} {name}/{split}: {va} vs {vb}",
-                        la.layer
-                    );
+                    assert!(rel(vb, va) < 1e-12, "layer {} {name}/{split}: {va} vs {vb}", la.layer);
                 } else {
                     assert_eq!(va.is_some(), vb.is_some(), "{name}/{split}");
                 }
@@ -471,27 +385,16 @@ fn class_subset_equals_probe_on_filtered_data() {
     let test = make_data(22, 200, c, &dims, &[1.0, 2.0]);
     let subset = [1usize, 3, 4];
     let order: Vec<usize> = (0..500).collect();
-    let sub = run_probe(&train, &test, c, 50, &order, |s| {
-        s.classes = Some(subset.to_vec())
-    });
+    let sub = run_probe(&train, &test, c, 50, &order, |s| s.classes = Some(subset.to_vec()));
     // Same thing by hand: keep only the subset's rows, relabel 0..3.
     let filter = |d: &Data| {
-        let keep: Vec<usize> = (0..d.y.len())
-            .filter(|&i| subset.contains(&(d.y[i] as usize)))
-            .collect();
+        let keep: Vec<usize> = (0..d.y.len()).filter(|&i| subset.contains(&(d.y[i] as usize))).collect();
         Data {
-            y: keep
-                .iter()
-                .map(|&i| subset.iter().position(|&s| s == d.y[i] as usize).unwrap() as u32)
-                .collect(),
+            y: keep.iter().map(|&i| subset.iter().position(|&s| s == d.y[i] as usize).unwrap() as u32).collect(),
             x: d.dims
                 .iter()
                 .enumerate()
-                .map(|(l, &dd)| {
-                    keep.iter()
-                        .flat_map(|&i| d.x[l][i * dd..(i + 1) * dd].to_vec())
-                        .collect()
-                })
+                .map(|(l, &dd)| keep.iter().flat_map(|&i| d.x[l][i * dd..(i + 1) * dd].to_vec()).collect())
                 .collect(),
             dims: d.dims.clone(),
         }
@@ -501,9 +404,7 @@ fn class_subset_equals_probe_on_filtered_data() {
     let full = run_probe(&ftr, &fte, 3, 50, &forder, |_| {});
     assert_eq!(sub.classes, subset.to_vec());
     for (a, b) in sub.layers.iter().zip(&full.layers) {
-        for ((name, split, va), (_, _, vb)) in
-            a.scalar_metrics().into_iter().zip(b.scalar_metrics())
-        {
+        for ((name, split, va), (_, _, vb)) in a.scalar_metrics().into_iter().zip(b.scalar_metrics()) {
             match (va, vb) {
                 (Some(va), Some(vb)) => assert!(rel(va, vb) < 1e-9, "{name}/{split}: {va} vs {vb}"),
                 (va, vb) => assert_eq!(va.is_some(), vb.is_some(), "{name}/{split}"),

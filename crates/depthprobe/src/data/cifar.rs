@@ -10,22 +10,14 @@ pub const RECORD: usize = 3073;
 pub fn parse_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
-        bail!(
-            "{}: size {} is not a positive multiple of the CIFAR record size {RECORD}",
-            path.display(),
-            bytes.len()
-        );
+        bail!("{}: size {} is not a positive multiple of the CIFAR record size {RECORD}", path.display(), bytes.len());
     }
     let n = bytes.len() / RECORD;
     let mut labels = Vec::with_capacity(n);
     let mut pixels = Vec::with_capacity(n * 3072);
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
         if rec[0] > 9 {
-            bail!(
-                "{}: record {i} has label {} (CIFAR-10 labels are 0..=9)",
-                path.display(),
-                rec[0]
-            );
+            bail!("{}: record {i} has label {} (CIFAR-10 labels are 0..=9)", path.display(), rec[0]);
         }
         labels.push(rec[0]);
         pixels.extend_from_slice(&rec[1..]);

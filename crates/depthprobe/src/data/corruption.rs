@@ -26,13 +26,7 @@ pub struct Relabel {
 }
 
 /// Corrupt `labels` in place; returns the labels that changed, by ascending index.
-pub fn corrupt(
-    labels: &mut [i64],
-    num_classes: usize,
-    p: f64,
-    mode: CorruptionMode,
-    seed: u64,
-) -> Vec<Relabel> {
+pub fn corrupt(labels: &mut [i64], num_classes: usize, p: f64, mode: CorruptionMode, seed: u64) -> Vec<Relabel> {
     let mut r = Rng::new(seed);
     let m = labels.len();
     let c = num_classes as u64;
@@ -52,11 +46,7 @@ pub fn corrupt(
                 let old = labels[i];
                 let new = ((old as u64 + 1 + r.below(c - 1)) % c) as i64;
                 labels[i] = new;
-                changed.push(Relabel {
-                    index: i,
-                    original: old,
-                    corrupted: new,
-                });
+                changed.push(Relabel { index: i, original: old, corrupted: new });
             }
         }
         CorruptionMode::PerSample => {
@@ -64,11 +54,7 @@ pub fn corrupt(
                 if r.uniform() < p {
                     let new = r.below(c) as i64;
                     if new != *l {
-                        changed.push(Relabel {
-                            index: i,
-                            original: *l,
-                            corrupted: new,
-                        });
+                        changed.push(Relabel { index: i, original: *l, corrupted: new });
                         *l = new;
                     }
                 }
@@ -84,14 +70,7 @@ mod tests {
 
     #[test]
     fn exact_changes_exactly_floor_pm_labels_to_wrong_ones() {
-        for (m, p) in [
-            (1000usize, 0.1),
-            (999, 0.333),
-            (60_000, 0.5),
-            (10, 1.0),
-            (10, 0.0),
-            (7, 0.99),
-        ] {
+        for (m, p) in [(1000usize, 0.1), (999, 0.333), (60_000, 0.5), (10, 1.0), (10, 0.0), (7, 0.99)] {
             let orig: Vec<i64> = (0..m).map(|i| (i % 10) as i64).collect();
             let mut l = orig.clone();
             let ch = corrupt(&mut l, 10, p, CorruptionMode::Exact, 3);
@@ -99,9 +78,9 @@ mod tests {
             assert_eq!(ch.len(), k, "m={m} p={p}");
             let differ = orig.iter().zip(&l).filter(|(a, b)| a != b).count();
             assert_eq!(differ, k, "every chosen label must change");
-            assert!(ch.iter().all(|r| orig[r.index] == r.original
-                && l[r.index] == r.corrupted
-                && r.original != r.corrupted));
+            assert!(ch
+                .iter()
+                .all(|r| orig[r.index] == r.original && l[r.index] == r.corrupted && r.original != r.corrupted));
         }
     }
 
@@ -127,15 +106,8 @@ mod tests {
         let ch = corrupt(&mut l, 10, 0.4, CorruptionMode::PerSample, 1);
         let expect = 0.4 * 0.9 * m as f64;
         let sd = (m as f64 * 0.36 * 0.64).sqrt();
-        assert!(
-            (ch.len() as f64 - expect).abs() < 5.0 * sd,
-            "{} vs {expect}",
-            ch.len()
-        );
-        assert_eq!(
-            orig.iter().zip(&l).filter(|(a, b)| a != b).count(),
-            ch.len()
-        );
+        assert!((ch.len() as f64 - expect).abs() < 5.0 * sd, "{} vs {expect}", ch.len());
+        assert_eq!(orig.iter().zip(&l).filter(|(a, b)| a != b).count(), ch.len());
     }
 
     #[test]

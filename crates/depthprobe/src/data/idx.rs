@@ -22,19 +22,11 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// IDX images (magic 0x00000803): returns (count, rows, cols, pixels).
 pub fn parse_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
     if bytes.len() < 16 {
-        bail!(
-            "{}: too short for an IDX image header ({} bytes)",
-            path.display(),
-            bytes.len()
-        );
+        bail!("{}: too short for an IDX image header ({} bytes)", path.display(), bytes.len());
     }
     let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
     if be(0) != 0x0803 {
-        bail!(
-            "{}: wrong IDX magic 0x{:08x}: expected 0x00000803 (images)",
-            path.display(),
-            be(0)
-        );
+        bail!("{}: wrong IDX magic 0x{:08x}: expected 0x00000803 (images)", path.display(), be(0));
     }
     let (n, r, c) = (be(4), be(8), be(12));
     let need = n * r * c;
@@ -51,26 +43,15 @@ pub fn parse_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, V
 /// IDX labels (magic 0x00000801).
 pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     if bytes.len() < 8 {
-        bail!(
-            "{}: too short for an IDX label header ({} bytes)",
-            path.display(),
-            bytes.len()
-        );
+        bail!("{}: too short for an IDX label header ({} bytes)", path.display(), bytes.len());
     }
     let magic = u32::from_be_bytes(bytes[0..4].try_into().unwrap());
     if magic != 0x0801 {
-        bail!(
-            "{}: wrong IDX magic 0x{magic:08x}: expected 0x00000801 (labels)",
-            path.display()
-        );
+        bail!("{}: wrong IDX magic 0x{magic:08x}: expected 0x00000801 (labels)", path.display());
     }
     let n = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize;
     if bytes.len() - 8 != n {
-        bail!(
-            "{}: header says {n} labels but the file holds {}",
-            path.display(),
-            bytes.len() - 8
-        );
+        bail!("{}: header says {n} labels but the file holds {}", path.display(), bytes.len() - 8);
     }
     Ok(bytes[8..].to_vec())
 }

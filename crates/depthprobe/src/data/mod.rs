@@ -16,11 +16,7 @@ use crate::rng::Rng;
 /// Pixels are kept as bytes and normalised batch by batch (4× less memory than f32).
 #[derive(Clone, Debug)]
 pub enum Storage {
-    Bytes {
-        pixels: Vec<u8>,
-        mean: Vec<f32>,
-        std: Vec<f32>,
-    },
+    Bytes { pixels: Vec<u8>, mean: Vec<f32>, std: Vec<f32> },
     Floats(Vec<f32>),
 }
 
@@ -56,13 +52,7 @@ impl Dataset {
 
     /// Normalised inputs of the given rows into `out` ([rows, sample_len]), augmented when
     /// `augment` holds a generator (CIFAR: crop with padding 4, horizontal flip, rotation ≤15°).
-    pub fn fill_batch(
-        &self,
-        split: &Split,
-        idx: &[usize],
-        augment: Option<&mut Rng>,
-        out: &mut Vec<f32>,
-    ) {
+    pub fn fill_batch(&self, split: &Split, idx: &[usize], augment: Option<&mut Rng>, out: &mut Vec<f32>) {
         let n = self.sample_len();
         out.clear();
         out.reserve(idx.len() * n);
@@ -88,11 +78,7 @@ impl Dataset {
                     };
                     for ch in 0..c {
                         let (m, s) = (mean[ch], std[ch]);
-                        out.extend(
-                            img[ch * plane..(ch + 1) * plane]
-                                .iter()
-                                .map(|&p| (p as f32 / 255.0 - m) / s),
-                        );
+                        out.extend(img[ch * plane..(ch + 1) * plane].iter().map(|&p| (p as f32 / 255.0 - m) / s));
                     }
                 }
             }
@@ -120,10 +106,7 @@ fn augment_image(src: &[u8], shape: &[usize], r: &mut Rng, out: &mut [u8]) {
             let (sy, sx) = (ry + dy, rx + dx);
             for ch in 0..c {
                 let o = ch * (h * w) as usize + (y * w + x) as usize;
-                out[o] = if (0..h).contains(&ry)
-                    && (0..w).contains(&rx)
-                    && (0..h).contains(&sy)
-                    && (0..w).contains(&sx)
+                out[o] = if (0..h).contains(&ry) && (0..w).contains(&rx) && (0..h).contains(&sy) && (0..w).contains(&sx)
                 {
                     src[ch * (h * w) as usize + (sy * w + sx) as usize]
                 } else {
@@ -179,31 +162,16 @@ fn load_idx_split(dirs: &[PathBuf], prefix: &str) -> Result<Split> {
     let (n, r, c, px) = idx::parse_images(&ip, &idx::read_maybe_gz(&ip)?)?;
     let labels = idx::parse_labels(&lp, &idx::read_maybe_gz(&lp)?)?;
     if labels.len() != n {
-        bail!(
-            "{} has {n} images but {} has {} labels",
-            ip.display(),
-            lp.display(),
-            labels.len()
-        );
+        bail!("{} has {n} images but {} has {} labels", ip.display(), lp.display(), labels.len());
     }
     if r > 32 || c > 32 {
-        bail!(
-            "{}: images are {r}×{c}; expected at most 32×32",
-            ip.display()
-        );
+        bail!("{}: images are {r}×{c}; expected at most 32×32", ip.display());
     }
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l > 9) {
-        bail!(
-            "{}: label {l} at index {i} is ≥ the class count 10",
-            lp.display()
-        );
+        bail!("{}: label {l} at index {i} is ≥ the class count 10", lp.display());
     }
     Ok(Split {
-        storage: Storage::Bytes {
-            pixels: pad_to_32(n, r, c, &px),
-            mean: vec![MNIST_MEAN],
-            std: vec![MNIST_STD],
-        },
+        storage: Storage::Bytes { pixels: pad_to_32(n, r, c, &px), mean: vec![MNIST_MEAN], std: vec![MNIST_STD] },
         labels: labels.into_iter().map(|l| l as i64).collect(),
     })
 }
@@ -221,16 +189,8 @@ pub fn load(name: &str, root: Option<&Path>, seed: u64) -> Result<Dataset> {
     }
     match name {
         "mnist" | "fashion-mnist" => {
-            let tv = if name == "mnist" {
-                "MNIST"
-            } else {
-                "FashionMNIST"
-            };
-            let dirs = vec![
-                root.join(name),
-                root.join(tv).join("raw"),
-                root.to_path_buf(),
-            ];
+            let tv = if name == "mnist" { "MNIST" } else { "FashionMNIST" };
+            let dirs = vec![root.join(name), root.join(tv).join("raw"), root.to_path_buf()];
             Ok(Dataset {
                 name: name.into(),
                 shape: vec![1, 32, 32],
@@ -251,11 +211,7 @@ pub fn load(name: &str, root: Option<&Path>, seed: u64) -> Result<Dataset> {
             let tp = find_file(std::slice::from_ref(&dir), &["test_batch.bin".to_string()])?;
             let test = cifar::parse_batch(&tp)?;
             let split = |(l, px): (Vec<u8>, Vec<u8>)| Split {
-                storage: Storage::Bytes {
-                    pixels: px,
-                    mean: CIFAR_MEAN.to_vec(),
-                    std: CIFAR_STD.to_vec(),
-                },
+                storage: Storage::Bytes { pixels: px, mean: CIFAR_MEAN.to_vec(), std: CIFAR_STD.to_vec() },
                 labels: l.into_iter().map(|v| v as i64).collect(),
             };
             Ok(Dataset {
@@ -271,12 +227,7 @@ pub fn load(name: &str, root: Option<&Path>, seed: u64) -> Result<Dataset> {
 }
 
 /// Balanced subset: the first `per_class` samples of each class, in their original order.
-pub fn balanced_subset(
-    ds: &Dataset,
-    split: &Split,
-    per_class: usize,
-    which: &str,
-) -> Result<Split> {
+pub fn balanced_subset(ds: &Dataset, split: &Split, per_class: usize, which: &str) -> Result<Split> {
     let mut taken = vec![0usize; ds.num_classes];
     let mut keep = Vec::new();
     for (i, &l) in split.labels.iter().enumerate() {
@@ -286,28 +237,24 @@ pub fn balanced_subset(
         }
     }
     if let Some(c) = taken.iter().position(|&t| t < per_class) {
-        bail!("{which} split of {}: class {c} has only {} samples, fewer than the {per_class} per class asked for", ds.name, taken[c]);
+        bail!(
+            "{which} split of {}: class {c} has only {} samples, fewer than the {per_class} per class asked for",
+            ds.name,
+            taken[c]
+        );
     }
     let n = ds.sample_len();
     let storage = match &split.storage {
-        Storage::Floats(v) => Storage::Floats(
-            keep.iter()
-                .flat_map(|&i| v[i * n..(i + 1) * n].iter().copied())
-                .collect(),
-        ),
+        Storage::Floats(v) => {
+            Storage::Floats(keep.iter().flat_map(|&i| v[i * n..(i + 1) * n].iter().copied()).collect())
+        }
         Storage::Bytes { pixels, mean, std } => Storage::Bytes {
-            pixels: keep
-                .iter()
-                .flat_map(|&i| pixels[i * n..(i + 1) * n].iter().copied())
-                .collect(),
+            pixels: keep.iter().flat_map(|&i| pixels[i * n..(i + 1) * n].iter().copied()).collect(),
             mean: mean.clone(),
             std: std.clone(),
         },
     };
-    Ok(Split {
-        storage,
-        labels: keep.iter().map(|&i| split.labels[i]).collect(),
-    })
+    Ok(Split { storage, labels: keep.iter().map(|&i| split.labels[i]).collect() })
 }
 
 /// Every class must have at least one sample (class means are undefined otherwise).
@@ -317,9 +264,7 @@ pub fn check_classes_present(split: &Split, num_classes: usize, what: &str) -> R
         seen[l as usize] = true;
     }
     if let Some(c) = seen.iter().position(|s| !s) {
-        bail!(
-            "{what}: class {c} has no samples (after subsetting/corruption); NCC needs every class"
-        );
+        bail!("{what}: class {c} has no samples (after subsetting/corruption); NCC needs every class");
     }
     Ok(())
 }

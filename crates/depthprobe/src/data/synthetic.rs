@@ -15,16 +15,13 @@ pub const NOISE: f64 = 0.3;
 
 pub fn generate(seed: u64) -> Dataset {
     let mut r = Rng::new(seed ^ 0xDA7A);
-    let mut centres: Vec<f64> = (0..CLASSES * MODES_PER_CLASS * DIM)
-        .map(|_| r.normal())
-        .collect();
+    let mut centres: Vec<f64> = (0..CLASSES * MODES_PER_CLASS * DIM).map(|_| r.normal()).collect();
     // Centre each class's blobs on the origin: every class mean is then ≈ 0 and only the blob
     // structure, which a network must learn, tells the classes apart.
     for c in 0..CLASSES {
         let blobs = c * MODES_PER_CLASS..(c + 1) * MODES_PER_CLASS;
         for j in 0..DIM {
-            let m =
-                blobs.clone().map(|k| centres[k * DIM + j]).sum::<f64>() / MODES_PER_CLASS as f64;
+            let m = blobs.clone().map(|k| centres[k * DIM + j]).sum::<f64>() / MODES_PER_CLASS as f64;
             blobs.clone().for_each(|k| centres[k * DIM + j] -= m);
         }
     }
@@ -40,18 +37,9 @@ pub fn generate(seed: u64) -> Dataset {
                 y.push(c as i64);
             }
         }
-        Split {
-            storage: Storage::Floats(x),
-            labels: y,
-        }
+        Split { storage: Storage::Floats(x), labels: y }
     };
     let train = make(TRAIN_PER_CLASS);
     let test = make(TEST_PER_CLASS);
-    Dataset {
-        name: "synthetic".into(),
-        shape: vec![DIM],
-        num_classes: CLASSES,
-        train,
-        test,
-    }
+    Dataset { name: "synthetic".into(), shape: vec![DIM], num_classes: CLASSES, train, test }
 }

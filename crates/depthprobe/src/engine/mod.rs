@@ -28,10 +28,7 @@ pub fn resolve_device(s: &str) -> Result<Device> {
             bail!("device '{s}': no CUDA GPU is visible to LibTorch (tch::Cuda::device_count() = 0); use --device cpu");
         }
         if n >= count {
-            bail!(
-                "device '{s}': only {count} CUDA device(s) visible (cuda:0..cuda:{})",
-                count - 1
-            );
+            bail!("device '{s}': only {count} CUDA device(s) visible (cuda:0..cuda:{})", count - 1);
         }
     }
     Ok(d)
@@ -47,13 +44,7 @@ pub fn device_name(d: Device) -> String {
 
 /// Seed LibTorch's generator and fix its CPU thread count (0 = all cores).
 pub fn init_runtime(seed: u64, threads: usize) {
-    let n = if threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        threads
-    };
+    let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
     tch::set_num_threads(n as i32);
     tch::manual_seed(seed as i64);
 }

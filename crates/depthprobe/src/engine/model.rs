@@ -25,26 +25,10 @@ fn bn_config() -> nn::BatchNormConfig {
 
 fn linear(p: nn::Path, din: usize, dout: usize) -> nn::Linear {
     let init = pytorch_uniform(din);
-    nn::linear(
-        p,
-        din as i64,
-        dout as i64,
-        nn::LinearConfig {
-            ws_init: init,
-            bs_init: Some(init),
-            bias: true,
-        },
-    )
+    nn::linear(p, din as i64, dout as i64, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true })
 }
 
-fn conv(
-    p: nn::Path,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    padding: usize,
-) -> nn::Conv2D {
+fn conv(p: nn::Path, cin: usize, cout: usize, k: usize, stride: usize, padding: usize) -> nn::Conv2D {
     let init = pytorch_uniform(cin * k * k);
     let cfg = nn::ConvConfig {
         stride: stride as i64,
@@ -88,31 +72,16 @@ pub struct Net {
 
 impl Net {
     /// `input` is the per-sample shape ([C, H, W] or [D]).
-    pub fn new(
-        root: &nn::Path,
-        cfg: &ModelConfig,
-        input: &[usize],
-        num_classes: usize,
-    ) -> anyhow::Result<Net> {
+    pub fn new(root: &nn::Path, cfg: &ModelConfig, input: &[usize], num_classes: usize) -> anyhow::Result<Net> {
         let h = cfg.width;
-        let bn1 = |p: nn::Path| {
-            cfg.batch_norm
-                .then(|| nn::batch_norm1d(p, h as i64, bn_config()))
-        };
-        let bn2 = |p: nn::Path| {
-            cfg.batch_norm
-                .then(|| nn::batch_norm2d(p, h as i64, bn_config()))
-        };
+        let bn1 = |p: nn::Path| cfg.batch_norm.then(|| nn::batch_norm1d(p, h as i64, bn_config()));
+        let bn2 = |p: nn::Path| cfg.batch_norm.then(|| nn::batch_norm2d(p, h as i64, bn_config()));
         let (stem, blocks, head_in, dims) = match cfg.arch {
             Arch::Mlp => {
                 let din: usize = input.iter().product();
                 let blocks = (0..cfg.depth)
                     .map(|i| Block {
-                        op: Op::Linear(linear(
-                            root / "layers" / i / "linear",
-                            if i == 0 { din } else { h },
-                            h,
-                        )),
+                        op: Op::Linear(linear(root / "layers" / i / "linear", if i == 0 { din } else { h }, h)),
                         bn: bn1(root / "layers" / i / "bn"),
                     })
                     .collect();
@@ -123,14 +92,8 @@ impl Net {
                     anyhow::bail!("CONV-L-H needs image input [C, H, W] with H and W divisible by 4, got {input:?}");
                 }
                 let stem = vec![
-                    (
-                        conv(root / "stem" / 0 / "conv", input[0], h, 2, 2, 0),
-                        bn2(root / "stem" / 0 / "bn"),
-                    ),
-                    (
-                        conv(root / "stem" / 1 / "conv", h, h, 2, 2, 0),
-                        bn2(root / "stem" / 1 / "bn"),
-                    ),
+                    (conv(root / "stem" / 0 / "conv", input[0], h, 2, 2, 0), bn2(root / "stem" / 0 / "bn")),
+                    (conv(root / "stem" / 1 / "conv", h, h, 2, 2, 0), bn2(root / "stem" / 1 / "bn")),
                 ];
                 let blocks = (0..cfg.depth)
                     .map(|i| Block {
@@ -143,14 +106,7 @@ impl Net {
             }
         };
         let head = linear(root / "head", head_in, num_classes);
-        Ok(Net {
-            arch: cfg.arch,
-            stem,
-            blocks,
-            head,
-            embedding: cfg.embedding,
-            dims,
-        })
+        Ok(Net { arch: cfg.arch, stem, blocks, head, embedding: cfg.embedding, dims })
     }
 
     /// Embedding dimension of each counted layer.

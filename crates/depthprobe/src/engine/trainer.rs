@@ -37,9 +37,7 @@ pub struct Trainer {
 }
 
 fn seed_for(base: u64, salt: u64, epoch: usize) -> u64 {
-    base.wrapping_mul(0x9E37_79B9)
-        .wrapping_add(salt.wrapping_mul(1_000_003))
-        .wrapping_add(epoch as u64)
+    base.wrapping_mul(0x9E37_79B9).wrapping_add(salt.wrapping_mul(1_000_003)).wrapping_add(epoch as u64)
 }
 
 impl Trainer {
@@ -47,14 +45,9 @@ impl Trainer {
         let vs = nn::VarStore::new(device);
         let net = Net::new(&vs.root(), &cfg.model, &ds.shape, ds.num_classes)?;
         let t = &cfg.train;
-        let opt = nn::Sgd {
-            momentum: t.momentum,
-            dampening: 0.0,
-            wd: t.weight_decay,
-            nesterov: false,
-        }
-        .build(&vs, t.lr)
-        .context("building the SGD optimizer")?;
+        let opt = nn::Sgd { momentum: t.momentum, dampening: 0.0, wd: t.weight_decay, nesterov: false }
+            .build(&vs, t.lr)
+            .context("building the SGD optimizer")?;
         Ok(Trainer {
             _vs: vs,
             net,
@@ -71,19 +64,11 @@ impl Trainer {
         self.net.dims()
     }
 
-    fn batch(
-        &mut self,
-        ds: &Dataset,
-        split: &Split,
-        idx: &[usize],
-        aug: Option<&mut Rng>,
-    ) -> (Tensor, Tensor) {
+    fn batch(&mut self, ds: &Dataset, split: &Split, idx: &[usize], aug: Option<&mut Rng>) -> (Tensor, Tensor) {
         ds.fill_batch(split, idx, aug, &mut self.xbuf);
         let mut shape = vec![idx.len() as i64];
         shape.extend(&self.shape);
-        let x = Tensor::from_slice(&self.xbuf)
-            .view(shape.as_slice())
-            .to_device(self.device);
+        let x = Tensor::from_slice(&self.xbuf).view(shape.as_slice()).to_device(self.device);
         let y: Vec<i64> = idx.iter().map(|&i| split.labels[i]).collect();
         (x, Tensor::from_slice(&y).to_device(self.device))
     }
@@ -91,10 +76,7 @@ impl Trainer {
     fn loss(&self, logits: &Tensor, y: &Tensor) -> Tensor {
         match self.cfg.train.loss {
             Loss::CrossEntropy => logits.cross_entropy_for_logits(y),
-            Loss::Mse => logits.mse_loss(
-                &y.onehot(self.num_classes as i64).to_kind(Kind::Float),
-                Reduction::Mean,
-            ),
+            Loss::Mse => logits.mse_loss(&y.onehot(self.num_classes as i64).to_kind(Kind::Float), Reduction::Mean),
         }
     }
 
@@ -104,8 +86,8 @@ impl Trainer {
         let bs = self.cfg.train.batch_size;
         let mut order: Vec<usize> = (0..n).collect();
         Rng::new(seed_for(self.cfg.train.seed, 1, epoch)).shuffle(&mut order);
-        let mut aug = (self.cfg.data.augment && ds.shape.len() == 3)
-            .then(|| Rng::new(seed_for(self.cfg.train.seed, 2, epoch)));
+        let mut aug =
+            (self.cfg.data.augment && ds.shape.len() == 3).then(|| Rng::new(seed_for(self.cfg.train.seed, 2, epoch)));
         // A trailing batch of one sample is dropped: BatchNorm cannot normalise it in training.
         let batches: Vec<&[usize]> = order.chunks(bs).filter(|c| c.len() > 1).collect();
         let iters = batches.len();
@@ -149,22 +131,14 @@ impl Trainer {
             let idx: Vec<usize> = (start..(start + pb).min(n)).collect();
             let (x, y) = self.batch(ds, split, &idx, None);
             let (logits, embs) = tch::no_grad(|| self.net.forward(&x, false, true));
-            loss_sum +=
-                tch::no_grad(|| self.loss(&logits, &y)).double_value(&[]) * idx.len() as f64;
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&y)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+            loss_sum += tch::no_grad(|| self.loss(&logits, &y)).double_value(&[]) * idx.len() as f64;
+            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
             for (b, e) in bufs.iter_mut().zip(&embs) {
                 let e = e.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
                 b.resize(e.numel(), 0.0);
                 e.copy_data(b, e.numel());
             }
-            let lg = logits
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
-                .contiguous();
+            let lg = logits.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
             logits_buf.resize(idx.len() * c, 0.0);
             lg.copy_data(&mut logits_buf, idx.len() * c);
             let labels: Vec<u32> = idx.iter().map(|&i| split.labels[i] as u32).collect();
@@ -183,19 +157,13 @@ impl Trainer {
         let mut probe = LayerProbe::new(spec)?;
         if self.cfg.model.embedding == EmbeddingPoint::PostActivation {
             // NC3 compares the classifier with the class means of its own input.
-            let w = self
-                .net
-                .head_weight()
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
-                .contiguous();
+            let w = self.net.head_weight().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
             let mut wv = vec![0f32; w.numel()];
             w.copy_data(&mut wv, w.numel());
             probe.set_classifier(&wv)?;
         }
-        let (train_loss, train_acc) = self.stream(ds, &ds.train, |xs, _, y| {
-            Ok(probe.update_all(ProbeSplit::Train, xs, y)?)
-        })?;
+        let (train_loss, train_acc) =
+            self.stream(ds, &ds.train, |xs, _, y| Ok(probe.update_all(ProbeSplit::Train, xs, y)?))?;
         probe.next_pass()?;
         self.stream(ds, &ds.train, |xs, lg, y| {
             probe.update_all(ProbeSplit::Train, xs, y)?;
@@ -205,12 +173,6 @@ impl Trainer {
             probe.update_all(ProbeSplit::Test, xs, y)?;
             Ok(probe.update_agreement(ProbeSplit::Test, xs.last().unwrap(), lg, y)?)
         })?;
-        Ok(ProbeOutcome {
-            result: probe.finish()?,
-            train_loss,
-            train_acc,
-            test_loss,
-            test_acc,
-        })
+        Ok(ProbeOutcome { result: probe.finish()?, train_loss, train_acc, test_loss, test_acc })
     }
 }
