@@ -40,6 +40,17 @@ pub enum Arch {
     Conv,
 }
 
+impl ModelConfig {
+    /// The paper's name for the network: MLP-L-H or CONV-L-H.
+    pub fn name(&self) -> String {
+        let a = match self.arch {
+            Arch::Mlp => "MLP",
+            Arch::Conv => "CONV",
+        };
+        format!("{a}-{}-{}", self.depth, self.width)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum EmbeddingPoint {

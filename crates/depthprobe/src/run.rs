@@ -188,10 +188,8 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
         }
     };
     let title = format!(
-        "{}-{}-{} on {}{}",
-        format!("{:?}", cfg.model.arch).to_uppercase(),
-        cfg.model.depth,
-        cfg.model.width,
+        "{} on {}{}",
+        cfg.model.name(),
         cfg.data.dataset,
         if cfg.corruption.p > 0.0 {
             format!(", {:.0}% corrupted labels", cfg.corruption.p * 100.0)
@@ -273,13 +271,11 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     let mut h = History { blocks: Vec::new(), probes: Vec::new() };
     let log = Logger::new(cfg.train.epochs, opts.quiet);
     log.line(&format!(
-        "{} · {} train / {} test · {:?}-{}-{} · {} · {} epochs, probe every {}",
+        "{} · {} train / {} test · {} · {} · {} epochs, probe every {}",
         ds.name,
         ds.train.len(),
         ds.test.len(),
-        cfg.model.arch,
-        cfg.model.depth,
-        cfg.model.width,
+        cfg.model.name(),
         dev,
         cfg.train.epochs,
         cfg.probe.every

@@ -1,11 +1,14 @@
 //! `LayerProbe`: streams every layer's embeddings of a train and a test split through the
 //! accumulators, in the fewest passes the measures allow, and computes the per-layer measures.
 //!
-//! Pass 1 (`Pass::Moments`): train batches only. Per-class counts, means and variances (Chan
-//!   merges), and the Gram matrix for the rank measures.
+//! Pass 1 (`Pass::Moments`): train batches: per-class counts, means and variances (Chan
+//!   merges), and the Gram matrix for the rank measures. Test batches fed here are optional:
+//!   they give the test moments early.
 //! Pass 2 (`Pass::Decisions`): the train split again (NCC decisions against the final means,
-//!   within-class scatter projected on the between-class subspace) and the test split once
-//!   (NCC decisions against the train means, test moments).
+//!   within-class scatter projected on the between-class subspace) and the test split (NCC
+//!   decisions against the train means, plus its moments unless pass 1 already had them). The
+//!   test split can thus be seen once (trainer) or in both passes (a `for pass in passes()`
+//!   loop), with the same results.
 
 use std::collections::BTreeMap;
 
@@ -199,6 +202,7 @@ struct LayerState {
     /// Rows fed in the current pass, per split (all rows, counted or not).
     rows: [u64; 2],
     rows_pass1: u64,
+    test_rows_pass1: u64,
     /// Pass 2: [μ_1 … μ_C | Q], D × (C + r) row-major, so one GEMM gives both the NCC dot
     /// products and the projections on the between-class subspace.
     joint: Vec<f64>,
@@ -278,6 +282,7 @@ impl LayerProbe {
                 counted: [0; 2],
                 rows: [0; 2],
                 rows_pass1: 0,
+                test_rows_pass1: 0,
                 joint: Vec::new(),
                 mean_proj: Vec::new(),
                 x64: Vec::new(),
@@ -449,6 +454,7 @@ impl LayerProbe {
                 }
             }
             l.rows_pass1 = l.rows[0];
+            l.test_rows_pass1 = l.rows[1];
             l.rows = [0; 2];
         });
         self.pass = Pass::Decisions;
@@ -467,6 +473,14 @@ impl LayerProbe {
                 return Err(ProbeError::WrongPass(format!(
                     "layer {}: pass 2 saw {} train rows but pass 1 saw {}; both passes must see the same train split",
                     l.layer, l.rows[0], l.rows_pass1
+                )));
+            }
+        }
+        for l in &self.layers {
+            if l.test_rows_pass1 > 0 && l.rows[1] != l.test_rows_pass1 {
+                return Err(ProbeError::WrongPass(format!(
+                    "layer {}: pass 2 saw {} test rows but pass 1 saw {}; feed the same test split in both passes, or only in pass 2",
+                    l.layer, l.rows[1], l.test_rows_pass1
                 )));
             }
         }
@@ -517,11 +531,6 @@ impl LayerState {
         if x.len() != rows * d {
             return Err(ProbeError::Shape { split: split.name(), layer: self.layer, values: x.len(), rows, dim: d });
         }
-        if pass == Pass::Moments && split == Split::Test {
-            return Err(ProbeError::WrongPass(
-                "test batches are fed in pass 2: NCC test decisions need the final train means".into(),
-            ));
-        }
         let base = self.rows[s];
         self.class_of_row.clear();
         for (i, &label) in y.iter().enumerate() {
@@ -544,7 +553,8 @@ impl LayerState {
         }
         self.rows[s] += rows as u64;
         match (pass, split) {
-            (Pass::Moments, _) => {
+            (Pass::Moments, Split::Test) => self.test.update(x, &self.class_of_row),
+            (Pass::Moments, Split::Train) => {
                 self.train.update(x, &self.class_of_row);
                 if let Some(g) = self.gram.as_mut() {
                     // Rank is of the measured classes' rows only.
@@ -561,7 +571,7 @@ impl LayerState {
                 }
             }
             (Pass::Decisions, _) => {
-                if split == Split::Test {
+                if split == Split::Test && self.test_rows_pass1 == 0 {
                     self.test.update(x, &self.class_of_row);
                 }
                 self.decide_and_project(split, x);

@@ -412,3 +412,40 @@ fn class_subset_equals_probe_on_filtered_data() {
         }
     }
 }
+
+#[test]
+fn test_split_in_both_passes_equals_test_split_once() {
+    let c = 3;
+    let dims = [4, 6];
+    let train = make_data(31, 300, c, &dims, &[1.0, 2.0]);
+    let test = make_data(32, 120, c, &dims, &[1.0, 2.0]);
+    let once = run_probe(&train, &test, c, 50, &(0..300).collect::<Vec<_>>(), |_| {});
+    let mut probe = LayerProbe::new(ProbeSpec::new(c, dims.to_vec())).unwrap();
+    let tr: Vec<&[f32]> = train.x.iter().map(|v| v.as_slice()).collect();
+    let te: Vec<&[f32]> = test.x.iter().map(|v| v.as_slice()).collect();
+    for pass in 0..2 {
+        probe.update_all(Split::Train, &tr, &train.y).unwrap();
+        probe.update_all(Split::Test, &te, &test.y).unwrap();
+        if pass == 0 {
+            probe.next_pass().unwrap();
+        }
+    }
+    let both = probe.finish().unwrap();
+    for (a, b) in once.layers.iter().zip(&both.layers) {
+        for ((name, split, va), (_, _, vb)) in a.scalar_metrics().into_iter().zip(b.scalar_metrics()) {
+            match (va, vb) {
+                (Some(va), Some(vb)) => assert!(rel(va, vb) < 1e-12, "{name}/{split}: {va} vs {vb}"),
+                (va, vb) => assert_eq!(va.is_some(), vb.is_some()),
+            }
+        }
+    }
+    // A different test split in pass 2 than in pass 1 is refused.
+    let mut probe = LayerProbe::new(ProbeSpec::new(c, dims.to_vec())).unwrap();
+    probe.update_all(Split::Train, &tr, &train.y).unwrap();
+    probe.update_all(Split::Test, &te, &test.y).unwrap();
+    probe.next_pass().unwrap();
+    probe.update_all(Split::Train, &tr, &train.y).unwrap();
+    let half: Vec<&[f32]> = te.iter().zip(dims).map(|(x, d)| &x[..60 * d]).collect();
+    probe.update_all(Split::Test, &half, &test.y[..60]).unwrap();
+    assert!(probe.finish().is_err());
+}

@@ -1,0 +1,208 @@
+"""depthprobe: layer-by-layer measures of class structure for any PyTorch, JAX or NumPy model.
+
+The numbers come from the same Rust engine as the ``depthprobe`` command line, so they equal
+``depthprobe measure`` on the same arrays. NCC decisions need the final train class means, so
+data is fed in two passes, always the same way::
+
+    probe = depthprobe.LayerProbe(num_classes=10, layers=4)
+    for _ in probe.passes():
+        for x, y in train_batches:          # every train batch, each pass
+            for layer, emb in enumerate(embeddings_of(x), start=1):
+                probe.update_train(layer, emb, y)
+        for x, y in test_batches:           # every test batch, each pass
+            for layer, emb in enumerate(embeddings_of(x), start=1):
+                probe.update_test(layer, emb, y)
+    print(probe.result()["effective_depth"])
+
+Definitions: NCC accuracy, CDNV, NC1-NC4, He-Su fuzziness, rank and effective depth are those of
+``docs/results.md`` in the repository.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from ._native import DepthprobeError, NativeProbe
+
+__all__ = ["LayerProbe", "DepthprobeError", "read_run", "DEFAULT_EPS"]
+
+DEFAULT_EPS = (0.01, 0.05, 0.1)
+
+
+def _as_matrix(x: Any, what: str = "x") -> np.ndarray:
+    """A NumPy array or CPU tensor as a C-contiguous float32 [N, D] array (no copy when it
+    already is one; float64 is converted, as the engine measures float32 embeddings)."""
+    if hasattr(x, "detach") and hasattr(x, "device"):  # torch.Tensor
+        if getattr(x.device, "type", "cpu") != "cpu":
+            raise DepthprobeError(f"{what} is on {x.device}; move it to the CPU first (x.cpu())")
+        x = x.detach().numpy()  # shares memory with the tensor
+    a = np.asarray(x)  # JAX arrays and anything with __array__ / the buffer protocol
+    if a.dtype not in (np.float32, np.float64):
+        raise DepthprobeError(f"{what} must be float32 or float64, found {a.dtype}")
+    if a.ndim < 2:
+        raise DepthprobeError(f"{what} must have shape [N, D] (or [N, ...]), found a {a.ndim}-D array")
+    a = a.reshape(a.shape[0], -1)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _as_labels(y: Any) -> np.ndarray:
+    if hasattr(y, "detach") and hasattr(y, "device"):
+        y = y.detach().cpu().numpy()
+    a = np.asarray(y)
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise DepthprobeError(f"labels must be a 1-D integer array, found shape {a.shape} and dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+class LayerProbe:
+    """Streaming per-layer measures of ``layers`` layers (numbered 1..layers).
+
+    Feed data inside ``for _ in probe.passes():`` with :meth:`update_train` and
+    :meth:`update_test` (every batch, every pass), then read :meth:`result`.
+
+    Args:
+        num_classes: labels run over ``0..num_classes-1``.
+        layers: number of layers L.
+        eps: ε values for the effective depth.
+        classes: measure only these classes (other samples are ignored).
+        rank_max_dim: numerical / effective rank for layers of at most this dimension
+            (0 = never; they need a D×D Gram matrix).
+    """
+
+    def __init__(self, num_classes: int, layers: int, eps: Sequence[float] = DEFAULT_EPS,
+                 classes: Optional[Sequence[int]] = None, rank_max_dim: int = 0) -> None:
+        if layers < 1:
+            raise DepthprobeError(f"layers = {layers}: need at least one layer")
+        self.num_classes = int(num_classes)
+        self.layers = int(layers)
+        self._eps = [float(e) for e in eps]
+        self._classes = None if classes is None else [int(c) for c in classes]
+        self._rank_max_dim = int(rank_max_dim)
+        self._native: Optional[NativeProbe] = None
+        # Until every layer's dimension is known, the first batches wait here (at most one per layer).
+        self._pending: List[tuple] = []
+        self._dims: List[Optional[int]] = [None] * self.layers
+        self._pass: Optional[int] = None
+        self._classifier: Optional[np.ndarray] = None
+        self._result: Optional[Dict[str, Any]] = None
+
+    # -- passes ---------------------------------------------------------------------------
+    def passes(self) -> Iterator[int]:
+        """Yield 0 then 1; feed the same train (and test) batches in each."""
+        if self._pass is not None:
+            raise DepthprobeError("passes() can run only once per probe")
+        for p in (0, 1):
+            self._pass = p
+            yield p
+            if p == 0:
+                self._start()
+                self._native.next_pass()
+        self._pass = 2
+
+    def _start(self) -> None:
+        if self._native is not None:
+            return
+        missing = [i + 1 for i, d in enumerate(self._dims) if d is None]
+        if missing:
+            raise DepthprobeError(f"layer(s) {missing} received no train data in pass 0")
+        self._native = NativeProbe(self.num_classes, list(self._dims), self._eps, self._classes, self._rank_max_dim)
+        if self._classifier is not None:
+            self._native.set_classifier(self._classifier)
+        pending, self._pending = self._pending, []
+        for train, layer, x, y in pending:
+            self._native.update(train, layer, x, y)
+
+    def _update(self, train: bool, layer: int, x: Any, y: Any) -> None:
+        if self._pass not in (0, 1):
+            raise DepthprobeError("feed data inside `for _ in probe.passes():`")
+        if not 1 <= layer <= self.layers:
+            raise DepthprobeError(f"layer {layer} does not exist: the probe has layers 1..={self.layers}")
+        xm = _as_matrix(x)
+        ya = _as_labels(y)
+        if xm.shape[0] != ya.shape[0]:
+            raise DepthprobeError(f"x has {xm.shape[0]} rows but y has {ya.shape[0]} labels")
+        d = self._dims[layer - 1]
+        if d is None:
+            self._dims[layer - 1] = xm.shape[1]
+        elif d != xm.shape[1]:
+            raise DepthprobeError(f"layer {layer}: batch has dimension {xm.shape[1]}, earlier batches had {d}")
+        if self._native is None and None in self._dims:
+            self._pending.append((train, layer, xm.copy(), ya.copy()))
+            return
+        self._start()
+        self._native.update(train, layer, xm, ya)
+
+    def update_train(self, layer: int, x: Any, y: Any) -> None:
+        """Feed train embeddings of ``layer`` (1-based): ``x`` [N, D] or [N, ...], ``y`` [N]."""
+        self._update(True, layer, x, y)
+
+    def update_test(self, layer: int, x: Any, y: Any) -> None:
+        """Feed test embeddings of ``layer`` (1-based)."""
+        self._update(False, layer, x, y)
+
+    def set_classifier(self, weight: Any) -> None:
+        """Top-layer classifier weight [num_classes, D_L], for NC3 (call before feeding)."""
+        self._classifier = _as_matrix(weight, "weight")
+        if self._native is not None:
+            self._native.set_classifier(self._classifier)
+
+    def update_logits(self, x_top: Any, logits: Any, y: Any, train: bool = True) -> None:
+        """NC4: the top layer's embeddings with the network's logits. Used in pass 1 only
+        (it needs the final train means); calls in pass 0 are ignored."""
+        if self._pass == 0:
+            return
+        if self._pass != 1:
+            raise DepthprobeError("feed data inside `for _ in probe.passes():`")
+        self._native.update_agreement(train, _as_matrix(x_top), _as_matrix(logits, "logits"), _as_labels(y))
+
+    # -- results --------------------------------------------------------------------------
+    def result(self) -> Dict[str, Any]:
+        """The same fields as summary.json: ``layers`` (per-layer dicts), ``effective_depth``
+        ({"0.01": k or None, ...}), ``fuzziness_fit``, ``num_classes``, ``classes``, ..."""
+        if self._result is None:
+            if self._pass != 2:
+                raise DepthprobeError("result() is available after both passes")
+            self._result = json.loads(self._native.finish_json())
+        return self._result
+
+    def to_frame(self):
+        """Per-layer results as a pandas DataFrame (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.result()["layers"]).set_index("layer")
+
+
+def read_run(path: Any) -> Dict[str, Any]:
+    """Load a run or measure folder (``summary.json`` + ``metrics.csv``) or a CSV such as a
+    sweep's ``results.csv``. Tables are pandas DataFrames when pandas is installed, else lists
+    of dicts with numbers parsed."""
+    p = Path(path)
+
+    def table(f: Path):
+        try:
+            import pandas as pd
+
+            return pd.read_csv(f)
+        except ImportError:
+            with open(f, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            for r in rows:
+                for k, v in r.items():
+                    try:
+                        r[k] = float(v) if v not in ("", None) else None
+                    except ValueError:
+                        pass
+            return rows
+
+    if p.is_file():
+        return {"table": table(p)}
+    if not (p / "summary.json").exists():
+        raise DepthprobeError(f"{p}: no summary.json here (not a depthprobe run or measure folder)")
+    out: Dict[str, Any] = {"summary": json.loads((p / "summary.json").read_text())}
+    if (p / "metrics.csv").exists():
+        out["metrics"] = table(p / "metrics.csv")
+    return out
