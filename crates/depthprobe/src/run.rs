@@ -294,22 +294,35 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         h.blocks.push(MetricBlock { epoch: Some(epoch), rows });
         h.probes.push((epoch, o));
     };
+    // From here on a failure is recorded in summary.json (status "failed" and the reason)
+    // before it is returned, so the run folder never claims to be running.
+    let fail = |h: &History, epoch: usize, e: anyhow::Error| -> anyhow::Error {
+        let reason = format!("{e:#}");
+        let st = RunState {
+            status: "failed",
+            reason: Some(&reason),
+            epochs_done: epoch,
+            wall_s: t0.elapsed().as_secs_f64(),
+            device: &dev,
+            corrupted: changed.len(),
+        };
+        let _ = write_state(out, cfg, h, &st);
+        log.finish();
+        anyhow::anyhow!("{}: run failed in epoch {epoch}: {reason}", out.display())
+    };
     if cfg.probe.at_init {
-        let o = trainer.probe(&ds)?;
+        let o = trainer.probe(&ds).map_err(|e| fail(&h, 0, e))?;
         record(&mut h, 0, o, None, None);
         write_state(out, cfg, &h, &state("running", None, 0))?;
     }
     for epoch in 1..=cfg.train.epochs {
         let st = trainer.train_epoch(&ds, epoch);
         if !st.loss.is_finite() {
-            let reason = format!("training loss became {} in epoch {epoch}", st.loss);
-            write_state(out, cfg, &h, &state("failed", Some(&reason), epoch))?;
-            log.finish();
-            bail!("{}: run failed: {reason}", out.display());
+            return Err(fail(&h, epoch, anyhow::anyhow!("training loss became {} (diverged)", st.loss)));
         }
         let mut msg = format!("loss {:.4} acc {:.4}", st.loss, st.acc);
         if epoch % cfg.probe.every == 0 || epoch == cfg.train.epochs {
-            let o = trainer.probe(&ds)?;
+            let o = trainer.probe(&ds).map_err(|e| fail(&h, epoch, e))?;
             let top = o.result.layers.last().map(|l| l.ncc_train_acc).unwrap_or(f64::NAN);
             let _ = write!(msg, " · test acc {:.4} · top NCC train {:.4}", o.test_acc, top);
             // The LR in force at the end of this epoch.

@@ -316,3 +316,21 @@ fn every_shipped_config_is_valid() {
     let c = Config::from_file(&root.join("paper/conv-cifar10.toml"), &[]).unwrap();
     assert_eq!((c.model.arch, c.model.width, c.train.epochs, c.data.augment), (Arch::Conv, 400, 500, true));
 }
+
+#[test]
+fn divergence_stops_the_run_with_status_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = quick_cfg(3);
+    cfg.train.lr = 1e6; // guaranteed to blow up
+    cfg.train.warmup_epochs = 0;
+    let e =
+        train(&cfg, &RunOptions { out: tmp.path().into(), data_dir: None, force: true, quiet: true }).err().unwrap();
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["status"], "failed", "{e:#}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("diverged") || reason.contains("non-finite"), "{reason}");
+    // serde_json parsed it above, so it holds no bare NaN token; undefined values are null.
+    let text = std::fs::read_to_string(tmp.path().join("summary.json")).unwrap();
+    assert!(!text.contains(": NaN") && !text.contains(":NaN"), "summary.json must never hold a NaN value");
+}
