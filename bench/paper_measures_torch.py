@@ -28,7 +28,8 @@ def load(d):
 
 def batches(x, y, bs):
     for s in range(0, len(y), bs):
-        yield torch.from_numpy(np.ascontiguousarray(x[s : s + bs])), y[s : s + bs]
+        # A fresh, writable batch, as the published code's DataLoader hands out.
+        yield torch.from_numpy(np.array(x[s : s + bs], dtype=np.float32)), y[s : s + bs]
 
 
 def means_and_vars(x, y, c, bs):
