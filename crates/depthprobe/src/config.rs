@@ -99,6 +99,9 @@ pub struct TrainConfig {
     pub device: String,
     /// CPU threads for LibTorch (0 = all cores).
     pub threads: usize,
+    /// Write a checkpoint (model, momentum buffers, epoch) every N epochs and after the last
+    /// (0 = after the last only); `depthprobe train --resume DIR` continues from it.
+    pub checkpoint_every: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -156,6 +159,7 @@ impl Default for TrainConfig {
             seed: 0,
             device: "cpu".into(),
             threads: 0,
+            checkpoint_every: 10,
         }
     }
 }

@@ -25,8 +25,12 @@ struct Cli {
 enum Cmd {
     /// Train a network as CONFIG says and probe every layer while it learns.
     Train {
-        /// Run configuration (TOML); see configs/.
-        config: PathBuf,
+        /// Run configuration (TOML); see configs/. Not with --resume.
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// Continue the interrupted run in DIR from its last checkpoint (its config.toml is used).
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -91,7 +95,12 @@ fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: Ru
     let out = args.out.unwrap_or(default_out);
     let opts = RunOptions { out: out.clone(), data_dir: args.data_dir, force: args.force, quiet: args.quiet };
     let run = train(&cfg, &opts)?;
-    let summary = run.summary;
+    report(&run, &out);
+    Ok(())
+}
+
+fn report(run: &depthprobe::run::RunResult, out: &std::path::Path) {
+    let summary = &run.summary;
     print!("{}", results::table(&run.result));
     let f = |k: &str| summary[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
     println!(
@@ -102,23 +111,31 @@ fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: Ru
         f("test_loss")
     );
     println!(
-        "wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv, config.toml, ncc_by_epoch.svg/.png, layer_profile.svg/.png}} in {:.1}s",
+        "wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv, config.toml, checkpoint.json, ncc_by_epoch.svg/.png, layer_profile.svg/.png}} in {:.1}s",
         out.display(),
         summary["wall_s"].as_f64().unwrap_or(0.0)
     );
-    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Train { config, run } => {
+        Cmd::Train { resume: Some(dir), run, .. } => {
+            if !run.sets.is_empty() || run.out.is_some() || run.force || run.device.is_some() {
+                Err(anyhow::anyhow!("--resume continues the run exactly as configured in DIR/config.toml: --set, --out, --force and --device do not apply"))
+            } else {
+                let opts = RunOptions { out: dir, data_dir: run.data_dir, force: false, quiet: run.quiet };
+                depthprobe::run::resume(&opts).map(|r| report(&r, &opts.out))
+            }
+        }
+        Cmd::Train { config: Some(config), run, .. } => {
             let stem = config.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into());
             match std::fs::read_to_string(&config) {
                 Ok(text) => run_training(&text, &config.display().to_string(), PathBuf::from("runs").join(stem), run),
                 Err(e) => Err(anyhow::anyhow!("{}: cannot read config: {e}", config.display())),
             }
         }
+        Cmd::Train { .. } => unreachable!("clap requires CONFIG or --resume"),
         Cmd::Demo { mut run } => {
             // The demo reruns freely: its folder is overwritten.
             run.force = true;

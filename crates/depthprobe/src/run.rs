@@ -62,10 +62,12 @@ pub fn prepare_data(cfg: &Config, data_dir: Option<&Path>) -> Result<(Dataset, V
     Ok((ds, changed))
 }
 
+#[derive(Default)]
 struct History {
+    /// metrics.csv, one block per probe (restored from disk on resume).
     blocks: Vec<MetricBlock>,
-    /// (epoch, outcome) of every probe.
-    probes: Vec<(usize, ProbeOutcome)>,
+    /// The latest probe of this process: (epoch, outcome).
+    last: Option<(usize, ProbeOutcome)>,
 }
 
 fn network_rows(o: &ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>) -> Vec<MetricRow> {
@@ -110,7 +112,7 @@ fn summary(cfg: &Config, h: &History, st: &RunState) -> Value {
         "corruption".into(),
         json!({"p": cfg.corruption.p, "mode": cfg.corruption.mode, "changed": st.corrupted}),
     );
-    match h.probes.last() {
+    match &h.last {
         Some((epoch, o)) => {
             extra.insert("probe_epoch".into(), json!(epoch));
             for (k, v) in [
@@ -131,7 +133,7 @@ fn write_state(out: &Path, cfg: &Config, h: &History, st: &RunState) -> Result<V
     write_atomic(&out.join("metrics.csv"), results::metrics_csv(&h.blocks).as_bytes())?;
     let s = summary(cfg, h, st);
     results::write_json(&out.join("summary.json"), &s)?;
-    if let Some((_, o)) = h.probes.last() {
+    if let Some((_, o)) = &h.last {
         write_atomic(&out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).as_bytes())?;
     }
     Ok(s)
@@ -143,43 +145,49 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
         if !force {
             bail!("{} already holds a run (config.toml / summary.json); pass --force to overwrite it or choose another --out", out.display());
         }
-        for f in ["summary.json", "metrics.csv", "cdnv_pairs.csv", "corrupted_labels.csv", "config.toml"] {
+        for f in
+            ["summary.json", "metrics.csv", "cdnv_pairs.csv", "corrupted_labels.csv", "config.toml", "checkpoint.json"]
+        {
             let _ = std::fs::remove_file(out.join(f));
         }
+        let _ = std::fs::remove_dir_all(out.join("checkpoints"));
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create run folder", out.display()))
 }
 
-fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
-    let Some((_, last)) = h.probes.last() else {
-        return Ok(());
-    };
-    let nl = last.result.layers.len();
+/// A value from one metrics block: (layer or None, split, metric).
+fn metric(b: &MetricBlock, layer: Option<usize>, split: &str, name: &str) -> f64 {
+    b.rows
+        .iter()
+        .find(|r| r.layer == layer && r.split == split && r.metric == name)
+        .map(|r| r.value)
+        .unwrap_or(f64::NAN)
+}
+
+/// The figures, drawn from the metrics rows (so a resumed run draws its whole history).
+fn figures(out: &Path, cfg: &Config, blocks: &[MetricBlock]) -> Result<()> {
+    let Some(last) = blocks.last() else { return Ok(()) };
+    let nl = cfg.model.depth;
     let color = |l: usize| layer_color(if nl > 1 { (l - 1) as f64 / (nl - 1) as f64 } else { 0.0 });
+    let epoch_of = |b: &MetricBlock| b.epoch.unwrap_or(0) as f64;
     let by_epoch = |test: bool| -> Panel {
+        let split = if test { "test" } else { "train" };
         let mut series: Vec<Series> = (1..=nl)
             .map(|l| Series {
                 name: format!("layer {l}"),
-                points: h
-                    .probes
-                    .iter()
-                    .map(|(e, o)| {
-                        let lr = &o.result.layers[l - 1];
-                        (*e as f64, if test { lr.ncc_test_acc.unwrap_or(f64::NAN) } else { lr.ncc_train_acc })
-                    })
-                    .collect(),
+                points: blocks.iter().map(|b| (epoch_of(b), metric(b, Some(l), split, "ncc_acc"))).collect(),
                 color: color(l),
                 dashed: false,
             })
             .collect();
         series.push(Series {
-            name: if test { "net test acc" } else { "net train acc" }.into(),
-            points: h.probes.iter().map(|(e, o)| (*e as f64, if test { o.test_acc } else { o.train_acc })).collect(),
+            name: format!("net {split} acc"),
+            points: blocks.iter().map(|b| (epoch_of(b), metric(b, None, split, "acc"))).collect(),
             color: "#000000".into(),
             dashed: true,
         });
         Panel {
-            title: format!("NCC {} accuracy per layer", if test { "test" } else { "train" }),
+            title: format!("NCC {split} accuracy per layer"),
             x_label: "epoch".into(),
             y_label: "accuracy".into(),
             series,
@@ -202,25 +210,23 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
         "ncc_by_epoch",
         &render_svg(&format!("Intermediate NCC separability: {title}"), &[by_epoch(false), by_epoch(true)], 2),
     )?;
-    let layers = &last.result.layers;
     let prof = |name: &str, color: &str, pts: Vec<(f64, f64)>| Series {
         name: name.into(),
         points: pts,
         color: color.into(),
         dashed: false,
     };
-    let log10 = |v: Option<f64>| v.filter(|x| *x > 0.0 && x.is_finite()).map(f64::log10).unwrap_or(f64::NAN);
+    let layer_pts = |split: &str, name: &str, f: &dyn Fn(f64) -> f64| -> Vec<(f64, f64)> {
+        (1..=nl).map(|l| (l as f64, f(metric(last, Some(l), split, name)))).collect()
+    };
+    let log10 = |v: f64| if v > 0.0 && v.is_finite() { v.log10() } else { f64::NAN };
     let acc = Panel {
         title: "NCC accuracy by layer".into(),
         x_label: "layer".into(),
         y_label: "accuracy".into(),
         series: vec![
-            prof("train", "#1f77b4", layers.iter().map(|l| (l.layer as f64, l.ncc_train_acc)).collect()),
-            prof(
-                "test",
-                "#d62728",
-                layers.iter().map(|l| (l.layer as f64, l.ncc_test_acc.unwrap_or(f64::NAN))).collect(),
-            ),
+            prof("train", "#1f77b4", layer_pts("train", "ncc_acc", &|v| v)),
+            prof("test", "#d62728", layer_pts("test", "ncc_acc", &|v| v)),
         ],
         y_range: Some((0.0, 1.0)),
         integer_x: true,
@@ -230,18 +236,73 @@ fn figures(out: &Path, cfg: &Config, h: &History) -> Result<()> {
         x_label: "layer".into(),
         y_label: "log10 CDNV".into(),
         series: vec![
-            prof("train", "#1f77b4", layers.iter().map(|l| (l.layer as f64, log10(l.cdnv_train))).collect()),
-            prof("test", "#d62728", layers.iter().map(|l| (l.layer as f64, log10(l.cdnv_test))).collect()),
+            prof("train", "#1f77b4", layer_pts("train", "cdnv", &log10)),
+            prof("test", "#d62728", layer_pts("test", "cdnv", &log10)),
         ],
         y_range: None,
         integer_x: true,
     };
-    let epoch = h.probes.last().unwrap().0;
+    let epoch = last.epoch.unwrap_or(0);
     write_figure(
         out,
         "layer_profile",
         &render_svg(&format!("Per-layer profile at epoch {epoch}: {title}"), &[acc, cdnv], 2),
     )
+}
+
+/// Checkpoint after `epoch`: the state file first (temp + fsync + rename), then checkpoint.json
+/// pointing at it, then older state files are removed. A kill at any moment leaves a
+/// checkpoint.json that names a complete file.
+fn checkpoint(out: &Path, trainer: &Trainer, epoch: usize) -> Result<()> {
+    let dir = out.join("checkpoints");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let name = format!("epoch-{epoch:05}.safetensors");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    trainer.save(&tmp)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("{}: fsync", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(&name)).with_context(|| format!("{}: rename", tmp.display()))?;
+    let meta = json!({"epoch": epoch, "file": format!("checkpoints/{name}"), "format": "depthprobe-checkpoint-1"});
+    results::write_json(&out.join("checkpoint.json"), &meta)?;
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        if e.file_name().to_string_lossy() != name {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// Read metrics.csv back into blocks (for resume). Values round-trip exactly.
+fn read_metrics(path: &Path) -> Result<Vec<MetricBlock>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut lines = text.lines();
+    if lines.next() != Some("epoch,layer,split,metric,value") {
+        bail!("{}: not a training metrics.csv (header must be epoch,layer,split,metric,value)", path.display());
+    }
+    let mut blocks: Vec<MetricBlock> = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let bad = || anyhow::anyhow!("{}: line {}: cannot parse '{line}'", path.display(), i + 2);
+        let f: Vec<&str> = line.split(',').collect();
+        let [epoch, layer, split, name, value] = f[..] else { return Err(bad()) };
+        let epoch: usize = epoch.parse().map_err(|_| bad())?;
+        let layer = if layer.is_empty() { None } else { Some(layer.parse().map_err(|_| bad())?) };
+        let split = match split {
+            "train" => "train",
+            "test" => "test",
+            _ => return Err(bad()),
+        };
+        let value = match value {
+            "" => f64::NAN,
+            "inf" => f64::INFINITY,
+            "-inf" => f64::NEG_INFINITY,
+            v => v.parse().map_err(|_| bad())?,
+        };
+        let row = MetricRow { layer, split, metric: name.to_string(), value };
+        match blocks.last_mut() {
+            Some(b) if b.epoch == Some(epoch) => b.rows.push(row),
+            _ => blocks.push(MetricBlock { epoch: Some(epoch), rows: vec![row] }),
+        }
+    }
+    Ok(blocks)
 }
 
 /// What a finished run returns: the summary.json object and the last probe's results.
@@ -252,9 +313,9 @@ pub struct RunResult {
 
 /// Train as configured and probe every `probe.every` epochs.
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
-    let t0 = Instant::now();
-    let device = resolve_device(&cfg.train.device)?;
-    let (ds, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
+    resolve_device(&cfg.train.device)?;
+    // Check the data before touching the output folder.
+    let (_, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
     prepare_out(&opts.out, opts.force)?;
     let out = opts.out.as_path();
     write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
@@ -265,10 +326,60 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         }
         write_atomic(&out.join("corrupted_labels.csv"), s.as_bytes())?;
     }
+    run_from(cfg, opts, 0, History::default(), None)
+}
+
+/// Continue an interrupted run in `opts.out` from its last checkpoint. The final metrics.csv
+/// equals that of an uninterrupted run with the same config on CPU.
+pub fn resume(opts: &RunOptions) -> Result<RunResult> {
+    let out = opts.out.as_path();
+    let cfg = Config::from_file(&out.join("config.toml"), &[])?;
+    if let Ok(text) = std::fs::read_to_string(out.join("summary.json")) {
+        let s: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: summary.json is not valid JSON", out.display()))?;
+        if s["status"] == "done" {
+            bail!("{}: the run is already done; nothing to resume", out.display());
+        }
+    }
+    let (epoch, file) = match std::fs::read_to_string(out.join("checkpoint.json")) {
+        Ok(text) => {
+            let c: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: checkpoint.json is not valid JSON", out.display()))?;
+            let e = c["epoch"].as_u64().with_context(|| format!("{}: checkpoint.json has no epoch", out.display()))?
+                as usize;
+            (
+                e,
+                Some(out.join(
+                    c["file"].as_str().with_context(|| format!("{}: checkpoint.json has no file", out.display()))?,
+                )),
+            )
+        }
+        // Killed before the first checkpoint: start over in the same folder.
+        Err(_) => (0, None),
+    };
+    let mut h = History::default();
+    if file.is_some() {
+        h.blocks =
+            read_metrics(&out.join("metrics.csv"))?.into_iter().filter(|b| b.epoch.unwrap_or(0) <= epoch).collect();
+    }
+    if !opts.quiet {
+        eprintln!("resuming {} from epoch {epoch} of {}", out.display(), cfg.train.epochs);
+    }
+    run_from(&cfg, opts, epoch, h, file.as_deref())
+}
+
+/// The training loop from `start` (0 = a fresh network), optionally restoring a checkpoint.
+fn run_from(cfg: &Config, opts: &RunOptions, start: usize, mut h: History, ckpt: Option<&Path>) -> Result<RunResult> {
+    let t0 = Instant::now();
+    let out = opts.out.as_path();
+    let device = resolve_device(&cfg.train.device)?;
+    let (ds, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
     init_runtime(cfg.train.seed, cfg.train.threads);
     let mut trainer = Trainer::new(cfg, &ds, device)?;
+    if let Some(p) = ckpt {
+        trainer.load(p)?;
+    }
     let dev = device_name(device);
-    let mut h = History { blocks: Vec::new(), probes: Vec::new() };
     let log = Logger::new(cfg.train.epochs, opts.quiet);
     log.line(&format!(
         "{} · {} train / {} test · {} · {} · {} epochs, probe every {}",
@@ -292,7 +403,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         let mut rows = results::metric_rows(&o.result);
         rows.extend(network_rows(&o, epoch_loss, lr));
         h.blocks.push(MetricBlock { epoch: Some(epoch), rows });
-        h.probes.push((epoch, o));
+        h.last = Some((epoch, o));
     };
     // From here on a failure is recorded in summary.json (status "failed" and the reason)
     // before it is returned, so the run folder never claims to be running.
@@ -310,12 +421,12 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         log.finish();
         anyhow::anyhow!("{}: run failed in epoch {epoch}: {reason}", out.display())
     };
-    if cfg.probe.at_init {
+    if start == 0 && cfg.probe.at_init {
         let o = trainer.probe(&ds).map_err(|e| fail(&h, 0, e))?;
         record(&mut h, 0, o, None, None);
         write_state(out, cfg, &h, &state("running", None, 0))?;
     }
-    for epoch in 1..=cfg.train.epochs {
+    for epoch in start + 1..=cfg.train.epochs {
         let st = trainer.train_epoch(&ds, epoch);
         if !st.loss.is_finite() {
             return Err(fail(&h, epoch, anyhow::anyhow!("training loss became {} (diverged)", st.loss)));
@@ -330,12 +441,22 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
             record(&mut h, epoch, o, Some(st.loss), Some(lr));
             write_state(out, cfg, &h, &state("running", None, epoch))?;
         }
+        let every = cfg.train.checkpoint_every;
+        if (every > 0 && epoch % every == 0) || epoch == cfg.train.epochs {
+            checkpoint(out, &trainer, epoch).map_err(|e| fail(&h, epoch, e))?;
+        }
         log.epoch(epoch, &msg);
     }
     log.finish();
-    figures(out, cfg, &h)?;
+    if h.last.is_none() {
+        // Resumed after the last epoch's checkpoint: the trained network is there; probe it again
+        // (deterministic) for the final result, without adding a metrics block.
+        let o = trainer.probe(&ds).map_err(|e| fail(&h, cfg.train.epochs, e))?;
+        h.last = Some((cfg.train.epochs, o));
+    }
+    figures(out, cfg, &h.blocks)?;
     let summary = write_state(out, cfg, &h, &state("done", None, cfg.train.epochs))?;
-    let result = h.probes.pop().expect("the last epoch is always probed").1.result;
+    let result = h.last.take().expect("probed above").1.result;
     Ok(RunResult { summary, result })
 }
 

@@ -334,3 +334,87 @@ fn divergence_stops_the_run_with_status_failed() {
     let text = std::fs::read_to_string(tmp.path().join("summary.json")).unwrap();
     assert!(!text.contains(": NaN") && !text.contains(":NaN"), "summary.json must never hold a NaN value");
 }
+
+fn wait_for_checkpoint(dir: &Path, at_least: u64, timeout: std::time::Duration) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < timeout {
+        if let Ok(text) = std::fs::read_to_string(dir.join("checkpoint.json")) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if v["epoch"].as_u64().unwrap_or(0) >= at_least {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn kill_9_and_resume_gives_the_same_metrics_as_an_uninterrupted_run() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_depthprobe");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = quick_cfg(10);
+    cfg.probe.every = 2;
+    cfg.train.checkpoint_every = 1;
+    let cfg_path = tmp.path().join("run.toml");
+    std::fs::write(&cfg_path, cfg.to_toml()).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let st = Command::new(bin)
+        .args(["train", "--quiet", "--out"])
+        .arg(&a)
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Kill at a random moment after the first checkpoint, in the middle of a later epoch.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let delay = depthprobe::rng::Rng::new(nanos).below(250);
+    let mut child = Command::new(bin)
+        .args(["train", "--quiet", "--out"])
+        .arg(&b)
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_checkpoint(&b, 2, std::time::Duration::from_secs(120)), "no checkpoint appeared");
+    std::thread::sleep(std::time::Duration::from_millis(delay));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["status"], "running", "the kill must land before the run finished (delay {delay} ms)");
+    let st = Command::new(bin).args(["train", "--quiet", "--resume"]).arg(&b).stdout(Stdio::null()).status().unwrap();
+    assert!(st.success());
+    let (ma, mb) = (std::fs::read(a.join("metrics.csv")).unwrap(), std::fs::read(b.join("metrics.csv")).unwrap());
+    assert!(ma == mb, "metrics.csv after kill -9 (delay {delay} ms) and resume differs from the uninterrupted run");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["status"], "done");
+    // A finished run is not resumed again.
+    let o = Command::new(bin).args(["train", "--resume"]).arg(&b).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("already done"));
+}
+
+#[test]
+fn checkpoint_holds_pytorch_named_tensors_and_momentum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = quick_cfg(2);
+    cfg.train.checkpoint_every = 1;
+    run(&cfg, tmp.path());
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(c["epoch"], 2);
+    let file = tmp.path().join(c["file"].as_str().unwrap());
+    let names: Vec<String> = Tensor::read_safetensors(&file).unwrap().into_iter().map(|(n, _)| n).collect();
+    for want in [
+        "model.layers.0.linear.weight",
+        "model.layers.0.bn.running_mean",
+        "model.head.bias",
+        "momentum.layers.3.linear.weight",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    // Only the latest state file is kept.
+    assert_eq!(std::fs::read_dir(tmp.path().join("checkpoints")).unwrap().count(), 1);
+}

@@ -2,6 +2,7 @@
 //! engine can change in one place. The measures engine never sees a tensor: it gets `f32` slices.
 
 pub mod model;
+pub mod sgd;
 pub mod trainer;
 
 use anyhow::{bail, Result};

@@ -3,10 +3,11 @@
 
 use anyhow::{Context, Result};
 use depthprobe_measures::{LayerProbe, ProbeResult, ProbeSpec, Split as ProbeSplit};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::model::Net;
+use super::sgd::Sgd;
 use crate::config::{Config, EmbeddingPoint, Loss};
 use crate::data::{Dataset, Split};
 use crate::rng::Rng;
@@ -26,9 +27,9 @@ pub struct ProbeOutcome {
 }
 
 pub struct Trainer {
-    _vs: nn::VarStore,
+    vs: nn::VarStore,
     net: Net,
-    opt: nn::Optimizer,
+    opt: Sgd,
     device: Device,
     cfg: Config,
     shape: Vec<i64>,
@@ -45,11 +46,9 @@ impl Trainer {
         let vs = nn::VarStore::new(device);
         let net = Net::new(&vs.root(), &cfg.model, &ds.shape, ds.num_classes)?;
         let t = &cfg.train;
-        let opt = nn::Sgd { momentum: t.momentum, dampening: 0.0, wd: t.weight_decay, nesterov: false }
-            .build(&vs, t.lr)
-            .context("building the SGD optimizer")?;
+        let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
         Ok(Trainer {
-            _vs: vs,
+            vs,
             net,
             opt,
             device,
@@ -62,6 +61,43 @@ impl Trainer {
 
     pub fn dims(&self) -> &[usize] {
         self.net.dims()
+    }
+
+    /// Write model variables (parameters and BatchNorm statistics, under `model.<name>`) and
+    /// momentum buffers (`momentum.<name>`) to a safetensors file. Model names follow the
+    /// PyTorch module layout (docs/checkpoints.md).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let vars = self.vs.variables();
+        let mut named: Vec<(String, Tensor)> =
+            vars.iter().map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu))).collect();
+        for (n, b) in self.opt.state() {
+            named.push((format!("momentum.{n}"), b.to_device(Device::Cpu)));
+        }
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        Tensor::write_safetensors(&named, path).with_context(|| format!("{}: writing checkpoint", path.display()))
+    }
+
+    /// Restore what `save` wrote.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        let mut saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
+            .with_context(|| format!("{}: reading checkpoint", path.display()))?
+            .into_iter()
+            .collect();
+        for (name, mut var) in self.vs.variables() {
+            let t = saved
+                .remove(&format!("model.{name}"))
+                .with_context(|| format!("{}: no tensor 'model.{name}'", path.display()))?;
+            if t.size() != var.size() {
+                anyhow::bail!(
+                    "{}: 'model.{name}' has shape {:?}, the model {:?}",
+                    path.display(),
+                    t.size(),
+                    var.size()
+                );
+            }
+            tch::no_grad(|| var.copy_(&t));
+        }
+        self.opt.load_state(&mut |n| saved.remove(&format!("momentum.{n}"))).with_context(|| path.display().to_string())
     }
 
     fn batch(&mut self, ds: &Dataset, split: &Split, idx: &[usize], aug: Option<&mut Rng>) -> (Tensor, Tensor) {
@@ -95,11 +131,12 @@ impl Trainer {
         let mut correct = Tensor::zeros([], (Kind::Int64, self.device));
         let mut seen = 0usize;
         for (it, idx) in batches.into_iter().enumerate() {
-            self.opt.set_lr(lr_at(&self.cfg.train, epoch, it, iters));
             let (x, y) = self.batch(ds, &ds.train, idx, aug.as_mut());
             let (logits, _) = self.net.forward(&x, true, false);
             let loss = self.loss(&logits, &y);
-            self.opt.backward_step(&loss);
+            self.opt.zero_grad();
+            loss.backward();
+            self.opt.step(lr_at(&self.cfg.train, epoch, it, iters));
             tch::no_grad(|| {
                 loss_sum += loss.detach() * idx.len() as f64;
                 correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
