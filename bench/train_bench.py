@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Training throughput, depthprobe vs PyTorch eager on the same CPU, alternating runs:
+MLP-10-512 on MNIST-shaped input and CONV-8-64 on CIFAR-shaped input, batch 128.
+
+    cargo build --release --example train_throughput   # with scripts/env.sh sourced
+    .venv/bin/python bench/train_bench.py [--repeats 3] [--threads 2]
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return json.loads(out)["samples_per_s"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    rs = ROOT / "target" / "release" / "examples" / "train_throughput"
+    print(f"{'workload':22} {'depthprobe samples/s':>21} {'PyTorch samples/s':>18} {'ratio':>6}")
+    for model, name in (("mlp", "MLP-10-512 train step"), ("conv", "CONV-8-64 train step")):
+        ours, theirs = [], []
+        for _ in range(a.repeats):
+            ours += run([rs, "--model", model, "--threads", str(a.threads)])
+            theirs += run([sys.executable, ROOT / "bench" / "torch_train_ref.py", "--model", model, "--threads", str(a.threads)])
+        mo, mt = statistics.median(ours), statistics.median(theirs)
+        print(f"{name:22} {mo:21.0f} {mt:18.0f} {mo / mt:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
