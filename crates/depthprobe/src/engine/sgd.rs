@@ -30,16 +30,24 @@ impl Sgd {
     }
 
     pub fn step(&mut self, lr: f64) {
+        // Four in-place kernels per parameter and no per-parameter allocation: the scalars are
+        // 0-dim tensors so that addcmul_ fuses the scaling into the addition.
+        let Some((_, first)) = self.params.first() else { return };
+        let opts = (first.kind(), first.device());
+        let wd = Tensor::from(self.weight_decay).to_kind(opts.0).to_device(opts.1);
+        let neg_lr = Tensor::from(-lr).to_kind(opts.0).to_device(opts.1);
         tch::no_grad(|| {
             for ((_, p), buf) in self.params.iter_mut().zip(self.momentum_buffers.iter_mut()) {
-                let g = p.grad();
+                let mut g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let d = if self.weight_decay != 0.0 { g + &*p * self.weight_decay } else { g };
+                if self.weight_decay != 0.0 {
+                    let _ = g.addcmul_(p, &wd); // g += wd·p (the gradient is zeroed before the next step)
+                }
                 let _ = buf.g_mul_scalar_(self.momentum);
-                let _ = buf.g_add_(&d);
-                let _ = p.g_sub_(&(&*buf * lr));
+                let _ = buf.g_add_(&g);
+                let _ = p.addcmul_(buf, &neg_lr); // p −= lr·buf
             }
         });
     }
