@@ -126,12 +126,14 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
 /// Write summary.json, metrics.csv and cdnv_pairs.csv into `out`.
 pub fn write_outputs(out: &Path, res: &ProbeResult, extra: Map<String, serde_json::Value>) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
-    results::write_json(&out.join("summary.json"), &results::summary_value(res, extra))?;
-    results::write_atomic(
-        &out.join("metrics.csv"),
-        results::metrics_csv(&[results::MetricBlock { epoch: None, rows: results::metric_rows(res) }]).as_bytes(),
-    )?;
-    results::write_atomic(&out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(res).as_bytes())?;
+    let mut summary = serde_json::to_string_pretty(&results::summary_value(res, extra))?;
+    summary.push('\n');
+    let metrics = results::metrics_csv(&[results::MetricBlock { epoch: None, rows: results::metric_rows(res) }]);
+    results::write_all_atomic(&[
+        (out.join("summary.json"), summary.into_bytes()),
+        (out.join("metrics.csv"), metrics.into_bytes()),
+        (out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(res).into_bytes()),
+    ])?;
     Ok(())
 }
 

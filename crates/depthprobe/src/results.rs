@@ -29,6 +29,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Write several files as one unit: every file goes to a temporary file first (written and
+/// fsynced); only when all succeeded are they renamed into place. A failure (disk full, file
+/// size limit) removes the temporaries and leaves the earlier files untouched.
+pub fn write_all_atomic(files: &[(std::path::PathBuf, Vec<u8>)]) -> Result<()> {
+    let mut staged = Vec::new();
+    let mut result = Ok(());
+    for (path, bytes) in files {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().context("result path has no file name")?.to_string_lossy();
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let w = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        staged.push(tmp.clone());
+        if let Err(e) = w {
+            result = Err(e).with_context(|| format!("{}: could not write (earlier results are kept)", path.display()));
+            break;
+        }
+    }
+    if result.is_ok() {
+        for ((path, _), tmp) in files.iter().zip(&staged) {
+            if let Err(e) = std::fs::rename(tmp, path) {
+                result = Err(e).with_context(|| format!("{}: could not rename into place", path.display()));
+                break;
+            }
+        }
+    }
+    for tmp in &staged {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
 /// The probe result as the `summary.json` object, with `extra` top-level fields merged in.
 pub fn summary_value(res: &ProbeResult, extra: Map<String, Value>) -> Value {
     let mut v = serde_json::to_value(res).expect("probe results serialize");

@@ -130,12 +130,17 @@ fn summary(cfg: &Config, h: &History, st: &RunState) -> Value {
 }
 
 fn write_state(out: &Path, cfg: &Config, h: &History, st: &RunState) -> Result<Value> {
-    write_atomic(&out.join("metrics.csv"), results::metrics_csv(&h.blocks).as_bytes())?;
     let s = summary(cfg, h, st);
-    results::write_json(&out.join("summary.json"), &s)?;
+    let mut text = serde_json::to_string_pretty(&s)?;
+    text.push('\n');
+    let mut files = vec![
+        (out.join("metrics.csv"), results::metrics_csv(&h.blocks).into_bytes()),
+        (out.join("summary.json"), text.into_bytes()),
+    ];
     if let Some((_, o)) = &h.last {
-        write_atomic(&out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).as_bytes())?;
+        files.push((out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).into_bytes()));
     }
+    results::write_all_atomic(&files)?;
     Ok(s)
 }
 

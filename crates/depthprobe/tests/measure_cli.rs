@@ -277,3 +277,49 @@ fn memory_does_not_depend_on_rows_read_in_chunks() {
         }
     }
 }
+
+#[test]
+fn a_full_disk_fails_clearly_and_keeps_earlier_results() {
+    // 40 classes: cdnv_pairs.csv grows to ~100 KB, over the 24 KiB file-size limit set below.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = Rng::new(41);
+    let (n, c, d) = (800usize, 40usize, 8usize);
+    let y: Vec<i64> = (0..n).map(|i| (i % c) as i64).collect();
+    let x: Vec<f32> = y
+        .iter()
+        .flat_map(|&k| {
+            (0..d).map(|j| (k as f32 * (j as f32 + 1.0)).sin() + 0.3 * r.normal() as f32).collect::<Vec<_>>()
+        })
+        .collect();
+    let split = Split { y, layers: vec![(d, x.clone()), (d, x)] };
+    let (trd, out) = (tmp.path().join("train"), tmp.path().join("out"));
+    write_npy_dir(&trd, &split, &[]);
+    let bin = env!("CARGO_BIN_EXE_depthprobe");
+    let measure = |limit_kib: Option<u32>| {
+        // SIGXFSZ is ignored so that writes past the limit fail with EFBIG, as on a full disk.
+        let ulimit = limit_kib.map(|k| format!("ulimit -f {k}; ")).unwrap_or_default();
+        let cmd = format!("trap '' XFSZ; {ulimit}exec \"$0\" measure --train \"$1\" --test \"$1\" --out \"$2\"");
+        Command::new("bash").arg("-c").arg(cmd).arg(bin).arg(&trd).arg(&out).output().unwrap()
+    };
+    assert!(measure(None).status.success());
+    let before: Vec<Vec<u8>> =
+        ["summary.json", "metrics.csv", "cdnv_pairs.csv"].iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    assert!(before[2].len() > 24 * 1024, "the test needs a cdnv_pairs.csv over the limit");
+    let o = measure(Some(24));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cdnv_pairs.csv") && err.contains("earlier results are kept") && err.contains("too large"),
+        "{err}"
+    );
+    let after: Vec<Vec<u8>> =
+        ["summary.json", "metrics.csv", "cdnv_pairs.csv"].iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    // wall_s differs between runs, so "intact" means: the very same bytes as before.
+    assert!(before == after, "earlier results changed");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+}
