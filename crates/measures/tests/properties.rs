@@ -2,21 +2,8 @@
 
 use depthprobe_measures::{LayerProbe, ProbeError, ProbeResult, ProbeSpec, Split};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
+mod common;
+use common::Rng;
 
 /// One layer, train = test.
 fn probe_one(x: &[f32], y: &[u32], c: usize, d: usize) -> ProbeResult {
