@@ -418,3 +418,51 @@ fn checkpoint_holds_pytorch_named_tensors_and_momentum() {
     // Only the latest state file is kept.
     assert_eq!(std::fs::read_dir(tmp.path().join("checkpoints")).unwrap().count(), 1);
 }
+
+/// A temporary MNIST folder: the real test split, with its label file replaced by `labels`.
+fn mnist_with_labels(labels: &[u8]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("mnist");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"] {
+        std::fs::copy(shared_data().join("mnist").join(f), d.join(f)).unwrap();
+    }
+    let mut raw = vec![0, 0, 8, 1];
+    raw.extend((labels.len() as u32).to_be_bytes());
+    raw.extend(labels);
+    std::fs::write(d.join("t10k-labels-idx1-ubyte"), raw).unwrap();
+    tmp
+}
+
+#[test]
+fn image_and_label_count_mismatch_is_named() {
+    let real = data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let tmp = mnist_with_labels(&real[8..8 + 9_999]);
+    let e = format!("{:#}", data::load("mnist", Some(tmp.path()), 0).unwrap_err());
+    assert!(
+        e.contains("t10k-images-idx3-ubyte.gz has 10000 images")
+            && e.contains("t10k-labels-idx1-ubyte has 9999 labels"),
+        "{e}"
+    );
+}
+
+#[test]
+fn idx_label_beyond_the_class_count_is_named() {
+    let real = data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let mut labels = real[8..].to_vec();
+    labels[1234] = 10;
+    let tmp = mnist_with_labels(&labels);
+    let e = format!("{:#}", data::load("mnist", Some(tmp.path()), 0).unwrap_err());
+    assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("label 10 at index 1234"), "{e}");
+}
+
+#[test]
+fn empty_class_after_subsetting_or_corruption_is_refused() {
+    let ds = data::synthetic::generate(0);
+    let e = data::balanced_subset(&ds, &ds.train, 10_000, "train").unwrap_err().to_string();
+    assert!(e.contains("class 0 has only 400 samples") && e.contains("10000 per class"), "{e}");
+    let mut split = ds.train.clone();
+    split.labels.iter_mut().filter(|l| **l == 7).for_each(|l| *l = 3);
+    let e = data::check_classes_present(&split, ds.num_classes, "train split of synthetic").unwrap_err().to_string();
+    assert!(e.contains("train split of synthetic: class 7 has no samples"), "{e}");
+}
