@@ -75,14 +75,19 @@ thread_local! {
 impl Matrix {
     /// Raw bytes of rows [start, start+n), read into a reused per-thread buffer, handed to `f`.
     fn with_bytes<R>(&self, start: usize, n: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let w = self.cols * self.dtype.size();
         READ_BUF.with(|b| {
             let mut b = b.borrow_mut();
-            b.resize(n * w, 0);
-            self.file.read_exact_at(&mut b, self.offset + (start * w) as u64).with_context(|| {
-                format!("{}: reading rows {start}..{} failed (file truncated while reading?)", self.origin, start + n)
-            })?;
+            b.resize(n * self.cols * self.dtype.size(), 0);
+            self.read_rows(start, n, &mut b)?;
             Ok(f(&b))
+        })
+    }
+
+    /// The raw bytes of rows [start, start+n) into `buf` (exactly that many bytes long).
+    fn read_rows(&self, start: usize, n: usize, buf: &mut [u8]) -> Result<()> {
+        let offset = self.offset + (start * self.cols * self.dtype.size()) as u64;
+        self.file.read_exact_at(buf, offset).with_context(|| {
+            format!("{}: reading rows {start}..{} failed (file truncated while reading?)", self.origin, start + n)
         })
     }
 
@@ -93,10 +98,7 @@ impl Matrix {
             out.resize(n * self.cols, 0.0);
             // SAFETY: every bit pattern is a valid f32, and u8 has no alignment requirement.
             let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 4) };
-            let offset = self.offset + (start * self.cols * 4) as u64;
-            return self.file.read_exact_at(bytes, offset).with_context(|| {
-                format!("{}: reading rows {start}..{} failed (file truncated while reading?)", self.origin, start + n)
-            });
+            return self.read_rows(start, n, bytes);
         }
         out.clear();
         self.with_bytes(start, n, |b| match self.dtype {

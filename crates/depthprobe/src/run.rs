@@ -320,7 +320,7 @@ pub struct RunResult {
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     resolve_device(&cfg.train.device)?;
     // Check the data before touching the output folder.
-    let (_, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
+    let (ds, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
     prepare_out(&opts.out, opts.force)?;
     let out = opts.out.as_path();
     write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
@@ -331,7 +331,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
         }
         write_atomic(&out.join("corrupted_labels.csv"), s.as_bytes())?;
     }
-    run_from(cfg, opts, 0, History::default(), None)
+    run_from(cfg, opts, (ds, changed), 0, History::default(), None)
 }
 
 /// Continue an interrupted run in `opts.out` from its last checkpoint. The final metrics.csv
@@ -370,15 +370,23 @@ pub fn resume(opts: &RunOptions) -> Result<RunResult> {
     if !opts.quiet {
         eprintln!("resuming {} from epoch {epoch} of {}", out.display(), cfg.train.epochs);
     }
-    run_from(&cfg, opts, epoch, h, file.as_deref())
+    let data = prepare_data(&cfg, opts.data_dir.as_deref())?;
+    run_from(&cfg, opts, data, epoch, h, file.as_deref())
 }
 
-/// The training loop from `start` (0 = a fresh network), optionally restoring a checkpoint.
-fn run_from(cfg: &Config, opts: &RunOptions, start: usize, mut h: History, ckpt: Option<&Path>) -> Result<RunResult> {
+/// The training loop from `start` (0 = a fresh network) on data already prepared (loaded,
+/// subset, corrupted), optionally restoring a checkpoint.
+fn run_from(
+    cfg: &Config,
+    opts: &RunOptions,
+    (ds, changed): (Dataset, Vec<Relabel>),
+    start: usize,
+    mut h: History,
+    ckpt: Option<&Path>,
+) -> Result<RunResult> {
     let t0 = Instant::now();
     let out = opts.out.as_path();
     let device = resolve_device(&cfg.train.device)?;
-    let (ds, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
     init_runtime(cfg.train.seed, cfg.train.threads);
     let mut trainer = Trainer::new(cfg, &ds, device)?;
     if let Some(p) = ckpt {

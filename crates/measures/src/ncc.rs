@@ -20,11 +20,6 @@ impl NccClassifier {
         NccClassifier { dim, num_classes, means, mean_sq_norms }
     }
 
-    /// Means, row-major C×D.
-    pub fn means(&self) -> &[f64] {
-        &self.means
-    }
-
     /// The NCC decision for one row from ‖x‖² and the dot products x·μ_c.
     #[inline]
     pub fn decide(&self, x_sq_norm: f64, dots: &[f64]) -> usize {
