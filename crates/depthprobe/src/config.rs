@@ -31,6 +31,19 @@ pub struct DataConfig {
     pub test_per_class: usize,
     /// CIFAR-10 training augmentation (crop with padding 4, flip, rotation 15°).
     pub augment: bool,
+    /// The comparative bound's balanced halves of the train set (spec §1.10): `s1` trains on
+    /// S1 only; `s1_s2` trains on S1 ∪ S2 with label corruption applied to S2 alone, so
+    /// `corruption.p` is then the fraction of m = |S2| (exactly ⌊p·m⌋ labels in `exact` mode).
+    pub bound_split: BoundSplit,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BoundSplit {
+    /// The whole (subset) train split.
+    None,
+    S1,
+    S1S2,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -136,6 +149,7 @@ impl Default for DataConfig {
             train_per_class: 0,
             test_per_class: 0,
             augment: false,
+            bound_split: BoundSplit::None,
         }
     }
 }
@@ -222,24 +236,37 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<()> {
     Ok(())
 }
 
+/// Set the dotted `section.key` in a config table to `value`.
+pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let (sec, k) = key.split_once('.').with_context(|| format!("'{key}': key must be section.key, e.g. train.epochs"))?;
+    let entry = table.entry(sec.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(k.to_string(), value);
+            Ok(())
+        }
+        _ => bail!("'{key}': '{sec}' is not a section"),
+    }
+}
+
+/// Check that a dotted key names a config value (with a suggestion when it does not).
+pub fn check_key(key: &str, origin: &str) -> Result<()> {
+    let keys = valid_keys();
+    if !keys.iter().any(|k| k == key) {
+        bail!("{origin}: unknown config key '{key}'{}", suggest(key, &keys));
+    }
+    Ok(())
+}
+
 /// Apply `key=value` overrides (value in TOML syntax; bare words are taken as strings).
 fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
     for s in sets {
         let (key, val) = s.split_once('=').with_context(|| format!("--set '{s}': expected section.key=value"))?;
-        let key = key.trim();
-        let (sec, k) =
-            key.split_once('.').with_context(|| format!("--set '{s}': key must be section.key, e.g. train.epochs"))?;
         let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", val.trim())) {
             Ok(mut t) => t.remove("v").unwrap(),
             Err(_) => toml::Value::String(val.trim().to_string()),
         };
-        let entry = table.entry(sec.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        match entry {
-            toml::Value::Table(t) => {
-                t.insert(k.to_string(), value);
-            }
-            _ => bail!("--set '{s}': '{sec}' is not a section"),
-        }
+        set_key(table, key.trim(), value).with_context(|| format!("--set '{s}'"))?;
     }
     Ok(())
 }
@@ -250,6 +277,11 @@ impl Config {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid TOML: {e}"))?;
         apply_sets(&mut table, sets)?;
+        Self::from_table(table, origin)
+    }
+
+    /// Build from a parsed table (keys checked, values validated); `origin` names the source.
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Config> {
         check_keys(&table, origin)?;
         let cfg: Config = toml::Value::Table(table)
             .try_into()

@@ -12,6 +12,8 @@
 //! | `measure` on dumped embeddings (.npy / .safetensors) | `measure`, `embeddings` |
 //! | result files (summary.json, metrics.csv) | `results` |
 //! | figures (SVG + PNG) | `figures` |
+//! | sweeps: plan, run locally or on SLURM | `sweep::plan`, `sweep::exec` |
+//! | the comparative generalization bound | `sweep::bound` |
 
 pub mod config;
 pub mod data;
@@ -23,6 +25,7 @@ pub mod results;
 pub mod rng;
 pub mod run;
 pub mod schedule;
+pub mod sweep;
 
 /// The configuration `depthprobe demo` trains (also in configs/demo.toml).
 pub const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");

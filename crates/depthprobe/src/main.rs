@@ -63,6 +63,74 @@ enum Cmd {
         #[arg(long, default_value_t = 1024)]
         rank_max_dim: usize,
     },
+    /// Families of runs: plan a sweep file, run it locally or on SLURM, see where it stands.
+    Sweep {
+        #[command(subcommand)]
+        cmd: SweepCmd,
+    },
+    /// Aggregate a sweep into DIR/report: results.csv/.parquet, figures, report.md, index.html.
+    Report {
+        /// Sweep folder.
+        dir: PathBuf,
+    },
+    /// The comparative generalization bound (spec §1.10) from a sweep planned with [bound].
+    Bound {
+        /// Sweep folder.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SweepCmd {
+    /// Expand a sweep file into one resolved config per run under DIR (stable run ids).
+    Plan {
+        /// Sweep file (TOML): base config, [config] overrides, [axes] grid, optional [bound].
+        sweep: PathBuf,
+        /// Sweep folder to write (plan.json, configs/, later runs/ and logs/).
+        #[arg(long)]
+        out: PathBuf,
+        /// List the runs and their count; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run planned run I (what a SLURM array task calls). Done runs are skipped.
+    Run {
+        dir: PathBuf,
+        #[arg(long)]
+        index: usize,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run every run not yet done, at most N at once, with one progress view.
+    Local {
+        dir: PathBuf,
+        /// Runs at once (set train.threads so that N × threads ≤ cores).
+        #[arg(short = 'j', long = "jobs", default_value_t = 1)]
+        jobs: usize,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Count done / failed / running / interrupted / pending runs; list failures.
+    Status { dir: PathBuf },
+    /// Write DIR/submit.sbatch (a job array over the runs not done) and submit it with sbatch.
+    Slurm {
+        dir: PathBuf,
+        /// At most M array tasks at once (%M).
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        /// Extra #SBATCH line, e.g. --sbatch-arg=--partition=gpu (repeatable).
+        #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+        sbatch_args: Vec<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Write the script only.
+        #[arg(long)]
+        no_submit: bool,
+    },
 }
 
 #[derive(Args)]
@@ -148,6 +216,14 @@ fn main() -> ExitCode {
                 println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());
             })
         }
+        Cmd::Sweep { cmd } => sweep(cmd),
+        Cmd::Bound { dir } => bound(&dir),
+        Cmd::Report { dir } => depthprobe::sweep::report::report(&dir).map(|r| {
+            for c in &r.checks {
+                println!("{}", c.replace("**", ""));
+            }
+            println!("wrote {} files to {} (open index.html or report.md)", r.files.len(), r.dir.display());
+        }),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,4 +232,76 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sweep(cmd: SweepCmd) -> Result<()> {
+    use depthprobe::sweep::{self, SweepDir};
+    match cmd {
+        SweepCmd::Plan { sweep, out, dry_run } => {
+            if dry_run {
+                let (plan, _) = sweep::plan::expand(&sweep)?;
+                print!("{}", sweep::plan::describe(&plan));
+                println!("{}: {} runs (dry run: nothing written)", plan.name, plan.runs.len());
+            } else {
+                let plan = sweep::write_plan(&sweep, &out)?;
+                println!("{}: {} runs planned in {}", plan.name, plan.runs.len(), out.display());
+            }
+            Ok(())
+        }
+        SweepCmd::Run { dir, index, data_dir, quiet } => {
+            let o = sweep::run_index(&SweepDir(dir), index, data_dir.as_deref(), quiet)?;
+            if o == sweep::Outcome::AlreadyDone && !quiet {
+                eprintln!("run {index} is already done; skipped");
+            }
+            Ok(())
+        }
+        SweepCmd::Local { dir, jobs, data_dir, quiet } => {
+            let d = SweepDir(dir);
+            let failed = sweep::run_local(&d, jobs, data_dir.as_deref(), quiet)?;
+            let (text, _) = sweep::status_report(&d)?;
+            print!("{text}");
+            if failed > 0 {
+                anyhow::bail!("{failed} run(s) failed (the others finished); fix the cause and run again to retry them");
+            }
+            Ok(())
+        }
+        SweepCmd::Status { dir } => {
+            let (text, _) = sweep::status_report(&SweepDir(dir))?;
+            print!("{text}");
+            Ok(())
+        }
+        SweepCmd::Slurm { dir, max_parallel, sbatch_args, data_dir, no_submit } => {
+            let d = SweepDir(dir);
+            match sweep::write_slurm(&d, max_parallel, &sbatch_args, data_dir.as_deref())? {
+                None => println!("every run is done; nothing to submit"),
+                Some((script, n)) => {
+                    println!("wrote {} ({n} array tasks)", script.display());
+                    if no_submit {
+                    } else if sweep::exec::have_sbatch() {
+                        let id = sweep::submit(&script)?;
+                        println!("submitted job {id}; follow it with `squeue -j {id}` and `depthprobe sweep status {}`", d.0.display());
+                    } else {
+                        println!("sbatch is not on PATH; submit with: sbatch {}", script.display());
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn bound(dir: &std::path::Path) -> Result<()> {
+    use depthprobe::sweep::{bound, SweepDir};
+    let rows = bound::compute(&SweepDir(dir.to_path_buf()))?;
+    if rows.is_empty() {
+        anyhow::bail!("{}: no finished clean and noisy runs yet; run the sweep first", dir.display());
+    }
+    print!("{}", bound::markdown(&rows));
+    let json = serde_json::to_value(&rows)?;
+    results::write_all_atomic(&[
+        (dir.join("bound.csv"), bound::csv(&rows).into_bytes()),
+        (dir.join("bound.json"), format!("{}\n", serde_json::to_string_pretty(&json)?).into_bytes()),
+    ])?;
+    println!("wrote {}/bound.csv and bound.json", dir.display());
+    Ok(())
 }

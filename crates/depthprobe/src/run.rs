@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
-use crate::config::Config;
+use crate::config::{BoundSplit, Config};
 use crate::data::corruption::Relabel;
 use crate::data::{self, corruption, Dataset};
 use crate::engine::trainer::{ProbeOutcome, Trainer};
@@ -46,14 +46,32 @@ pub fn prepare_data(cfg: &Config, data_dir: Option<&Path>) -> Result<(Dataset, V
     if cfg.data.test_per_class > 0 {
         ds.test = data::balanced_subset(&ds, &ds.test, cfg.data.test_per_class, "test")?;
     }
+    // Corruption acts on train labels from `first` on: all of them, or S2 alone for the bound.
+    let mut first = 0;
+    match cfg.data.bound_split {
+        BoundSplit::None => {}
+        BoundSplit::S1 => {
+            let (s1, _) = data::bound_halves(&ds.train, ds.num_classes);
+            ds.train = data::select(&ds, &ds.train, &s1);
+        }
+        BoundSplit::S1S2 => {
+            let (s1, s2) = data::bound_halves(&ds.train, ds.num_classes);
+            first = s1.len();
+            ds.train = data::select(&ds, &ds.train, &[s1, s2].concat());
+        }
+    }
     let changed = if cfg.corruption.p > 0.0 {
-        corruption::corrupt(
-            &mut ds.train.labels,
+        let mut ch = corruption::corrupt(
+            &mut ds.train.labels[first..],
             ds.num_classes,
             cfg.corruption.p,
             cfg.corruption.mode,
             cfg.corruption.seed,
-        )
+        );
+        for r in &mut ch {
+            r.index += first;
+        }
+        ch
     } else {
         Vec::new()
     };
@@ -277,7 +295,7 @@ fn checkpoint(out: &Path, trainer: &Trainer, epoch: usize) -> Result<()> {
 }
 
 /// Read metrics.csv back into blocks (for resume). Values round-trip exactly.
-fn read_metrics(path: &Path) -> Result<Vec<MetricBlock>> {
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricBlock>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut lines = text.lines();
     if lines.next() != Some("epoch,layer,split,metric,value") {

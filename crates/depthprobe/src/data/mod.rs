@@ -243,6 +243,11 @@ pub fn balanced_subset(ds: &Dataset, split: &Split, per_class: usize, which: &st
             taken[c]
         );
     }
+    Ok(select(ds, split, &keep))
+}
+
+/// The samples `keep` (indices into `split`), in that order.
+pub fn select(ds: &Dataset, split: &Split, keep: &[usize]) -> Split {
     let n = ds.sample_len();
     let storage = match &split.storage {
         Storage::Floats(v) => {
@@ -254,7 +259,30 @@ pub fn balanced_subset(ds: &Dataset, split: &Split, per_class: usize, which: &st
             std: std.clone(),
         },
     };
-    Ok(Split { storage, labels: keep.iter().map(|&i| split.labels[i]).collect() })
+    Split { storage, labels: keep.iter().map(|&i| split.labels[i]).collect() }
+}
+
+/// The bound's balanced halves (spec §1.10): within each class, the first ⌊n_c/2⌋ samples go
+/// to S1 and the next ⌊n_c/2⌋ to S2 (an odd one out is dropped), so |S1| = |S2| and both are
+/// balanced when the split is. Returns (S1 indices, S2 indices) into `split`, each in order.
+pub fn bound_halves(split: &Split, num_classes: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut count = vec![0usize; num_classes];
+    for &l in &split.labels {
+        count[l as usize] += 1;
+    }
+    let mut seen = vec![0usize; num_classes];
+    let (mut s1, mut s2) = (Vec::new(), Vec::new());
+    for (i, &l) in split.labels.iter().enumerate() {
+        let c = l as usize;
+        let half = count[c] / 2;
+        if seen[c] < half {
+            s1.push(i);
+        } else if seen[c] < 2 * half {
+            s2.push(i);
+        }
+        seen[c] += 1;
+    }
+    (s1, s2)
 }
 
 /// Every class must have at least one sample (class means are undefined otherwise).

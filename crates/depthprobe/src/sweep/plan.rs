@@ -1,0 +1,333 @@
+//! Sweep files and plans. A sweep file is a base run config plus axes (any config key) expanded
+//! as a grid, optionally with the comparative bound's run families (spec §1.10). Planning writes
+//! one resolved config per run under a stable id: the axis values plus a hash of the resolved
+//! config, so replanning the same file gives the same ids and a changed config a new one.
+//!
+//! ```toml
+//! name = "depth-mnist"                       # default: the file's stem
+//! base = "../../configs/quick/mlp-mnist.toml" # optional, relative to this file
+//! [config]                                   # optional overrides, laid out like a run config
+//! train.epochs = 20
+//! [axes]                                     # grid, first axis outermost
+//! "model.depth" = [2, 4, 8]
+//! "train.seed" = [0, 1, 2]
+//! [bound]                                    # optional: the bound's clean and noisy runs
+//! clean_seeds = 4
+//! noisy_draws = 4
+//! p = [0.05, 0.1]
+//! alpha = 0.1
+//! eps = 0.01
+//! ```
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{check_key, set_key, Config};
+use crate::results::{write_all_atomic, write_atomic};
+
+pub const PLAN_FORMAT: &str = "depthprobe-sweep-1";
+
+/// The `[bound]` section: K clean networks on S1, K' noisy networks on S1 ∪ S̃2 per p.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BoundSpec {
+    /// K: clean networks trained on S1 (train seeds 0..K, offset by the base train.seed).
+    pub clean_seeds: usize,
+    /// K': corruption draws per p, each with its own train seed and corruption seed.
+    pub noisy_draws: usize,
+    /// The grid of corruption fractions p ∈ (0, 1/2).
+    pub p: Vec<f64>,
+    /// α ∈ (0, 1) of Proposition 1.
+    pub alpha: f64,
+    /// ε of the effective depth; must be one of probe.eps.
+    pub eps: f64,
+}
+
+/// What a planned run is for.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    /// A point of the axes grid.
+    Grid,
+    /// The bound's clean network `seed` trained on S1.
+    Clean { seed: usize },
+    /// The bound's network trained on S1 ∪ S̃2 with corruption fraction `p`, draw `draw`.
+    Noisy { p: f64, draw: usize },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlannedRun {
+    pub index: usize,
+    pub id: String,
+    /// The axis values of this run (dotted key → value), in axis order.
+    pub values: Vec<(String, toml::Value)>,
+    #[serde(flatten)]
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    pub format: String,
+    pub name: String,
+    pub axes: Vec<String>,
+    pub bound: Option<BoundSpec>,
+    pub runs: Vec<PlannedRun>,
+}
+
+/// The sweep file's top level.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    name: Option<String>,
+    base: Option<String>,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    axes: toml::Table,
+    bound: Option<BoundSpec>,
+}
+
+/// Folder layout of a planned sweep.
+pub struct SweepDir(pub PathBuf);
+
+impl SweepDir {
+    pub fn plan_path(&self) -> PathBuf {
+        self.0.join("plan.json")
+    }
+    pub fn config_path(&self, id: &str) -> PathBuf {
+        self.0.join("configs").join(format!("{id}.toml"))
+    }
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.0.join("runs").join(id)
+    }
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.0.join("logs").join(format!("{id}.log"))
+    }
+    pub fn read_plan(&self) -> Result<Plan> {
+        let p = self.plan_path();
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("{}: cannot read the sweep plan (run `depthprobe sweep plan` first)", p.display()))?;
+        let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", p.display()))?;
+        if plan.format != PLAN_FORMAT {
+            bail!("{}: format '{}' is not {PLAN_FORMAT}", p.display(), plan.format);
+        }
+        Ok(plan)
+    }
+    pub fn run_config(&self, id: &str) -> Result<Config> {
+        Config::from_file(&self.config_path(id), &[])
+    }
+}
+
+/// Deep-merge `over` into `base` (sections merge key by key).
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// 64-bit FNV-1a: a stable hash for run ids (independent of Rust's hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
+}
+
+/// Short labels for the axes: the key's last part, or the whole key where two axes share it.
+fn axis_labels(axes: &[String]) -> Vec<String> {
+    let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+    axes.iter()
+        .map(|k| {
+            let l = last(k);
+            if axes.iter().filter(|o| last(o) == l).count() > 1 {
+                k.replace('.', "-")
+            } else {
+                l
+            }
+        })
+        .collect()
+}
+
+/// Expand a sweep file into its runs (nothing written).
+pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
+    let origin = sweep_path.display().to_string();
+    let text = std::fs::read_to_string(sweep_path).with_context(|| format!("{origin}: cannot read sweep file"))?;
+    let file: SweepFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: invalid sweep file: {e}"))?;
+    let mut base = match &file.base {
+        Some(b) => {
+            let p = sweep_path.parent().unwrap_or(Path::new(".")).join(b);
+            let t = std::fs::read_to_string(&p)
+                .with_context(|| format!("{origin}: base = '{b}': cannot read {}", p.display()))?;
+            toml::from_str::<toml::Table>(&t).map_err(|e| anyhow::anyhow!("{}: invalid TOML: {e}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    merge(&mut base, &file.config);
+    let base_cfg = Config::from_table(base.clone(), &format!("{origin} (base config)"))?;
+
+    let mut axes = Vec::new();
+    let mut values: Vec<Vec<toml::Value>> = Vec::new();
+    for (k, v) in &file.axes {
+        check_key(k, &format!("{origin}: [axes]"))?;
+        let toml::Value::Array(list) = v else {
+            bail!("{origin}: [axes] '{k}' must be a list of values, e.g. \"{k}\" = [1, 2]");
+        };
+        if list.is_empty() {
+            bail!("{origin}: [axes] '{k}' is an empty list");
+        }
+        axes.push(k.clone());
+        values.push(list.clone());
+    }
+    if let Some(b) = &file.bound {
+        check_bound(b, &base_cfg, &axes, &origin)?;
+    }
+
+    // The grid, first axis outermost.
+    let mut points: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for (k, vs) in axes.iter().zip(&values) {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                vs.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((k.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    let roles: Vec<Role> = match &file.bound {
+        None => vec![Role::Grid],
+        Some(b) => (0..b.clean_seeds)
+            .map(|seed| Role::Clean { seed })
+            .chain(b.p.iter().flat_map(|&p| (0..b.noisy_draws).map(move |draw| Role::Noisy { p, draw })))
+            .collect(),
+    };
+    let labels = axis_labels(&axes);
+    let mut runs = Vec::new();
+    let mut configs = Vec::new();
+    for point in &points {
+        for role in &roles {
+            let mut t = base.clone();
+            for (k, v) in point {
+                set_key(&mut t, k, v.clone())?;
+            }
+            let mut slug: Vec<String> =
+                labels.iter().zip(point).map(|(l, (_, v))| sanitize(&format!("{l}{}", value_text(v)))).collect();
+            apply_role(&mut t, role, &base_cfg, &mut slug)?;
+            let what = format!("{origin}: run {}", slug.join(" "));
+            let cfg = Config::from_table(t, &what)?;
+            let hash = fnv1a(cfg.to_toml().as_bytes()) as u32;
+            slug.push(format!("{hash:08x}"));
+            runs.push(PlannedRun { index: runs.len(), id: slug.join("-"), values: point.clone(), role: *role });
+            configs.push(cfg);
+        }
+    }
+    for (i, a) in runs.iter().enumerate() {
+        if let Some(b) = runs[..i].iter().find(|b| b.id == a.id) {
+            bail!("{origin}: runs {} and {} would be identical (id {}); remove the repeated axis value", b.index, a.index, a.id);
+        }
+    }
+    let name = file.name.clone().unwrap_or_else(|| {
+        sweep_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "sweep".into())
+    });
+    Ok((Plan { format: PLAN_FORMAT.into(), name, axes, bound: file.bound, runs }, configs))
+}
+
+fn check_bound(b: &BoundSpec, base: &Config, axes: &[String], origin: &str) -> Result<()> {
+    let bad = |m: String| -> Result<()> { bail!("{origin}: [bound] {m}") };
+    if b.clean_seeds < 1 || b.noisy_draws < 1 {
+        bad(format!("clean_seeds = {} and noisy_draws = {} must both be ≥ 1", b.clean_seeds, b.noisy_draws))?;
+    }
+    if b.p.is_empty() || !b.p.iter().all(|p| *p > 0.0 && *p < 0.5) {
+        bad(format!("p = {:?}: need at least one value, each in (0, 0.5) (Proposition 1)", b.p))?;
+    }
+    if !(b.alpha > 0.0 && b.alpha < 1.0) {
+        bad(format!("alpha = {}: must be in (0, 1)", b.alpha))?;
+    }
+    if !base.probe.eps.iter().any(|e| (e - b.eps).abs() < 1e-12) {
+        bad(format!("eps = {} is not among probe.eps = {:?}; add it there", b.eps, base.probe.eps))?;
+    }
+    for k in ["train.seed", "corruption.p", "corruption.seed", "corruption.mode", "data.bound_split"] {
+        if axes.iter().any(|a| a == k) {
+            bad(format!("'{k}' is set by the bound itself and cannot be an axis"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The bound's settings for one run (spec §1.10): clean runs train on S1; noisy runs on
+/// S1 ∪ S̃2 with exactly ⌊p·m⌋ wrong labels in S2.
+fn apply_role(t: &mut toml::Table, role: &Role, base: &Config, slug: &mut Vec<String>) -> Result<()> {
+    let seed0 = base.train.seed as i64;
+    match *role {
+        Role::Grid => {}
+        Role::Clean { seed } => {
+            set_key(t, "data.bound_split", "s1".into())?;
+            set_key(t, "corruption.p", 0.0.into())?;
+            set_key(t, "train.seed", (seed0 + seed as i64).into())?;
+            slug.push(format!("clean-seed{seed}"));
+        }
+        Role::Noisy { p, draw } => {
+            set_key(t, "data.bound_split", "s1_s2".into())?;
+            set_key(t, "corruption.p", p.into())?;
+            set_key(t, "corruption.mode", "exact".into())?;
+            set_key(t, "corruption.seed", (base.corruption.seed as i64 + draw as i64).into())?;
+            set_key(t, "train.seed", (seed0 + draw as i64).into())?;
+            slug.push(sanitize(&format!("p{p}-draw{draw}")));
+        }
+    }
+    Ok(())
+}
+
+/// Write the plan into `out`: plan.json, configs/<id>.toml and a copy of the sweep file.
+/// Runs already in `out` keep their results: a run whose config is unchanged keeps its id.
+pub fn write_plan(sweep_path: &Path, out: &Path) -> Result<Plan> {
+    let (plan, configs) = expand(sweep_path)?;
+    let dir = SweepDir(out.to_path_buf());
+    std::fs::create_dir_all(out.join("configs")).with_context(|| format!("{}: cannot create", out.display()))?;
+    let mut files: Vec<(PathBuf, Vec<u8>)> = plan
+        .runs
+        .iter()
+        .zip(&configs)
+        .map(|(r, c)| (dir.config_path(&r.id), c.to_toml().into_bytes()))
+        .collect();
+    let src = std::fs::read(sweep_path)?;
+    files.push((out.join("sweep.toml"), src));
+    write_all_atomic(&files)?;
+    // The plan last: a folder with plan.json always has every config it names.
+    let mut text = serde_json::to_string_pretty(&plan)?;
+    text.push('\n');
+    write_atomic(&dir.plan_path(), text.as_bytes())?;
+    Ok(plan)
+}
+
+/// One line per run, for `sweep plan --dry-run`.
+pub fn describe(plan: &Plan) -> String {
+    let mut s = String::new();
+    for r in &plan.runs {
+        let _ = writeln!(s, "{:>4}  {}", r.index, r.id);
+    }
+    s
+}

@@ -1,0 +1,315 @@
+//! Sweeps (issue: experiments): planning, idempotent running, kill and restart, determinism
+//! across -j, failed runs, the bound's data split and its arithmetic, the report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use depthprobe::sweep::plan::expand;
+use depthprobe::sweep::{bound, SweepDir};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_depthprobe"))
+}
+
+fn dp(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run depthprobe")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = dp(args);
+    assert!(o.status.success(), "{args:?} failed: {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn err(args: &[&str]) -> String {
+    let o = dp(args);
+    assert!(!o.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A tiny sweep on the built-in data: `body` adds axes/overrides.
+fn sweep_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\n[config.data]\ndataset = \"synthetic\"\ntrain_per_class = 100\ntest_per_class = 50\n[config.model]\nwidth = 32\ndepth = 3\n[config.train]\nepochs = 4\nmilestones = [3]\nthreads = 1\ncheckpoint_every = 1\n[config.probe]\nevery = 1\n{body}"
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn run_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let plan = SweepDir(dir.to_path_buf()).read_plan().unwrap();
+    plan.runs
+        .iter()
+        .map(|r| (r.id.clone(), std::fs::read(dir.join("runs").join(&r.id).join("metrics.csv")).unwrap()))
+        .collect()
+}
+
+#[test]
+fn plan_expands_the_grid_with_stable_distinct_ids() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "grid", "[axes]\n\"model.depth\" = [2, 3, 5]\n\"train.seed\" = [0, 1]\n\"corruption.seed\" = [7]\n");
+    let (plan, cfgs) = expand(&f).unwrap();
+    assert_eq!(plan.runs.len(), 6);
+    assert_eq!(plan.axes, vec!["model.depth", "train.seed", "corruption.seed"]);
+    // First axis outermost; both seeds label themselves by their full key.
+    assert_eq!(cfgs.iter().map(|c| (c.model.depth, c.train.seed)).collect::<Vec<_>>(), vec![(2, 0), (2, 1), (3, 0), (3, 1), (5, 0), (5, 1)]);
+    assert!(plan.runs[1].id.starts_with("depth2-train-seed1-corruption-seed7-"), "{}", plan.runs[1].id);
+    let mut ids: Vec<_> = plan.runs.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    // Stable: planning again gives the same ids; a changed base config gives new ones.
+    let (again, _) = expand(&f).unwrap();
+    assert_eq!(plan, again);
+    let h = sweep_file(
+        t.path(),
+        "grid2",
+        "[axes]\n\"model.depth\" = [2, 3, 5]\n\"train.seed\" = [0, 1]\n\"corruption.seed\" = [7]\n",
+    );
+    std::fs::write(&h, std::fs::read_to_string(&h).unwrap().replace("epochs = 4", "epochs = 5")).unwrap();
+    let (changed, _) = expand(&h).unwrap();
+    assert!(changed.runs.iter().zip(&plan.runs).all(|(a, b)| a.id != b.id));
+
+    // --dry-run writes nothing and prints the count.
+    let out = t.path().join("dry");
+    let text = ok(&["sweep", "plan", s(&f), "--out", s(&out), "--dry-run"]);
+    assert!(text.contains("6 runs"), "{text}");
+    assert!(!out.exists());
+    let text = ok(&["sweep", "plan", s(&f), "--out", s(&out)]);
+    assert!(text.contains("6 runs planned"), "{text}");
+    for r in &plan.runs {
+        assert!(out.join("configs").join(format!("{}.toml", r.id)).exists());
+    }
+}
+
+#[test]
+fn bad_sweep_files_are_refused_with_the_key_named() {
+    let t = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[axes]\n\"model.dept\" = [1, 2]\n", "did you mean 'model.depth'"),
+        ("[axes]\n\"model.depth\" = 3\n", "must be a list"),
+        ("[axes]\n\"model.depth\" = []\n", "empty list"),
+        ("[axes]\n\"model.depth\" = [2, 2]\n", "would be identical"),
+        ("[axes]\n\"model.depth\" = [0, 2]\n", "model.depth = 0"),
+        ("[bound]\nclean_seeds = 2\nnoisy_draws = 2\np = [0.6]\nalpha = 0.1\neps = 0.01\n", "p = [0.6]"),
+        ("[bound]\nclean_seeds = 2\nnoisy_draws = 2\np = [0.1]\nalpha = 0.1\neps = 0.02\n", "eps = 0.02 is not among probe.eps"),
+        ("[bound]\nclean_seeds = 2\nnoisy_draws = 2\np = [0.1]\nalpha = 1.5\neps = 0.01\n", "alpha = 1.5"),
+        (
+            "[axes]\n\"train.seed\" = [1, 2]\n[bound]\nclean_seeds = 2\nnoisy_draws = 2\np = [0.1]\nalpha = 0.1\neps = 0.01\n",
+            "'train.seed' is set by the bound",
+        ),
+        ("[sweep]\nx = 1\n", "unknown field `sweep`"),
+    ];
+    for (i, (body, needle)) in cases.iter().enumerate() {
+        let f = sweep_file(t.path(), &format!("bad{i}"), body);
+        let e = format!("{:#}", expand(&f).unwrap_err());
+        assert!(e.contains(needle) && e.contains(&format!("bad{i}.toml")), "case {i}: {e}");
+    }
+    let e = err(&["sweep", "plan", "/nonexistent/sweep.toml", "--out", s(&t.path().join("o"))]);
+    assert!(e.contains("/nonexistent/sweep.toml"), "{e}");
+}
+
+#[test]
+fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "det", "[axes]\n\"model.depth\" = [2, 3]\n\"train.seed\" = [0, 1]\n");
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    ok(&["sweep", "plan", s(&f), "--out", s(&a)]);
+    ok(&["sweep", "plan", s(&f), "--out", s(&b)]);
+    let text = ok(&["sweep", "local", s(&a), "-j", "1", "--quiet"]);
+    assert!(text.contains("4 runs · 4 done · 0 failed"), "{text}");
+    ok(&["sweep", "local", s(&b), "-j", "3", "--quiet"]);
+    let (fa, fb) = (run_files(&a), run_files(&b));
+    assert_eq!(fa.len(), 4);
+    for ((ida, ma), (idb, mb)) in fa.iter().zip(&fb) {
+        assert_eq!(ida, idb);
+        assert!(ma == mb, "{ida}: metrics.csv differs between -j 1 and -j 3");
+    }
+    // Idempotent: a second run touches nothing.
+    let summary = a.join("runs").join(&fa[0].0).join("summary.json");
+    let before = (std::fs::read(&summary).unwrap(), std::fs::metadata(&summary).unwrap().modified().unwrap());
+    let text = ok(&["sweep", "local", s(&a), "-j", "2"]);
+    assert!(text.contains("4 done"), "{text}");
+    let after = (std::fs::read(&summary).unwrap(), std::fs::metadata(&summary).unwrap().modified().unwrap());
+    assert_eq!(before, after);
+    let o = dp(&["sweep", "run", s(&a), "--index", "0"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("already done"));
+    let e = err(&["sweep", "run", s(&a), "--index", "4"]);
+    assert!(e.contains("--index 4 is out of range: the sweep has 4 runs (0–3)"), "{e}");
+
+    // The report aggregates every run.
+    let text = ok(&["report", s(&a)]);
+    assert!(text.contains("depth sweep"), "{text}");
+    let csv = std::fs::read_to_string(a.join("report/results.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.contains(",done,")).count(), 4, "{csv}");
+    for f in ["index.html", "report.md", "results.parquet", "layers.csv", "ncc_by_epoch_per_depth.png", "layer_profiles_by_depth.svg"] {
+        assert!(a.join("report").join(f).exists(), "{f}");
+    }
+    let html = std::fs::read_to_string(a.join("report/index.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("src=\""), "the HTML page holds its figures inline");
+}
+
+#[test]
+fn killing_sweep_local_and_restarting_finishes_without_redoing_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(
+        t.path(),
+        "kill",
+        "[axes]\n\"model.depth\" = [2, 3, 4]\n\"train.seed\" = [0, 1]\n",
+    );
+    let f2 = t.path().join("kill-long.toml");
+    std::fs::write(&f2, std::fs::read_to_string(&f).unwrap().replace("epochs = 4", "epochs = 12").replace("milestones = [3]", "milestones = [8]")).unwrap();
+    let (dir, reference) = (t.path().join("k"), t.path().join("ref"));
+    ok(&["sweep", "plan", s(&f2), "--out", s(&dir)]);
+    ok(&["sweep", "plan", s(&f2), "--out", s(&reference)]);
+    let mut child = Command::new(bin()).args(["sweep", "local", s(&dir), "-j", "1", "--quiet"]).spawn().unwrap();
+    let sd = SweepDir(dir.clone());
+    let plan = sd.read_plan().unwrap();
+    let t0 = Instant::now();
+    // Kill once two runs are done and the third has a checkpoint.
+    loop {
+        let st: Vec<_> = plan.runs.iter().map(|r| depthprobe::sweep::exec::run_status(&sd, r).unwrap()).collect();
+        let done = st.iter().filter(|s| **s == depthprobe::sweep::RunStatus::Done).count();
+        let third_ckpt = dir.join("runs").join(&plan.runs[2].id).join("checkpoint.json").exists();
+        if done >= 2 && third_ckpt {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "sweep made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let done_before: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> = plan
+        .runs
+        .iter()
+        .map(|r| dir.join("runs").join(&r.id).join("summary.json"))
+        .filter(|p| std::fs::read_to_string(p).map(|t| t.contains("\"status\": \"done\"")).unwrap_or(false))
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap(), std::fs::metadata(&p).unwrap().modified().unwrap()))
+        .collect();
+    assert!(done_before.len() >= 2 && done_before.len() < 6, "{} done at the kill", done_before.len());
+    let status = ok(&["sweep", "status", s(&dir)]);
+    assert!(status.contains(" 0 running"), "the killed sweep's children died with it: {status}");
+
+    let text = ok(&["sweep", "local", s(&dir), "-j", "2", "--quiet"]);
+    assert!(text.contains("6 runs · 6 done · 0 failed"), "{text}");
+    for (p, bytes, mtime) in &done_before {
+        assert_eq!(&std::fs::read(p).unwrap(), bytes, "{} rewritten", p.display());
+        assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), mtime, "{} redone", p.display());
+    }
+    // The interrupted run resumed; every result equals an uninterrupted sweep's.
+    ok(&["sweep", "local", s(&reference), "-j", "2", "--quiet"]);
+    for ((id, a), (_, b)) in run_files(&dir).iter().zip(&run_files(&reference)) {
+        assert!(a == b, "{id}: metrics.csv differs from the uninterrupted sweep");
+    }
+}
+
+#[test]
+fn a_failed_run_is_reported_and_the_rest_finish() {
+    let t = tempfile::tempdir().unwrap();
+    // lr = 1e6 diverges at once; the other runs are fine.
+    let f = sweep_file(t.path(), "fail", "[axes]\n\"train.lr\" = [0.1, 1e6, 0.05]\n");
+    let dir = t.path().join("f");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    let o = dp(&["sweep", "local", s(&dir), "-j", "2", "--quiet"]);
+    assert!(!o.status.success());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stdout.contains("3 runs · 2 done · 1 failed"), "{stdout}");
+    assert!(stdout.contains("diverged"), "{stdout}");
+    assert!(stderr.contains("1 run(s) failed"), "{stderr}");
+    let report = ok(&["report", s(&dir)]);
+    let _ = report;
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("1 failed") && md.contains("diverged"), "{md}");
+}
+
+#[test]
+fn bound_runs_split_the_data_and_the_bound_follows_from_their_depths() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(
+        t.path(),
+        "bound",
+        "[bound]\nclean_seeds = 2\nnoisy_draws = 2\np = [0.1, 0.3]\nalpha = 0.1\neps = 0.05\n",
+    );
+    let dir = t.path().join("b");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    let e = err(&["bound", s(&dir)]);
+    assert!(e.contains("no finished"), "{e}");
+    ok(&["sweep", "local", s(&dir), "-j", "2", "--quiet"]);
+    let sd = SweepDir(dir.clone());
+    let plan = sd.read_plan().unwrap();
+    assert_eq!(plan.runs.len(), 2 + 2 * 2);
+    // 100 per class → S1 and S2 of 50 per class (m = 500); noisy runs train on 1,000 samples
+    // with exactly ⌊p·m⌋ wrong labels, all in S2 (indices ≥ 500).
+    let read = |id: &str, f: &str| std::fs::read_to_string(dir.join("runs").join(id).join(f)).unwrap();
+    let mut clean_depths = Vec::new();
+    let mut clean_err = Vec::new();
+    let mut noisy: Vec<(f64, usize)> = Vec::new();
+    for r in &plan.runs {
+        let sum: serde_json::Value = serde_json::from_str(&read(&r.id, "summary.json")).unwrap();
+        let depth = sum["effective_depth"]["0.05"].as_u64().map(|d| d as usize).unwrap_or(3);
+        match r.role {
+            depthprobe::sweep::Role::Clean { .. } => {
+                assert_eq!(sum["train_samples"], 500);
+                clean_depths.push(depth as f64);
+                clean_err.push(1.0 - sum["test_acc"].as_f64().unwrap());
+            }
+            depthprobe::sweep::Role::Noisy { p, .. } => {
+                assert_eq!(sum["train_samples"], 1000);
+                let rows: Vec<Vec<usize>> = read(&r.id, "corrupted_labels.csv")
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+                    .collect();
+                assert_eq!(rows.len(), (p * 500.0).floor() as usize, "p={p}");
+                assert!(rows.iter().all(|r| r[0] >= 500 && r[1] != r[2]), "corruption only in S2, always wrong");
+                noisy.push((p, depth));
+            }
+            _ => unreachable!(),
+        }
+    }
+    let rows = bound::compute(&sd).unwrap();
+    assert_eq!(rows.len(), 2);
+    let dbar = clean_depths.iter().sum::<f64>() / 2.0;
+    let test_err = clean_err.iter().sum::<f64>() / 2.0;
+    for r in &rows {
+        let ds: Vec<usize> = noisy.iter().filter(|x| x.0 == r.p).map(|x| x.1).collect();
+        let first = ds.iter().filter(|&&d| dbar >= d as f64).count() as f64 / ds.len() as f64;
+        assert!((r.clean_mean_depth - dbar).abs() < 1e-12);
+        assert!((r.test_error - test_err).abs() < 1e-12);
+        assert!((r.first_term - first).abs() < 1e-12, "p={}: {} vs {first}", r.p, r.first_term);
+        assert!((r.bound - (first + 1.1 * r.p)).abs() < 1e-12);
+        assert_eq!(r.holds, r.bound >= test_err);
+    }
+    assert_eq!(rows.iter().filter(|r| r.best).count(), 1);
+    let text = ok(&["bound", s(&dir)]);
+    assert!(text.contains("| first term |") || text.contains("first term"), "{text}");
+    assert!(dir.join("bound.csv").exists());
+    ok(&["report", s(&dir)]);
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("(c) bound"), "{md}");
+}
+
+#[test]
+fn slurm_script_is_a_job_array_over_unfinished_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "sl", "[axes]\n\"model.depth\" = [2, 3, 4]\n");
+    let dir = t.path().join("s");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    ok(&["sweep", "run", s(&dir), "--index", "1", "--quiet"]);
+    let text = ok(&["sweep", "slurm", s(&dir), "--max-parallel", "2", "--sbatch-arg=--partition=gpu", "--no-submit"]);
+    assert!(text.contains("2 array tasks"), "{text}");
+    let script = std::fs::read_to_string(dir.join("submit.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=0,2%2"), "{script}");
+    assert!(script.contains("#SBATCH --partition=gpu"));
+    assert!(script.contains("logs/slurm-%A_%a.log"));
+    assert!(script.contains("sweep run") && script.contains("$SLURM_ARRAY_TASK_ID"));
+    assert!(script.contains("--cpus-per-task=1"));
+}
