@@ -197,10 +197,12 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         }
     }
     // Legend to the right; with many series, every other label is enough to read the colours.
-    let n = p.series.len();
+    // A series without a name (e.g. the second line of a min/max pair) has no legend entry.
+    let named: Vec<&Series> = p.series.iter().filter(|se| !se.name.is_empty()).collect();
+    let n = named.len();
     let stride = if n > 14 { n.div_ceil(14) } else { 1 };
     let mut ly = t + 8.0;
-    for (i, se) in p.series.iter().enumerate() {
+    for (i, se) in named.into_iter().enumerate() {
         if i % stride != 0 && i != n - 1 && !se.dashed {
             continue;
         }

@@ -313,3 +313,24 @@ fn slurm_script_is_a_job_array_over_unfinished_runs() {
     assert!(script.contains("sweep run") && script.contains("$SLURM_ARRAY_TASK_ID"));
     assert!(script.contains("--cpus-per-task=1"));
 }
+
+#[test]
+fn every_recipe_plans() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut n = 0;
+    for sub in ["quick", "paper"] {
+        for e in std::fs::read_dir(root.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let (plan, cfgs) = expand(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                assert!(!plan.runs.is_empty() && cfgs.len() == plan.runs.len());
+                if sub == "quick" {
+                    // Quick recipes run on 2 CPU cores with the shared MNIST / Fashion-MNIST.
+                    assert!(cfgs.iter().all(|c| c.train.device == "cpu" && c.data.dataset.contains("mnist")));
+                }
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 12, "{n} recipes");
+}

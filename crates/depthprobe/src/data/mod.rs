@@ -296,3 +296,23 @@ pub fn check_classes_present(split: &Split, num_classes: usize, what: &str) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_halves_are_balanced_disjoint_and_ordered() {
+        // Class 0 five times (one is left over), class 1 four times, interleaved.
+        let labels = vec![0, 1, 0, 1, 0, 0, 1, 1, 0];
+        let split = Split { storage: Storage::Floats(vec![0.0; labels.len()]), labels };
+        let (s1, s2) = bound_halves(&split, 2);
+        assert_eq!(s1, vec![0, 1, 2, 3]);
+        assert_eq!(s2, vec![4, 5, 6, 7]);
+        let count = |ix: &[usize], c: i64| ix.iter().filter(|&&i| split.labels[i] == c).count();
+        for c in 0..2 {
+            assert_eq!(count(&s1, c), 2);
+            assert_eq!(count(&s2, c), 2);
+        }
+    }
+}
