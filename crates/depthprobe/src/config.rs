@@ -238,7 +238,8 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<()> {
 
 /// Set the dotted `section.key` in a config table to `value`.
 pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
-    let (sec, k) = key.split_once('.').with_context(|| format!("'{key}': key must be section.key, e.g. train.epochs"))?;
+    let (sec, k) =
+        key.split_once('.').with_context(|| format!("'{key}': key must be section.key, e.g. train.epochs"))?;
     let entry = table.entry(sec.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     match entry {
         toml::Value::Table(t) => {

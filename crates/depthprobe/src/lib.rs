@@ -20,6 +20,7 @@ pub mod data;
 pub mod embeddings;
 pub mod engine;
 pub mod figures;
+pub mod fuzz_entry;
 pub mod measure;
 pub mod results;
 pub mod rng;

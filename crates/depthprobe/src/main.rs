@@ -261,7 +261,9 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             let (text, _) = sweep::status_report(&d)?;
             print!("{text}");
             if failed > 0 {
-                anyhow::bail!("{failed} run(s) failed (the others finished); fix the cause and run again to retry them");
+                anyhow::bail!(
+                    "{failed} run(s) failed (the others finished); fix the cause and run again to retry them"
+                );
             }
             Ok(())
         }
@@ -279,7 +281,10 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
                     if no_submit {
                     } else if sweep::exec::have_sbatch() {
                         let id = sweep::submit(&script)?;
-                        println!("submitted job {id}; follow it with `squeue -j {id}` and `depthprobe sweep status {}`", d.0.display());
+                        println!(
+                            "submitted job {id}; follow it with `squeue -j {id}` and `depthprobe sweep status {}`",
+                            d.0.display()
+                        );
                     } else {
                         println!("sbatch is not on PATH; submit with: sbatch {}", script.display());
                     }

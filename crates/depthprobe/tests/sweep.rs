@@ -18,7 +18,12 @@ fn dp(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> String {
     let o = dp(args);
-    assert!(o.status.success(), "{args:?} failed: {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
@@ -53,12 +58,19 @@ fn run_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn plan_expands_the_grid_with_stable_distinct_ids() {
     let t = tempfile::tempdir().unwrap();
-    let f = sweep_file(t.path(), "grid", "[axes]\n\"model.depth\" = [2, 3, 5]\n\"train.seed\" = [0, 1]\n\"corruption.seed\" = [7]\n");
+    let f = sweep_file(
+        t.path(),
+        "grid",
+        "[axes]\n\"model.depth\" = [2, 3, 5]\n\"train.seed\" = [0, 1]\n\"corruption.seed\" = [7]\n",
+    );
     let (plan, cfgs) = expand(&f).unwrap();
     assert_eq!(plan.runs.len(), 6);
     assert_eq!(plan.axes, vec!["model.depth", "train.seed", "corruption.seed"]);
     // First axis outermost; both seeds label themselves by their full key.
-    assert_eq!(cfgs.iter().map(|c| (c.model.depth, c.train.seed)).collect::<Vec<_>>(), vec![(2, 0), (2, 1), (3, 0), (3, 1), (5, 0), (5, 1)]);
+    assert_eq!(
+        cfgs.iter().map(|c| (c.model.depth, c.train.seed)).collect::<Vec<_>>(),
+        vec![(2, 0), (2, 1), (3, 0), (3, 1), (5, 0), (5, 1)]
+    );
     assert!(plan.runs[1].id.starts_with("depth2-train-seed1-corruption-seed7-"), "{}", plan.runs[1].id);
     let mut ids: Vec<_> = plan.runs.iter().map(|r| r.id.clone()).collect();
     ids.sort();
@@ -148,7 +160,14 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
     assert!(text.contains("depth sweep"), "{text}");
     let csv = std::fs::read_to_string(a.join("report/results.csv")).unwrap();
     assert_eq!(csv.lines().filter(|l| l.contains(",done,")).count(), 4, "{csv}");
-    for f in ["index.html", "report.md", "results.parquet", "layers.csv", "ncc_by_epoch_per_depth.png", "layer_profiles_by_depth.svg"] {
+    for f in [
+        "index.html",
+        "report.md",
+        "results.parquet",
+        "layers.csv",
+        "ncc_by_epoch_per_depth.png",
+        "layer_profiles_by_depth.svg",
+    ] {
         assert!(a.join("report").join(f).exists(), "{f}");
     }
     let html = std::fs::read_to_string(a.join("report/index.html")).unwrap();
@@ -158,13 +177,16 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
 #[test]
 fn killing_sweep_local_and_restarting_finishes_without_redoing_runs() {
     let t = tempfile::tempdir().unwrap();
-    let f = sweep_file(
-        t.path(),
-        "kill",
-        "[axes]\n\"model.depth\" = [2, 3, 4]\n\"train.seed\" = [0, 1]\n",
-    );
+    let f = sweep_file(t.path(), "kill", "[axes]\n\"model.depth\" = [2, 3, 4]\n\"train.seed\" = [0, 1]\n");
     let f2 = t.path().join("kill-long.toml");
-    std::fs::write(&f2, std::fs::read_to_string(&f).unwrap().replace("epochs = 4", "epochs = 12").replace("milestones = [3]", "milestones = [8]")).unwrap();
+    std::fs::write(
+        &f2,
+        std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("epochs = 4", "epochs = 12")
+            .replace("milestones = [3]", "milestones = [8]"),
+    )
+    .unwrap();
     let (dir, reference) = (t.path().join("k"), t.path().join("ref"));
     ok(&["sweep", "plan", s(&f2), "--out", s(&dir)]);
     ok(&["sweep", "plan", s(&f2), "--out", s(&reference)]);

@@ -9,7 +9,12 @@ pub const RECORD: usize = 3073;
 /// Parse one `.bin` batch into (labels, pixels [n, 3, 32, 32]).
 pub fn parse_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    parse_batch_bytes(path, &bytes)
+}
+
+/// Parse the bytes of one batch; `path` names it in messages.
+pub fn parse_batch_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         bail!("{}: size {} is not a positive multiple of the CIFAR record size {RECORD}", path.display(), bytes.len());
     }
     let n = bytes.len() / RECORD;

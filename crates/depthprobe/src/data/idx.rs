@@ -8,6 +8,11 @@ use anyhow::{bail, Context, Result};
 /// Read a whole file, gunzipping when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    decode_maybe_gz(path, raw)
+}
+
+/// Gunzip `raw` when it starts with the gzip magic; `path` names it in messages.
+pub fn decode_maybe_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])

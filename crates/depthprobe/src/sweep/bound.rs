@@ -71,7 +71,10 @@ fn group_key(r: &RunRecord) -> String {
 pub fn compute(dir: &SweepDir) -> Result<Vec<BoundRow>> {
     let plan = dir.read_plan()?;
     let Some(spec) = plan.bound.clone() else {
-        bail!("{}: this sweep has no [bound] section; plan one with a [bound] section to estimate the bound", dir.0.display());
+        bail!(
+            "{}: this sweep has no [bound] section; plan one with a [bound] section to estimate the bound",
+            dir.0.display()
+        );
     };
     let recs = load_all(dir)?;
     let mut groups: Vec<String> = Vec::new();
@@ -84,7 +87,8 @@ pub fn compute(dir: &SweepDir) -> Result<Vec<BoundRow>> {
     let mut rows = Vec::new();
     for g in &groups {
         let in_group: Vec<&RunRecord> = recs.iter().filter(|r| &group_key(r) == g).collect();
-        let clean: Vec<&RunRecord> = in_group.iter().copied().filter(|r| matches!(r.run.role, Role::Clean { .. })).collect();
+        let clean: Vec<&RunRecord> =
+            in_group.iter().copied().filter(|r| matches!(r.run.role, Role::Clean { .. })).collect();
         let clean_done: Vec<&RunRecord> = clean.iter().copied().filter(|r| r.done()).collect();
         if clean_done.is_empty() {
             continue;

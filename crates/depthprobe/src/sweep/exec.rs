@@ -326,7 +326,8 @@ pub fn write_slurm(
     let abs = std::fs::canonicalize(&dir.0).with_context(|| format!("{}: cannot resolve", dir.0.display()))?;
     let exe = std::env::current_exe().context("cannot find the depthprobe executable")?;
     std::fs::create_dir_all(abs.join("logs"))?;
-    let threads = plan.runs.iter().map(|r| dir.run_config(&r.id).map(|c| c.train.threads)).collect::<Result<Vec<_>>>()?;
+    let threads =
+        plan.runs.iter().map(|r| dir.run_config(&r.id).map(|c| c.train.threads)).collect::<Result<Vec<_>>>()?;
     let cpus = threads.into_iter().max().unwrap_or(0).max(1);
     let mut s = String::from("#!/bin/bash\n");
     let _ = writeln!(s, "#SBATCH --job-name=depthprobe-{}", plan.name);
@@ -370,7 +371,5 @@ pub fn submit(script: &Path) -> Result<String> {
 
 /// Is `sbatch` on PATH?
 pub fn have_sbatch() -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("sbatch").is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join("sbatch").is_file())).unwrap_or(false)
 }

@@ -108,8 +108,9 @@ impl SweepDir {
     }
     pub fn read_plan(&self) -> Result<Plan> {
         let p = self.plan_path();
-        let text = std::fs::read_to_string(&p)
-            .with_context(|| format!("{}: cannot read the sweep plan (run `depthprobe sweep plan` first)", p.display()))?;
+        let text = std::fs::read_to_string(&p).with_context(|| {
+            format!("{}: cannot read the sweep plan (run `depthprobe sweep plan` first)", p.display())
+        })?;
         let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", p.display()))?;
         if plan.format != PLAN_FORMAT {
             bail!("{}: format '{}' is not {PLAN_FORMAT}", p.display(), plan.format);
@@ -246,7 +247,12 @@ pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
     }
     for (i, a) in runs.iter().enumerate() {
         if let Some(b) = runs[..i].iter().find(|b| b.id == a.id) {
-            bail!("{origin}: runs {} and {} would be identical (id {}); remove the repeated axis value", b.index, a.index, a.id);
+            bail!(
+                "{origin}: runs {} and {} would be identical (id {}); remove the repeated axis value",
+                b.index,
+                a.index,
+                a.id
+            );
         }
     }
     let name = file.name.clone().unwrap_or_else(|| {
@@ -307,12 +313,8 @@ pub fn write_plan(sweep_path: &Path, out: &Path) -> Result<Plan> {
     let (plan, configs) = expand(sweep_path)?;
     let dir = SweepDir(out.to_path_buf());
     std::fs::create_dir_all(out.join("configs")).with_context(|| format!("{}: cannot create", out.display()))?;
-    let mut files: Vec<(PathBuf, Vec<u8>)> = plan
-        .runs
-        .iter()
-        .zip(&configs)
-        .map(|(r, c)| (dir.config_path(&r.id), c.to_toml().into_bytes()))
-        .collect();
+    let mut files: Vec<(PathBuf, Vec<u8>)> =
+        plan.runs.iter().zip(&configs).map(|(r, c)| (dir.config_path(&r.id), c.to_toml().into_bytes())).collect();
     let src = std::fs::read(sweep_path)?;
     files.push((out.join("sweep.toml"), src));
     write_all_atomic(&files)?;

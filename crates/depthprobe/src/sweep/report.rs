@@ -130,7 +130,12 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
         let c = group_color(gi, n);
         let name = if g.is_empty() { String::new() } else { format!(" {g}") };
         let stat = |f: &dyn Fn(&AxisPoint) -> f64| pts.iter().map(|p| (p.x, f(p))).collect::<Vec<_>>();
-        dser.push(Series { name: format!("mean{name}"), points: stat(&|p| mean(&p.depths)), color: c.clone(), dashed: false });
+        dser.push(Series {
+            name: format!("mean{name}"),
+            points: stat(&|p| mean(&p.depths)),
+            color: c.clone(),
+            dashed: false,
+        });
         dser.push(Series {
             name: format!("min/max{name}"),
             points: stat(&|p| p.depths.iter().cloned().fold(f64::INFINITY, f64::min)),
@@ -143,7 +148,12 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
             color: c.clone(),
             dashed: true,
         });
-        aser.push(Series { name: format!("train{name}"), points: stat(&|p| mean(&p.train_acc)), color: c.clone(), dashed: false });
+        aser.push(Series {
+            name: format!("train{name}"),
+            points: stat(&|p| mean(&p.train_acc)),
+            color: c.clone(),
+            dashed: false,
+        });
         aser.push(Series { name: format!("test{name}"), points: stat(&|p| mean(&p.test_acc)), color: c, dashed: true });
         for p in pts {
             let lo = p.depths.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -193,7 +203,11 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
 }
 
 fn metric(b: &MetricBlock, layer: Option<usize>, split: &str, name: &str) -> f64 {
-    b.rows.iter().find(|r| r.layer == layer && r.split == split && r.metric == name).map(|r| r.value).unwrap_or(f64::NAN)
+    b.rows
+        .iter()
+        .find(|r| r.layer == layer && r.split == split && r.metric == name)
+        .map(|r| r.value)
+        .unwrap_or(f64::NAN)
 }
 
 /// Fig. 1: per-layer NCC train accuracy against epoch, one panel per depth (first seed).
@@ -270,7 +284,8 @@ fn profile_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> 
         let per_layer = |f: &dyn Fn(&super::record::LayerFinal) -> f64| -> Vec<(f64, f64)> {
             (0..layers)
                 .map(|i| {
-                    let v: Vec<f64> = rs.iter().filter_map(|r| r.layers.get(i)).map(f).filter(|v| v.is_finite()).collect();
+                    let v: Vec<f64> =
+                        rs.iter().filter_map(|r| r.layers.get(i)).map(f).filter(|v| v.is_finite()).collect();
                     ((i + 1) as f64, mean(&v))
                 })
                 .collect()
@@ -289,7 +304,9 @@ fn profile_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> 
     let svg = render_svg(&format!("Final per-layer profiles across {label} (mean over seeds)"), &panels, 2);
     Some(Figure {
         stem: stem.into(),
-        caption: format!("Final per-layer NCC accuracy and log10 CDNV (train and test), one line per {label}, mean over seeds."),
+        caption: format!(
+            "Final per-layer NCC accuracy and log10 CDNV (train and test), one line per {label}, mean over seeds."
+        ),
         svg,
     })
 }
@@ -310,14 +327,24 @@ fn bound_figure(rows: &[BoundRow]) -> Option<Figure> {
         let rs: Vec<&BoundRow> = rows.iter().filter(|r| r.group == *g).collect();
         let c = group_color(gi, n);
         let name = if g.is_empty() { String::new() } else { format!(" {g}") };
-        series.push(Series { name: format!("bound{name}"), points: rs.iter().map(|r| (r.p, r.bound)).collect(), color: c.clone(), dashed: false });
+        series.push(Series {
+            name: format!("bound{name}"),
+            points: rs.iter().map(|r| (r.p, r.bound)).collect(),
+            color: c.clone(),
+            dashed: false,
+        });
         series.push(Series {
             name: format!("first term{name}"),
             points: rs.iter().map(|r| (r.p, r.first_term)).collect(),
             color: c.clone(),
             dashed: true,
         });
-        series.push(Series { name: format!("test error{name}"), points: rs.iter().map(|r| (r.p, r.test_error)).collect(), color: "#d62728".into(), dashed: true });
+        series.push(Series {
+            name: format!("test error{name}"),
+            points: rs.iter().map(|r| (r.p, r.test_error)).collect(),
+            color: "#d62728".into(),
+            dashed: true,
+        });
     }
     let panel = Panel {
         title: "bound vs p".into(),
@@ -347,15 +374,19 @@ fn check_depth(recs: &[&RunRecord]) -> Option<String> {
     }
     let l0 = by_l.iter().find(|(_, ds)| ds.iter().all(|d| d.is_some())).map(|(l, _)| *l);
     let Some(l0) = l0 else {
-        return Some(format!("**(a) depth sweep: FAILS.** No depth separates the training data at ε={EPS_MAIN} in every seed."));
+        return Some(format!(
+            "**(a) depth sweep: FAILS.** No depth separates the training data at ε={EPS_MAIN} in every seed."
+        ));
     };
-    let above: Vec<(usize, Vec<Option<usize>>)> = by_l.iter().filter(|(l, _)| **l >= l0).map(|(l, d)| (*l, d.clone())).collect();
+    let above: Vec<(usize, Vec<Option<usize>>)> =
+        by_l.iter().filter(|(l, _)| **l >= l0).map(|(l, d)| (*l, d.clone())).collect();
     let all: Vec<usize> = above.iter().flat_map(|(_, d)| d.iter().map(|x| x.unwrap_or(usize::MAX))).collect();
     let (lo, hi) = (*all.iter().min().unwrap(), *all.iter().max().unwrap());
     let detail: Vec<String> = above
         .iter()
         .map(|(l, d)| {
-            let v: Vec<String> = d.iter().map(|x| x.map(|x| x.to_string()).unwrap_or_else(|| "not separable".into())).collect();
+            let v: Vec<String> =
+                d.iter().map(|x| x.map(|x| x.to_string()).unwrap_or_else(|| "not separable".into())).collect();
             format!("L={l}: {}", v.join(", "))
         })
         .collect();
@@ -517,7 +548,16 @@ fn layers_csv(recs: &[RunRecord]) -> String {
     let v = |x: f64| if x.is_nan() { String::new() } else { format!("{x}") };
     for r in recs {
         for (i, l) in r.layers.iter().enumerate() {
-            let _ = writeln!(s, "{},{},{},{},{},{}", r.run.id, i + 1, v(l.ncc_train_acc), v(l.ncc_test_acc), v(l.cdnv_train), v(l.cdnv_test));
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{}",
+                r.run.id,
+                i + 1,
+                v(l.ncc_train_acc),
+                v(l.ncc_test_acc),
+                v(l.cdnv_train),
+                v(l.cdnv_test)
+            );
         }
     }
     s
@@ -615,7 +655,10 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
     let bound_rows = if plan.bound.is_some() { bound::compute(&sd)? } else { Vec::new() };
     if let Some(f) = bound_figure(&bound_rows) {
         figures.push(f);
-        tables.push(("The comparative bound (Tab. 1; bold: smallest over the p grid)".into(), bound::markdown(&bound_rows)));
+        tables.push((
+            "The comparative bound (Tab. 1; bold: smallest over the p grid)".into(),
+            bound::markdown(&bound_rows),
+        ));
     }
     let mut checks = Vec::new();
     if has("model.depth") {
