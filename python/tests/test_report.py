@@ -55,3 +55,23 @@ def test_parquet_equals_csv(tmp_path):
         else:
             assert got[c].tolist() == csv[c].tolist(), c
     assert sorted(got["corruption_p"].unique().tolist()) == [0.0, 0.25]
+
+
+def test_read_sweep(tmp_path):
+    import depthprobe
+
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(SWEEP)
+    d = tmp_path / "sweep"
+    subprocess.run([BIN, "sweep", "plan", sweep, "--out", d], check=True, capture_output=True)
+    try:
+        depthprobe.read_sweep(d)
+        raise AssertionError("expected an error before the report exists")
+    except depthprobe.DepthprobeError as e:
+        assert "depthprobe report" in str(e)
+    subprocess.run([BIN, "sweep", "local", d, "-j", "2", "--quiet"], check=True, capture_output=True)
+    subprocess.run([BIN, "report", d], check=True, capture_output=True)
+    s = depthprobe.read_sweep(d)
+    assert len(s["plan"]["runs"]) == 4
+    assert len(s["results"]) == 4 and set(s["results"]["depth"]) == {1, 2}
+    assert len(s["layers"]) == 2 * (1 + 2)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._native import DepthprobeError, NativeProbe
 
-__all__ = ["LayerProbe", "DepthprobeError", "read_run", "DEFAULT_EPS"]
+__all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "DEFAULT_EPS"]
 
 DEFAULT_EPS = (0.01, 0.05, 0.1)
 
@@ -205,4 +205,21 @@ def read_run(path: Any) -> Dict[str, Any]:
     out: Dict[str, Any] = {"summary": json.loads((p / "summary.json").read_text())}
     if (p / "metrics.csv").exists():
         out["metrics"] = table(p / "metrics.csv")
+    return out
+
+
+def read_sweep(path: Any) -> Dict[str, Any]:
+    """Load a sweep folder: ``plan`` (plan.json), and after ``depthprobe report DIR`` the
+    aggregated tables ``results`` (one row per run), ``layers`` (final per-layer values) and,
+    for a bound sweep, ``bound``. Tables are DataFrames when pandas is installed."""
+    p = Path(path)
+    if not (p / "plan.json").exists():
+        raise DepthprobeError(f"{p}: no plan.json here (plan it with `depthprobe sweep plan SWEEP.toml --out {p}`)")
+    out: Dict[str, Any] = {"plan": json.loads((p / "plan.json").read_text())}
+    rep = p / "report"
+    if not (rep / "results.csv").exists():
+        raise DepthprobeError(f"{p}: no report/results.csv yet; run `depthprobe report {p}`")
+    for name in ("results", "layers", "bound"):
+        if (rep / f"{name}.csv").exists():
+            out[name] = read_run(rep / f"{name}.csv")["table"]
     return out
