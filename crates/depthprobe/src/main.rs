@@ -63,6 +63,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1024)]
         rank_max_dim: usize,
     },
+    /// Probe the last checkpoint of a run again, e.g. on another device (CPU against GPU).
+    Probe {
+        /// Run folder (with config.toml and checkpoint.json).
+        run: PathBuf,
+        /// cpu, cuda or cuda:N (default: the run's device).
+        #[arg(long)]
+        device: Option<String>,
+        /// Output folder (default: RUN/probe-<device>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Families of runs: plan a sweep file, run it locally or on SLURM, see where it stands.
     Sweep {
         #[command(subcommand)]
@@ -213,6 +226,15 @@ fn main() -> ExitCode {
             let opts = MeasureOptions { train, test, eps, num_classes, classes, rank_max_dim };
             measure(&opts, &out).map(|r| {
                 print!("{}", results::table(&r));
+                println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());
+            })
+        }
+        Cmd::Probe { run, device, out, data_dir } => {
+            let out = out.unwrap_or_else(|| {
+                run.join(format!("probe-{}", device.as_deref().unwrap_or("default").replace(':', "")))
+            });
+            depthprobe::run::probe_checkpoint(&run, device.as_deref(), &out, data_dir.as_deref()).map(|r| {
+                print!("{}", results::table(&r.result));
                 println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());
             })
         }

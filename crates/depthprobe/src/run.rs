@@ -539,3 +539,46 @@ impl Logger {
         }
     }
 }
+
+/// Probe the last checkpoint of the run in `run_dir` again, on `device` (default: the run's),
+/// into `out`: summary.json, metrics.csv, cdnv_pairs.csv. The same checkpoint probed on CPU
+/// and on a GPU must agree (the GPU check in bench/gpu/ compares them).
+pub fn probe_checkpoint(run_dir: &Path, device: Option<&str>, out: &Path, data_dir: Option<&Path>) -> Result<RunResult> {
+    let t0 = Instant::now();
+    let mut cfg = Config::from_file(&run_dir.join("config.toml"), &[])?;
+    if let Some(d) = device {
+        cfg.train.device = d.to_string();
+    }
+    let meta_path = run_dir.join("checkpoint.json");
+    let text = std::fs::read_to_string(&meta_path)
+        .with_context(|| format!("{}: cannot read (a run folder with a checkpoint is needed)", meta_path.display()))?;
+    let meta: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", meta_path.display()))?;
+    let epoch = meta["epoch"].as_u64().with_context(|| format!("{}: no epoch", meta_path.display()))? as usize;
+    let file = run_dir.join(meta["file"].as_str().with_context(|| format!("{}: no file", meta_path.display()))?);
+    let dev = resolve_device(&cfg.train.device)?;
+    let (ds, _) = prepare_data(&cfg, data_dir)?;
+    init_runtime(cfg.train.seed, cfg.train.threads);
+    let mut trainer = Trainer::new(&cfg, &ds, dev)?;
+    trainer.load(&file)?;
+    let o = trainer.probe(&ds)?;
+    let mut rows = results::metric_rows(&o.result);
+    rows.extend(network_rows(&o, None, None));
+    let blocks = [MetricBlock { epoch: Some(epoch), rows }];
+    let mut extra = Map::new();
+    extra.insert("source".into(), json!(file.display().to_string()));
+    extra.insert("probe_epoch".into(), json!(epoch));
+    extra.insert("device".into(), json!(device_name(dev)));
+    for (k, v) in [("train_acc", o.train_acc), ("test_acc", o.test_acc), ("train_loss", o.train_loss), ("test_loss", o.test_loss)] {
+        extra.insert(k.into(), if v.is_finite() { json!(v) } else { Value::Null });
+    }
+    extra.insert("wall_s".into(), json!(t0.elapsed().as_secs_f64()));
+    let summary = results::summary_value(&o.result, extra);
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    results::write_all_atomic(&[
+        (out.join("summary.json"), format!("{}\n", serde_json::to_string_pretty(&summary)?).into_bytes()),
+        (out.join("metrics.csv"), results::metrics_csv(&blocks).into_bytes()),
+        (out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).into_bytes()),
+    ])?;
+    Ok(RunResult { summary, result: o.result })
+}

@@ -356,3 +356,28 @@ fn every_recipe_plans() {
     }
     assert!(n >= 12, "{n} recipes");
 }
+
+#[test]
+fn probing_a_checkpoint_again_reproduces_the_final_probe() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "one", "");
+    let dir = t.path().join("p");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    ok(&["sweep", "run", s(&dir), "--index", "0", "--quiet"]);
+    let plan = SweepDir(dir.clone()).read_plan().unwrap();
+    let run = dir.join("runs").join(&plan.runs[0].id);
+    let out = t.path().join("again");
+    ok(&["probe", s(&run), "--device", "cpu", "--out", s(&out)]);
+    let last: Vec<String> = std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("4,") && !l.contains("epoch_loss") && !l.contains(",lr,"))
+        .map(str::to_string)
+        .collect();
+    let again: Vec<String> =
+        std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().skip(1).map(str::to_string).collect();
+    assert!(last.len() > 20);
+    assert_eq!(last, again);
+    let e = err(&["probe", s(t.path())]);
+    assert!(e.contains("config.toml") && e.contains(s(t.path())), "{e}");
+}
