@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager reference for bench/train_bench.py: the same MLP-10-512 (1×32×32 input) and
+"""PyTorch eager reference (CPU or --device cuda) for bench/train_bench.py: the same MLP-10-512 (1×32×32 input) and
 CONV-8-64 (3×32×32) as depthprobe (Linear/Conv → BatchNorm → ReLU blocks, the CONV stem, PyTorch
 default init), SGD(lr 0.01, momentum 0.9, weight decay 5e-4), batch 128, a shuffled epoch over
 pre-loaded random data with random labels; prints one JSON line like train_throughput."""
@@ -30,22 +30,27 @@ def main():
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batches", type=int, default=0)
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     shape, batches = ((3, 32, 32), 6) if a.model == "conv" else ((1, 32, 32), 40)
+    batches = a.batches or batches
     n = 128 * batches
     x = torch.randn(n, *shape)
     y = torch.randint(0, 10, (n,))
-    net = conv() if a.model == "conv" else mlp()
+    net = (conv() if a.model == "conv" else mlp()).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def epoch():
         perm = torch.randperm(n)
-        total = torch.zeros(())
+        total = torch.zeros((), device=dev)
         for s in range(0, n, 128):
+            # Batches are assembled on the host and moved, as a DataLoader feeds them.
             idx = perm[s:s + 128]
-            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+            loss = nn.functional.cross_entropy(net(x[idx].to(dev)), y[idx].to(dev))
             opt.zero_grad()
             loss.backward()
             opt.step()

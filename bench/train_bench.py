@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Training throughput, depthprobe vs PyTorch eager on the same CPU, alternating runs:
+"""Training throughput, depthprobe vs PyTorch eager on the same CPU (or --device cuda), alternating runs:
 MLP-10-512 on MNIST-shaped input and CONV-8-64 on CIFAR-shaped input, batch 128.
 
     cargo build --release --example train_throughput   # with scripts/env.sh sourced
@@ -24,14 +24,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batches", type=int, default=0, help="batches per timed epoch (0: 40 MLP / 6 CONV)")
+    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "examples" / "train_throughput"))
     a = ap.parse_args()
-    rs = ROOT / "target" / "release" / "examples" / "train_throughput"
+    rs = a.bin
+    extra = ["--device", a.device] + (["--batches", str(a.batches)] if a.batches else [])
     print(f"{'workload':22} {'depthprobe samples/s':>21} {'PyTorch samples/s':>18} {'ratio':>6}")
     for model, name in (("mlp", "MLP-10-512 train step"), ("conv", "CONV-8-64 train step")):
         ours, theirs = [], []
         for _ in range(a.repeats):
-            ours += run([rs, "--model", model, "--threads", str(a.threads)])
-            theirs += run([sys.executable, ROOT / "bench" / "torch_train_ref.py", "--model", model, "--threads", str(a.threads)])
+            ours += run([rs, "--model", model, "--threads", str(a.threads), *extra])
+            theirs += run([sys.executable, ROOT / "bench" / "torch_train_ref.py", "--model", model, "--threads", str(a.threads), *extra])
         mo, mt = statistics.median(ours), statistics.median(theirs)
         print(f"{name:22} {mo:21.0f} {mt:18.0f} {mo / mt:5.2f}x")
 

@@ -2,13 +2,13 @@
 //! for bench/train_bench.py. Random inputs and labels keep the loss near ln 10, so no denormal
 //! gradients skew CPU timings.
 //!
-//!     train_throughput --model mlp|conv [--rounds 5] [--threads 2]
+//!     train_throughput --model mlp|conv [--rounds 5] [--threads 2] [--device cpu|cuda] [--batches N]
 //! prints one JSON line: {"model": …, "samples_per_s": [...], "batch": 128}
 
 use depthprobe::config::{Arch, Config};
 use depthprobe::data::{Dataset, Split, Storage};
 use depthprobe::engine::trainer::Trainer;
-use depthprobe::engine::{init_runtime, Device};
+use depthprobe::engine::{init_runtime, resolve_device};
 use depthprobe::rng::Rng;
 
 fn main() {
@@ -19,7 +19,9 @@ fn main() {
     let model = arg("--model", "mlp");
     let rounds: usize = arg("--rounds", "5").parse().unwrap();
     let threads: usize = arg("--threads", "2").parse().unwrap();
-    let (shape, batches) = if model == "conv" { (vec![3, 32, 32], 6) } else { (vec![1, 32, 32], 40) };
+    let device = resolve_device(&arg("--device", "cpu")).unwrap();
+    let (shape, default_batches) = if model == "conv" { (vec![3, 32, 32], 6) } else { (vec![1, 32, 32], 40) };
+    let batches: usize = arg("--batches", &default_batches.to_string()).parse().unwrap();
     let mut cfg = Config::default();
     cfg.model.arch = if model == "conv" { Arch::Conv } else { Arch::Mlp };
     (cfg.model.depth, cfg.model.width) = if model == "conv" { (8, 64) } else { (10, 512) };
@@ -37,7 +39,7 @@ fn main() {
     let test = split(&mut r, 128);
     let ds = Dataset { name: "random".into(), shape, num_classes: 10, train, test };
     init_runtime(0, threads);
-    let mut trainer = Trainer::new(&cfg, &ds, Device::Cpu).unwrap();
+    let mut trainer = Trainer::new(&cfg, &ds, device).unwrap();
     trainer.train_epoch(&ds, 1); // warm-up
     let rates: Vec<f64> = (0..rounds)
         .map(|i| {

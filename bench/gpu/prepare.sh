@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Build what the GPU check carries to the device machine (which has CUDA and PyTorch 2.11 but no
+# Rust toolchain and no network): stripped release binaries and the MNIST files, in
+# bench/out/gpu (git-ignored, ~25 MiB). Then, with the device tool:
+#   run(command="bash bench/gpu/check.sh", carry=["bench/out/gpu"], timeout_s=420)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
+cd "$DEPTHPROBE_ROOT"
+cargo build --release --locked -p depthprobe --bin depthprobe --example train_throughput
+out=bench/out/gpu
+rm -rf "$out" && mkdir -p "$out/data/mnist"
+strip -o "$out/depthprobe" target/release/depthprobe
+strip -o "$out/train_throughput" target/release/examples/train_throughput
+cp "${DEPTHPROBE_DATA:-../shared/data}"/mnist/*.gz "$out/data/mnist/"
+du -sh "$out"
