@@ -88,6 +88,17 @@ pub struct MetricBlock {
     pub rows: Vec<MetricRow>,
 }
 
+impl MetricBlock {
+    /// One value: (layer, or None for the network, split, metric); NaN when absent.
+    pub fn value(&self, layer: Option<usize>, split: &str, name: &str) -> f64 {
+        self.rows
+            .iter()
+            .find(|r| r.layer == layer && r.split == split && r.metric == name)
+            .map(|r| r.value)
+            .unwrap_or(f64::NAN)
+    }
+}
+
 /// Long-format rows for one probe: every scalar measure of every layer, then effective depth.
 pub fn metric_rows(res: &ProbeResult) -> Vec<MetricRow> {
     let mut rows = Vec::new();

@@ -178,15 +178,6 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create run folder", out.display()))
 }
 
-/// A value from one metrics block: (layer or None, split, metric).
-fn metric(b: &MetricBlock, layer: Option<usize>, split: &str, name: &str) -> f64 {
-    b.rows
-        .iter()
-        .find(|r| r.layer == layer && r.split == split && r.metric == name)
-        .map(|r| r.value)
-        .unwrap_or(f64::NAN)
-}
-
 /// The figures, drawn from the metrics rows (so a resumed run draws its whole history).
 fn figures(out: &Path, cfg: &Config, blocks: &[MetricBlock]) -> Result<()> {
     let Some(last) = blocks.last() else { return Ok(()) };
@@ -198,14 +189,14 @@ fn figures(out: &Path, cfg: &Config, blocks: &[MetricBlock]) -> Result<()> {
         let mut series: Vec<Series> = (1..=nl)
             .map(|l| Series {
                 name: format!("layer {l}"),
-                points: blocks.iter().map(|b| (epoch_of(b), metric(b, Some(l), split, "ncc_acc"))).collect(),
+                points: blocks.iter().map(|b| (epoch_of(b), b.value(Some(l), split, "ncc_acc"))).collect(),
                 color: color(l),
                 dashed: false,
             })
             .collect();
         series.push(Series {
             name: format!("net {split} acc"),
-            points: blocks.iter().map(|b| (epoch_of(b), metric(b, None, split, "acc"))).collect(),
+            points: blocks.iter().map(|b| (epoch_of(b), b.value(None, split, "acc"))).collect(),
             color: "#000000".into(),
             dashed: true,
         });
@@ -240,7 +231,7 @@ fn figures(out: &Path, cfg: &Config, blocks: &[MetricBlock]) -> Result<()> {
         dashed: false,
     };
     let layer_pts = |split: &str, name: &str, f: &dyn Fn(f64) -> f64| -> Vec<(f64, f64)> {
-        (1..=nl).map(|l| (l as f64, f(metric(last, Some(l), split, name)))).collect()
+        (1..=nl).map(|l| (l as f64, f(last.value(Some(l), split, name)))).collect()
     };
     let log10 = |v: f64| if v > 0.0 && v.is_finite() { v.log10() } else { f64::NAN };
     let acc = Panel {
@@ -543,7 +534,12 @@ impl Logger {
 /// Probe the last checkpoint of the run in `run_dir` again, on `device` (default: the run's),
 /// into `out`: summary.json, metrics.csv, cdnv_pairs.csv. The same checkpoint probed on CPU
 /// and on a GPU must agree (the GPU check in bench/gpu/ compares them).
-pub fn probe_checkpoint(run_dir: &Path, device: Option<&str>, out: &Path, data_dir: Option<&Path>) -> Result<RunResult> {
+pub fn probe_checkpoint(
+    run_dir: &Path,
+    device: Option<&str>,
+    out: &Path,
+    data_dir: Option<&Path>,
+) -> Result<RunResult> {
     let t0 = Instant::now();
     let mut cfg = Config::from_file(&run_dir.join("config.toml"), &[])?;
     if let Some(d) = device {
@@ -569,7 +565,9 @@ pub fn probe_checkpoint(run_dir: &Path, device: Option<&str>, out: &Path, data_d
     extra.insert("source".into(), json!(file.display().to_string()));
     extra.insert("probe_epoch".into(), json!(epoch));
     extra.insert("device".into(), json!(device_name(dev)));
-    for (k, v) in [("train_acc", o.train_acc), ("test_acc", o.test_acc), ("train_loss", o.train_loss), ("test_loss", o.test_loss)] {
+    for (k, v) in
+        [("train_acc", o.train_acc), ("test_acc", o.test_acc), ("train_loss", o.train_loss), ("test_loss", o.test_loss)]
+    {
         extra.insert(k.into(), if v.is_finite() { json!(v) } else { Value::Null });
     }
     extra.insert("wall_s".into(), json!(t0.elapsed().as_secs_f64()));

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::plan::{Role, SweepDir};
+use super::plan::{value_text, Role, SweepDir};
 use super::record::{load_all, RunRecord};
 
 #[derive(Clone, Debug, Serialize)]
@@ -53,18 +53,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 fn group_key(r: &RunRecord) -> String {
-    r.run
-        .values
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                toml::Value::String(s) => s.clone(),
-                o => o.to_string(),
-            };
-            format!("{k}={v}")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    r.run.values.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" ")
 }
 
 /// Bound rows for every group and p. Runs that are not done are left out and counted.

@@ -144,7 +144,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-fn value_text(v: &toml::Value) -> String {
+/// An axis value as text (strings without quotes).
+pub fn value_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),

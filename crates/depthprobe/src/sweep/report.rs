@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::bound::{self, BoundRow};
-use super::plan::{Plan, Role, SweepDir};
+use super::plan::{value_text, Plan, Role, SweepDir};
 use super::record::{load_all, RunRecord};
 use crate::figures::{layer_color, render_svg, svg_to_png, Panel, Series};
 use crate::results::{write_all_atomic, MetricBlock};
@@ -26,13 +26,6 @@ use crate::results::{write_all_atomic, MetricBlock};
 const SEED_AXES: [&str; 2] = ["train.seed", "corruption.seed"];
 /// The main ε for checks and the effective-depth plots (the paper's strict reading).
 const EPS_MAIN: f64 = 0.01;
-
-fn value_text(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        o => o.to_string(),
-    }
-}
 
 fn axis_value(r: &RunRecord, key: &str) -> Option<f64> {
     r.run.values.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
@@ -202,14 +195,6 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
     ))
 }
 
-fn metric(b: &MetricBlock, layer: Option<usize>, split: &str, name: &str) -> f64 {
-    b.rows
-        .iter()
-        .find(|r| r.layer == layer && r.split == split && r.metric == name)
-        .map(|r| r.value)
-        .unwrap_or(f64::NAN)
-}
-
 /// Fig. 1: per-layer NCC train accuracy against epoch, one panel per depth (first seed).
 fn depth_epoch_figure(dir: &SweepDir, recs: &[&RunRecord]) -> Result<Option<Figure>> {
     let mut by_depth: BTreeMap<usize, &RunRecord> = BTreeMap::new();
@@ -226,14 +211,14 @@ fn depth_epoch_figure(dir: &SweepDir, recs: &[&RunRecord]) -> Result<Option<Figu
         let mut series: Vec<Series> = (1..=l)
             .map(|i| Series {
                 name: if l <= 12 || i == 1 || i == l { format!("layer {i}") } else { String::new() },
-                points: h.iter().map(|b| (ep(b), metric(b, Some(i), "train", "ncc_acc"))).collect(),
+                points: h.iter().map(|b| (ep(b), b.value(Some(i), "train", "ncc_acc"))).collect(),
                 color: group_color(i - 1, l),
                 dashed: false,
             })
             .collect();
         series.push(Series {
             name: "net train acc".into(),
-            points: h.iter().map(|b| (ep(b), metric(b, None, "train", "acc"))).collect(),
+            points: h.iter().map(|b| (ep(b), b.value(None, "train", "acc"))).collect(),
             color: "#000000".into(),
             dashed: true,
         });
