@@ -13,5 +13,5 @@ cd "$DEPTHPROBE_ROOT/fuzz"
 mkdir -p "corpus/$target"
 # The targets link LibTorch (through the depthprobe crate): find it at run time.
 export LD_LIBRARY_PATH="$DEPTHPROBE_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-exec cargo +nightly fuzz run --release "$target" "corpus/$target" "seeds/$target" -- \
+exec cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1
