@@ -51,7 +51,7 @@ if ! (munge -n 2>/dev/null | unmunge >/dev/null 2>&1); then
 fi
 munge -n | unmunge | grep -q "STATUS: *Success" || { echo "slurm test: munge does not work" >&2; exit 1; }
 
-HOST=$(hostname -s)
+HOST=$(hostname -s 2>/dev/null || cut -d. -f1 /proc/sys/kernel/hostname)
 MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
 CPUS=$(nproc)
 mkdir -p "$WORK/ctld" "$WORK/d"
