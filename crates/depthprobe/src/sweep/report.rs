@@ -507,6 +507,61 @@ fn check_bound(rows: &[BoundRow]) -> Option<String> {
     Some(lines.join("\n\n"))
 }
 
+/// Check (d), spec §5 item 8: per layer, CDNV (train, test) non-increasing and NCC accuracy
+/// (train, test) non-decreasing in width, on the mean over seeds. Counted over layers × curves.
+fn check_width(recs: &[&RunRecord]) -> Option<String> {
+    let mut by_h: BTreeMap<usize, Vec<&RunRecord>> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.done() && !r.layers.is_empty()) {
+        by_h.entry(r.config.model.width).or_default().push(r);
+    }
+    if by_h.len() < 2 {
+        return None;
+    }
+    let layers = by_h.values().flat_map(|rs| rs.iter().map(|r| r.layers.len())).min().unwrap_or(0);
+    type Get = fn(&super::record::LayerFinal) -> f64;
+    let curves: [(&str, Get, bool); 4] = [
+        ("CDNV train", |l| l.cdnv_train, false),
+        ("CDNV test", |l| l.cdnv_test, false),
+        ("NCC train", |l| l.ncc_train_acc, true),
+        ("NCC test", |l| l.ncc_test_acc, true),
+    ];
+    let mut lines = Vec::new();
+    let mut all_ok = true;
+    for (name, get, rising) in curves {
+        let mut ok_layers = Vec::new();
+        for i in 0..layers {
+            let means: Vec<f64> =
+                by_h.values().map(|rs| mean(&rs.iter().map(|r| get(&r.layers[i])).collect::<Vec<_>>())).collect();
+            let ok = means.windows(2).all(|w| if rising { w[1] >= w[0] } else { w[1] <= w[0] });
+            if ok {
+                ok_layers.push(i + 1);
+            }
+        }
+        all_ok &= ok_layers.len() == layers;
+        let top: Vec<String> = by_h
+            .iter()
+            .map(|(h, rs)| {
+                format!("H={h}: {:.4}", mean(&rs.iter().map(|r| get(&r.layers[layers - 1])).collect::<Vec<_>>()))
+            })
+            .collect();
+        lines.push(format!(
+            "{name} monotone in H at {} of {layers} layers ({}); top layer {}",
+            ok_layers.len(),
+            if ok_layers.is_empty() {
+                "none".to_string()
+            } else {
+                format!("layers {}", ok_layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "))
+            },
+            top.join(", ")
+        ));
+    }
+    Some(format!(
+        "**(d) width: {}.** Per-layer means over seeds, required monotone at every layer (CDNV falling, NCC accuracy rising with H): {}.",
+        if all_ok { "holds" } else { "does not hold at every layer" },
+        lines.join("; ")
+    ))
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -720,6 +775,9 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
     if has("corruption.p") {
         checks.extend(check_noise(&grid));
     }
+    if has("model.width") {
+        checks.extend(check_width(&grid));
+    }
     checks.extend(check_bound(&bound_rows));
 
     let counts = |st: &str| recs.iter().filter(|r| r.status == st).count();
@@ -843,6 +901,30 @@ mod tests {
         let ns = [rec(4, 0.0, 0, Some(3), 1.0), rec(8, 0.0, 0, None, 1.0)];
         let refs: Vec<&RunRecord> = ns.iter().collect();
         assert!(check_depth(&refs).unwrap().contains("FAILS"));
+    }
+
+    #[test]
+    fn width_check_wants_every_layer_monotone() {
+        use crate::sweep::record::LayerFinal;
+        let mk = |h: usize, c: [f64; 2], a: [f64; 2]| {
+            let mut r = rec(2, 0.0, 0, Some(2), 1.0);
+            r.config.model.width = h;
+            r.layers = (0..2)
+                .map(|i| LayerFinal { ncc_train_acc: a[i], ncc_test_acc: a[i], cdnv_train: c[i], cdnv_test: c[i] })
+                .collect();
+            r
+        };
+        let good = [mk(32, [1.0, 0.5], [0.8, 0.9]), mk(64, [0.9, 0.4], [0.85, 0.95])];
+        let refs: Vec<&RunRecord> = good.iter().collect();
+        let c = check_width(&refs).unwrap();
+        assert!(c.contains("holds") && c.contains("CDNV train monotone in H at 2 of 2 layers"), "{c}");
+        let bad = [mk(32, [1.0, 0.5], [0.8, 0.9]), mk(64, [1.1, 0.4], [0.85, 0.95])];
+        let refs: Vec<&RunRecord> = bad.iter().collect();
+        let c = check_width(&refs).unwrap();
+        assert!(
+            c.contains("does not hold") && c.contains("CDNV train monotone in H at 1 of 2 layers (layers 2)"),
+            "{c}"
+        );
     }
 
     #[test]
