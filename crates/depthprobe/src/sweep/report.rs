@@ -78,7 +78,7 @@ struct AxisPoint {
     test_acc: Vec<f64>,
 }
 
-fn axis_study(recs: &[&RunRecord], study: &str) -> BTreeMap<String, Vec<AxisPoint>> {
+fn axis_study(recs: &[&RunRecord], study: &str, eps: f64) -> BTreeMap<String, Vec<AxisPoint>> {
     let mut out: BTreeMap<String, Vec<AxisPoint>> = BTreeMap::new();
     for r in recs.iter().filter(|r| r.done()) {
         let Some(x) = axis_value(r, study) else { continue };
@@ -90,7 +90,7 @@ fn axis_study(recs: &[&RunRecord], study: &str) -> BTreeMap<String, Vec<AxisPoin
                 pts.len() - 1
             }
         };
-        if let Some((d, ns)) = r.depth_at(EPS_MAIN) {
+        if let Some((d, ns)) = r.depth_at(eps) {
             pts[i].depths.push(d as f64);
             pts[i].not_separable += ns as usize;
         }
@@ -109,7 +109,7 @@ fn group_color(i: usize, n: usize) -> String {
 
 /// Effective depth (mean, min, max over seeds) and train accuracy against a study axis.
 fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Option<(Figure, String)> {
-    let groups = axis_study(recs, study);
+    let groups = axis_study(recs, study, EPS_MAIN);
     if groups.is_empty() {
         return None;
     }
@@ -424,8 +424,8 @@ fn check_depth(recs: &[&RunRecord], eps: f64, label: &str) -> Option<String> {
 }
 
 /// Check (b): mean effective depth over seeds non-decreasing in p, train accuracy ≥ 0.99.
-fn check_noise(recs: &[&RunRecord]) -> Option<String> {
-    let groups = axis_study(recs, "corruption.p");
+fn check_noise(recs: &[&RunRecord], eps: f64, label: &str) -> Option<String> {
+    let groups = axis_study(recs, "corruption.p", eps);
     if groups.is_empty() {
         return None;
     }
@@ -438,7 +438,7 @@ fn check_noise(recs: &[&RunRecord]) -> Option<String> {
         let ok = mono && min_train >= 0.99 && seeds >= 3;
         let seq: Vec<String> = pts.iter().zip(&means).map(|(p, m)| format!("p={}: {:.2}", p.x, m)).collect();
         lines.push(format!(
-            "**(b) noise sweep{}: {}.** Mean ε={EPS_MAIN} effective depth over ≥{seeds} seeds: {} ({}); lowest network train accuracy (on the corrupted labels) {:.4} (need ≥ 0.99){}.",
+            "**({label}) noise sweep at ε={eps}{}: {}.** Mean ε={eps} effective depth over ≥{seeds} seeds: {} ({}); lowest network train accuracy (on the corrupted labels) {:.4} (need ≥ 0.99){}.",
             if g.is_empty() { String::new() } else { format!(" ({g})") },
             if ok { "holds" } else { "FAILS" },
             seq.join(", "),
@@ -775,7 +775,8 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
         checks.extend(check_depth(&grid, 0.05, "a′"));
     }
     if has("corruption.p") {
-        checks.extend(check_noise(&grid));
+        checks.extend(check_noise(&grid, EPS_MAIN, "b"));
+        checks.extend(check_noise(&grid, 0.05, "b′"));
     }
     if has("model.width") {
         checks.extend(check_width(&grid));
@@ -936,15 +937,15 @@ mod tests {
         };
         let good = mk([3, 5, 5], 0.995);
         let refs: Vec<&RunRecord> = good.iter().collect();
-        assert!(check_noise(&refs).unwrap().contains("holds"), "{}", check_noise(&refs).unwrap());
+        assert!(check_noise(&refs, 0.01, "b").unwrap().contains("holds"), "{}", check_noise(&refs, 0.01, "b").unwrap());
         let dip = mk([3, 6, 5], 0.995);
         let refs: Vec<&RunRecord> = dip.iter().collect();
-        assert!(check_noise(&refs).unwrap().contains("FAILS"));
+        assert!(check_noise(&refs, 0.01, "b").unwrap().contains("FAILS"));
         let unfit = mk([3, 5, 6], 0.98);
         let refs: Vec<&RunRecord> = unfit.iter().collect();
-        assert!(check_noise(&refs).unwrap().contains("FAILS"));
+        assert!(check_noise(&refs, 0.01, "b").unwrap().contains("FAILS"));
         let two: Vec<RunRecord> = good.into_iter().filter(|r| !r.run.id.ends_with("s2")).collect();
         let refs: Vec<&RunRecord> = two.iter().collect();
-        assert!(check_noise(&refs).unwrap().contains("fewer than 3 seeds"));
+        assert!(check_noise(&refs, 0.01, "b").unwrap().contains("fewer than 3 seeds"));
     }
 }
