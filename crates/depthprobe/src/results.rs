@@ -1,4 +1,4 @@
-//! Result files shared by `measure` and `train` (schema in docs/results.md):
+//! Result files shared by `measure` and `train` (schema in docs/result-files.md):
 //! `summary.json`, `metrics.csv` (long format), `cdnv_pairs.csv`. Every file is written to a
 //! temporary file beside its target and renamed, so a reader never sees half a result.
 

@@ -101,7 +101,7 @@ impl ProbeSpec {
     }
 }
 
-/// Per-layer results. Keys are stable; see docs/results.md.
+/// Per-layer results. Keys are stable; see docs/result-files.md.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerResult {
     pub layer: usize,

@@ -15,7 +15,7 @@ data is fed in two passes, always the same way::
     print(probe.result()["effective_depth"])
 
 Definitions: NCC accuracy, CDNV, NC1-NC4, He-Su fuzziness, rank and effective depth are those of
-``docs/results.md`` in the repository.
+``docs/result-files.md`` in the repository.
 """
 from __future__ import annotations
 
