@@ -208,7 +208,12 @@ pub fn open_npy(path: &Path) -> Result<Matrix> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().with_context(|| format!("{origin}: bad shape entry '{s}'")))
         .collect::<Result<_>>()?;
-    let (order, kind) = descr.split_at(1);
+    // The byte-order character, then the kind ('<f4', '|u1'); found by fuzzing: an empty or
+    // non-ASCII descr must be an error, not a panic.
+    let Some((split, _)) = descr.char_indices().nth(1) else {
+        bail!("{origin}: bad dtype '{descr}' in the .npy header");
+    };
+    let (order, kind) = descr.split_at(split);
     if order == ">" {
         bail!("{origin}: big-endian dtype '{descr}' is not supported; convert with .astype('<{kind}')");
     }
