@@ -245,13 +245,21 @@ fn matrix_from(
         bail!("{origin}: a 0-D array holds no rows");
     }
     let rows = shape[0];
-    let cols: usize = shape[1..].iter().product();
-    let need = rows.checked_mul(cols).and_then(|v| v.checked_mul(dtype.size())).context("array too large")?;
+    let cols = checked_numel(&shape[1..]).with_context(|| format!("{origin}: shape {shape:?} is too large"))?;
+    let need = rows
+        .checked_mul(cols)
+        .and_then(|v| v.checked_mul(dtype.size()))
+        .with_context(|| format!("{origin}: shape {shape:?} is too large"))?;
     let have = file_len.saturating_sub(offset);
     if have < need as u64 {
         bail!("{origin}: truncated: shape {shape:?} needs {need} data bytes but the file holds {have}");
     }
     Ok(Matrix { origin, dtype, rows, cols, ndim: shape.len(), file, offset })
+}
+
+/// The number of elements of `shape`, or None when it overflows (hostile headers; fuzzing).
+fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
 /// Value text of `'key': value` in a Python dict literal (the .npy header).
@@ -305,14 +313,17 @@ fn open_safetensors(path: &Path) -> Result<BTreeMap<String, Matrix>> {
             Some([a, b]) => (a.as_u64().ok_or_else(bad)?, b.as_u64().ok_or_else(bad)?),
             _ => return Err(bad()),
         };
-        let numel: usize = shape.iter().product();
-        if end < begin || (end - begin) as usize != numel * dtype.size() {
+        let bytes = checked_numel(&shape).and_then(|n| n.checked_mul(dtype.size()));
+        if end < begin || bytes != Some((end - begin) as usize) {
             bail!(
                 "{origin}: tensor '{name}': data_offsets {begin}..{end} do not match shape {shape:?} of {}",
                 dtype.name()
             );
         }
-        let m = matrix_from(format!("{origin} (tensor '{name}')"), dtype, &shape, file.clone(), len, 8 + n + begin)?;
+        let offset = (8 + n)
+            .checked_add(begin)
+            .with_context(|| format!("{origin}: tensor '{name}': offset {begin} is too large"))?;
+        let m = matrix_from(format!("{origin} (tensor '{name}')"), dtype, &shape, file.clone(), len, offset)?;
         out.insert(name.to_string(), m);
     }
     Ok(out)
@@ -439,4 +450,26 @@ pub fn npy_bytes(descr: &str, shape: &[usize], data: Vec<u8>) -> Vec<u8> {
     out.extend(header.as_bytes());
     out.extend(data);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_bytes(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.npy");
+        std::fs::write(&p, bytes).unwrap();
+        format!("{:#}", open_npy(&p).err().expect("must be refused"))
+    }
+
+    #[test]
+    fn hostile_npy_headers_are_errors_not_panics() {
+        // Shapes whose element count overflows 64 bits, and dtypes too short to split.
+        let huge = usize::MAX / 2;
+        assert!(open_bytes(&npy_bytes("<f4", &[2, huge, 4], vec![])).contains("too large"));
+        assert!(open_bytes(&npy_bytes("<f4", &[huge, 4], vec![])).contains("too large"));
+        assert!(open_bytes(&npy_bytes("", &[2], vec![0; 8])).contains("bad dtype ''"));
+        assert!(open_bytes(&npy_bytes("é", &[2], vec![0; 8])).contains("bad dtype"));
+    }
 }

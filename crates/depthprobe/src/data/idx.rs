@@ -34,8 +34,10 @@ pub fn parse_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, V
         bail!("{}: wrong IDX magic 0x{:08x}: expected 0x00000803 (images)", path.display(), be(0));
     }
     let (n, r, c) = (be(4), be(8), be(12));
-    let need = n * r * c;
-    if bytes.len() - 16 != need {
+    // checked: the three u32 sizes can overflow a u64 product (found by fuzzing).
+    let need = n.checked_mul(r).and_then(|v| v.checked_mul(c));
+    if need != Some(bytes.len() - 16) {
+        let need = need.map(|v| v.to_string()).unwrap_or_else(|| "more than 2^64".into());
         bail!(
             "{}: header says {n} images of {r}×{c} ({need} bytes) but the file holds {} data bytes",
             path.display(),
@@ -59,4 +61,20 @@ pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
         bail!("{}: header says {n} labels but the file holds {}", path.display(), bytes.len() - 8);
     }
     Ok(bytes[8..].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_header_sizes_are_an_error_not_an_overflow() {
+        let mut b = vec![0, 0, 8, 3];
+        for _ in 0..3 {
+            b.extend_from_slice(&u32::MAX.to_be_bytes());
+        }
+        b.extend_from_slice(&[0; 8]);
+        let e = parse_images(Path::new("x.idx"), &b).unwrap_err().to_string();
+        assert!(e.contains("x.idx") && e.contains("more than 2^64"), "{e}");
+    }
 }
