@@ -55,6 +55,12 @@ def test_parquet_equals_csv(tmp_path):
         else:
             assert got[c].tolist() == csv[c].tolist(), c
     assert sorted(got["corruption_p"].unique().tolist()) == [0.0, 0.25]
+    layers = pq.read_table(d / "report" / "layers.parquet").to_pandas()
+    layers_csv = pd.read_csv(d / "report" / "layers.csv", dtype={"id": str})
+    assert len(layers) == 2 * (1 + 2) and list(layers.columns) == list(layers_csv.columns)
+    assert layers["id"].tolist() == layers_csv["id"].tolist()
+    for c in ("layer", "ncc_train_acc", "ncc_test_acc", "cdnv_train", "cdnv_test"):
+        np.testing.assert_array_equal(layers[c].to_numpy(), layers_csv[c].to_numpy(), err_msg=c)
 
 
 def test_read_sweep(tmp_path):

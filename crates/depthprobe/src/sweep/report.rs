@@ -651,24 +651,20 @@ fn columns_csv(cols: &[(String, super::parquet::Column)]) -> String {
     s
 }
 
-fn layers_csv(recs: &[RunRecord]) -> String {
-    let mut s = String::from("id,layer,ncc_train_acc,ncc_test_acc,cdnv_train,cdnv_test\n");
-    let v = |x: f64| if x.is_nan() { String::new() } else { format!("{x}") };
-    for r in recs {
-        for (i, l) in r.layers.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "{},{},{},{},{},{}",
-                r.run.id,
-                i + 1,
-                v(l.ncc_train_acc),
-                v(l.ncc_test_acc),
-                v(l.cdnv_train),
-                v(l.cdnv_test)
-            );
-        }
-    }
-    s
+/// Final per-layer values of every run (layers.csv and layers.parquet).
+fn layer_table(recs: &[RunRecord]) -> Vec<(String, super::parquet::Column)> {
+    use super::parquet::Column;
+    let rows: Vec<(&RunRecord, usize)> = recs.iter().flat_map(|r| (0..r.layers.len()).map(move |i| (r, i))).collect();
+    let f =
+        |g: fn(&super::record::LayerFinal) -> f64| Column::F64(rows.iter().map(|(r, i)| g(&r.layers[*i])).collect());
+    vec![
+        ("id".into(), Column::Str(rows.iter().map(|(r, _)| r.run.id.clone()).collect())),
+        ("layer".into(), Column::I64(rows.iter().map(|(_, i)| *i as i64 + 1).collect())),
+        ("ncc_train_acc".into(), f(|l| l.ncc_train_acc)),
+        ("ncc_test_acc".into(), f(|l| l.ncc_test_acc)),
+        ("cdnv_train".into(), f(|l| l.cdnv_train)),
+        ("cdnv_test".into(), f(|l| l.cdnv_test)),
+    ]
 }
 
 fn html_escape(s: &str) -> String {
@@ -839,7 +835,7 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
     }
     let _ = write!(
         md,
-        "## Files\n\n`results.csv` / `results.parquet`: one row per run (effective depth −1 = not separable); `layers.csv`: final per-layer values of every run{}.\n\n## Sweep file\n\n```toml\n{}```\n",
+        "## Files\n\n`results.csv` / `results.parquet`: one row per run (effective depth −1 = not separable); `layers.csv` / `layers.parquet`: final per-layer values of every run{}.\n\n## Sweep file\n\n```toml\n{}```\n",
         if bound_rows.is_empty() { "" } else { "; `bound.csv`: the bound table" },
         sweep_src
     );
@@ -848,7 +844,9 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
     let cols = run_table(&plan, &recs);
     files.push((out.join("results.csv"), columns_csv(&cols).into_bytes()));
     files.push((out.join("results.parquet"), super::parquet::write(&cols)?));
-    files.push((out.join("layers.csv"), layers_csv(&recs).into_bytes()));
+    let layers = layer_table(&recs);
+    files.push((out.join("layers.csv"), columns_csv(&layers).into_bytes()));
+    files.push((out.join("layers.parquet"), super::parquet::write(&layers)?));
     if !bound_rows.is_empty() {
         files.push((out.join("bound.csv"), bound::csv(&bound_rows).into_bytes()));
     }
