@@ -324,10 +324,9 @@ fn bound(dir: &std::path::Path) -> Result<()> {
         anyhow::bail!("{}: no finished clean and noisy runs yet; run the sweep first", dir.display());
     }
     print!("{}", bound::markdown(&rows));
-    let json = serde_json::to_value(&rows)?;
     results::write_all_atomic(&[
         (dir.join("bound.csv"), bound::csv(&rows).into_bytes()),
-        (dir.join("bound.json"), format!("{}\n", serde_json::to_string_pretty(&json)?).into_bytes()),
+        (dir.join("bound.json"), results::json_text(&serde_json::to_value(&rows)?)?.into_bytes()),
     ])?;
     println!("wrote {}/bound.csv and bound.json", dir.display());
     Ok(())

@@ -126,8 +126,7 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
 /// Write summary.json, metrics.csv and cdnv_pairs.csv into `out`.
 pub fn write_outputs(out: &Path, res: &ProbeResult, extra: Map<String, serde_json::Value>) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
-    let mut summary = serde_json::to_string_pretty(&results::summary_value(res, extra))?;
-    summary.push('\n');
+    let summary = results::json_text(&results::summary_value(res, extra))?;
     let metrics = results::metrics_csv(&[results::MetricBlock { epoch: None, rows: results::metric_rows(res) }]);
     results::write_all_atomic(&[
         (out.join("summary.json"), summary.into_bytes()),

@@ -61,10 +61,15 @@ pub fn summary_value(res: &ProbeResult, extra: Map<String, Value>) -> Value {
     v
 }
 
-pub fn write_json(path: &Path, v: &Value) -> Result<()> {
+/// Pretty JSON with a final newline: how every JSON result file is written.
+pub fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
     let mut s = serde_json::to_string_pretty(v)?;
     s.push('\n');
-    write_atomic(path, s.as_bytes())
+    Ok(s)
+}
+
+pub fn write_json(path: &Path, v: &Value) -> Result<()> {
+    write_atomic(path, json_text(v)?.as_bytes())
 }
 
 /// One row of metrics.csv; `layer` is None for network-level metrics (loss, accuracy, …).

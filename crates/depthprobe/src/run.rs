@@ -133,27 +133,27 @@ fn summary(cfg: &Config, h: &History, st: &RunState) -> Value {
     match &h.last {
         Some((epoch, o)) => {
             extra.insert("probe_epoch".into(), json!(epoch));
-            for (k, v) in [
-                ("train_acc", o.train_acc),
-                ("test_acc", o.test_acc),
-                ("train_loss", o.train_loss),
-                ("test_loss", o.test_loss),
-            ] {
-                extra.insert(k.into(), if v.is_finite() { json!(v) } else { Value::Null });
-            }
+            network_fields(&mut extra, o);
             results::summary_value(&o.result, extra)
         }
         None => Value::Object(extra),
     }
 }
 
+/// The network's own accuracy and loss in summary.json (null when not finite).
+fn network_fields(extra: &mut Map<String, Value>, o: &ProbeOutcome) {
+    for (k, v) in
+        [("train_acc", o.train_acc), ("test_acc", o.test_acc), ("train_loss", o.train_loss), ("test_loss", o.test_loss)]
+    {
+        extra.insert(k.into(), if v.is_finite() { json!(v) } else { Value::Null });
+    }
+}
+
 fn write_state(out: &Path, cfg: &Config, h: &History, st: &RunState) -> Result<Value> {
     let s = summary(cfg, h, st);
-    let mut text = serde_json::to_string_pretty(&s)?;
-    text.push('\n');
     let mut files = vec![
         (out.join("metrics.csv"), results::metrics_csv(&h.blocks).into_bytes()),
-        (out.join("summary.json"), text.into_bytes()),
+        (out.join("summary.json"), results::json_text(&s)?.into_bytes()),
     ];
     if let Some((_, o)) = &h.last {
         files.push((out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).into_bytes()));
@@ -343,6 +343,17 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     run_from(cfg, opts, (ds, changed), 0, History::default(), None)
 }
 
+/// The run's last checkpoint from its checkpoint.json: (epoch, state file); None when there is
+/// no checkpoint.json yet.
+fn last_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
+    let Ok(text) = std::fs::read_to_string(out.join("checkpoint.json")) else { return Ok(None) };
+    let c: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: checkpoint.json is not valid JSON", out.display()))?;
+    let e = c["epoch"].as_u64().with_context(|| format!("{}: checkpoint.json has no epoch", out.display()))? as usize;
+    let file = c["file"].as_str().with_context(|| format!("{}: checkpoint.json has no file", out.display()))?;
+    Ok(Some((e, out.join(file))))
+}
+
 /// Continue an interrupted run in `opts.out` from its last checkpoint. The final metrics.csv
 /// equals that of an uninterrupted run with the same config on CPU.
 pub fn resume(opts: &RunOptions) -> Result<RunResult> {
@@ -355,21 +366,10 @@ pub fn resume(opts: &RunOptions) -> Result<RunResult> {
             bail!("{}: the run is already done; nothing to resume", out.display());
         }
     }
-    let (epoch, file) = match std::fs::read_to_string(out.join("checkpoint.json")) {
-        Ok(text) => {
-            let c: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: checkpoint.json is not valid JSON", out.display()))?;
-            let e = c["epoch"].as_u64().with_context(|| format!("{}: checkpoint.json has no epoch", out.display()))?
-                as usize;
-            (
-                e,
-                Some(out.join(
-                    c["file"].as_str().with_context(|| format!("{}: checkpoint.json has no file", out.display()))?,
-                )),
-            )
-        }
+    let (epoch, file) = match last_checkpoint(out)? {
+        Some((e, f)) => (e, Some(f)),
         // Killed before the first checkpoint: start over in the same folder.
-        Err(_) => (0, None),
+        None => (0, None),
     };
     let mut h = History::default();
     if file.is_some() {
@@ -545,13 +545,9 @@ pub fn probe_checkpoint(
     if let Some(d) = device {
         cfg.train.device = d.to_string();
     }
-    let meta_path = run_dir.join("checkpoint.json");
-    let text = std::fs::read_to_string(&meta_path)
-        .with_context(|| format!("{}: cannot read (a run folder with a checkpoint is needed)", meta_path.display()))?;
-    let meta: Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", meta_path.display()))?;
-    let epoch = meta["epoch"].as_u64().with_context(|| format!("{}: no epoch", meta_path.display()))? as usize;
-    let file = run_dir.join(meta["file"].as_str().with_context(|| format!("{}: no file", meta_path.display()))?);
+    let (epoch, file) = last_checkpoint(run_dir)?.with_context(|| {
+        format!("{}: no checkpoint.json (a run folder with a checkpoint is needed)", run_dir.display())
+    })?;
     let dev = resolve_device(&cfg.train.device)?;
     let (ds, _) = prepare_data(&cfg, data_dir)?;
     init_runtime(cfg.train.seed, cfg.train.threads);
@@ -565,16 +561,12 @@ pub fn probe_checkpoint(
     extra.insert("source".into(), json!(file.display().to_string()));
     extra.insert("probe_epoch".into(), json!(epoch));
     extra.insert("device".into(), json!(device_name(dev)));
-    for (k, v) in
-        [("train_acc", o.train_acc), ("test_acc", o.test_acc), ("train_loss", o.train_loss), ("test_loss", o.test_loss)]
-    {
-        extra.insert(k.into(), if v.is_finite() { json!(v) } else { Value::Null });
-    }
+    network_fields(&mut extra, &o);
     extra.insert("wall_s".into(), json!(t0.elapsed().as_secs_f64()));
     let summary = results::summary_value(&o.result, extra);
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     results::write_all_atomic(&[
-        (out.join("summary.json"), format!("{}\n", serde_json::to_string_pretty(&summary)?).into_bytes()),
+        (out.join("summary.json"), results::json_text(&summary)?.into_bytes()),
         (out.join("metrics.csv"), results::metrics_csv(&blocks).into_bytes()),
         (out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).into_bytes()),
     ])?;

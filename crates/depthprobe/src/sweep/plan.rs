@@ -320,9 +320,7 @@ pub fn write_plan(sweep_path: &Path, out: &Path) -> Result<Plan> {
     files.push((out.join("sweep.toml"), src));
     write_all_atomic(&files)?;
     // The plan last: a folder with plan.json always has every config it names.
-    let mut text = serde_json::to_string_pretty(&plan)?;
-    text.push('\n');
-    write_atomic(&dir.plan_path(), text.as_bytes())?;
+    write_atomic(&dir.plan_path(), crate::results::json_text(&plan)?.as_bytes())?;
     Ok(plan)
 }
 
