@@ -38,6 +38,11 @@ pub fn layer_color(t: f64) -> String {
     format!("#{:02x}{:02x}{:02x}", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
+/// Colour `i` of `n` spread evenly over the ramp (layer i+1 of n, or group i of n).
+pub fn ramp_color(i: usize, n: usize) -> String {
+    layer_color(if n > 1 { i as f64 / (n - 1) as f64 } else { 0.0 })
+}
+
 fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return vec![lo];

@@ -16,7 +16,7 @@ use crate::data::corruption::Relabel;
 use crate::data::{self, corruption, Dataset};
 use crate::engine::trainer::{ProbeOutcome, Trainer};
 use crate::engine::{device_name, init_runtime, resolve_device};
-use crate::figures::{layer_color, render_svg, write_figure, Panel, Series};
+use crate::figures::{ramp_color, render_svg, write_figure, Panel, Series};
 use crate::results::{self, write_atomic, MetricBlock, MetricRow};
 
 pub struct RunOptions {
@@ -182,7 +182,7 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
 fn figures(out: &Path, cfg: &Config, blocks: &[MetricBlock]) -> Result<()> {
     let Some(last) = blocks.last() else { return Ok(()) };
     let nl = cfg.model.depth;
-    let color = |l: usize| layer_color(if nl > 1 { (l - 1) as f64 / (nl - 1) as f64 } else { 0.0 });
+    let color = |l: usize| ramp_color(l - 1, nl);
     let epoch_of = |b: &MetricBlock| b.epoch.unwrap_or(0) as f64;
     let by_epoch = |test: bool| -> Panel {
         let split = if test { "test" } else { "train" };

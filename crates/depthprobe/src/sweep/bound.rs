@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::plan::{value_text, Role, SweepDir};
 use super::record::{load_all, RunRecord};
+use super::{distinct, mean, min_max};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BoundRow {
@@ -48,10 +49,6 @@ pub struct BoundRow {
     pub best: bool,
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
 fn group_key(r: &RunRecord) -> String {
     r.run.values.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" ")
 }
@@ -66,13 +63,7 @@ pub fn compute(dir: &SweepDir) -> Result<Vec<BoundRow>> {
         );
     };
     let recs = load_all(dir)?;
-    let mut groups: Vec<String> = Vec::new();
-    for r in &recs {
-        let g = group_key(r);
-        if !groups.contains(&g) {
-            groups.push(g);
-        }
-    }
+    let groups = distinct(recs.iter().map(group_key));
     let mut rows = Vec::new();
     for g in &groups {
         let in_group: Vec<&RunRecord> = recs.iter().filter(|r| &group_key(r) == g).collect();
@@ -110,8 +101,8 @@ pub fn compute(dir: &SweepDir) -> Result<Vec<BoundRow>> {
                 clean_mean_depth: dbar,
                 clean_not_separable: depths.iter().filter(|d| d.1).count(),
                 test_error,
-                test_error_min: errs.iter().cloned().fold(f64::INFINITY, f64::min),
-                test_error_max: errs.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                test_error_min: min_max(errs.iter().copied()).0,
+                test_error_max: min_max(errs.iter().copied()).1,
                 noisy_done: done.len(),
                 noisy_planned: noisy.len(),
                 noisy_depths: nd.iter().map(|d| d.0).collect(),

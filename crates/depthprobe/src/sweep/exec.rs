@@ -66,10 +66,6 @@ fn try_lock(path: &Path) -> Result<Option<RunLock>> {
     }
 }
 
-fn lock_path(dir: &SweepDir, id: &str) -> PathBuf {
-    dir.0.join("runs").join(format!("{id}.lock"))
-}
-
 fn summary_status(run_dir: &Path) -> Option<(String, Option<String>)> {
     let text = std::fs::read_to_string(run_dir.join("summary.json")).ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
@@ -90,7 +86,7 @@ pub fn run_status(dir: &SweepDir, r: &PlannedRun) -> Result<RunStatus> {
     if !rd.exists() {
         return Ok(RunStatus::Pending);
     }
-    let lp = lock_path(dir, &r.id);
+    let lp = dir.lock_path(&r.id);
     if lp.exists() && try_lock(&lp)?.is_none() {
         return Ok(RunStatus::Running);
     }
@@ -117,7 +113,7 @@ pub fn run_index(dir: &SweepDir, index: usize, data_dir: Option<&Path>, quiet: b
         );
     };
     std::fs::create_dir_all(dir.0.join("runs"))?;
-    let Some(_lock) = try_lock(&lock_path(dir, &r.id))? else {
+    let Some(_lock) = try_lock(&dir.lock_path(&r.id))? else {
         if !quiet {
             eprintln!("{}: another process is running it; skipped", r.id);
         }

@@ -103,6 +103,10 @@ impl SweepDir {
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.0.join("runs").join(id)
     }
+    /// Held (flock) by the process training the run.
+    pub fn lock_path(&self, id: &str) -> PathBuf {
+        self.0.join("runs").join(format!("{id}.lock"))
+    }
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.0.join("logs").join(format!("{id}.log"))
     }

@@ -19,7 +19,8 @@ use anyhow::Result;
 use super::bound::{self, BoundRow};
 use super::plan::{value_text, Plan, Role, SweepDir};
 use super::record::{load_all, RunRecord};
-use crate::figures::{layer_color, render_svg, svg_to_png, Panel, Series};
+use super::{distinct, mean, min_max};
+use crate::figures::{ramp_color, render_svg, svg_to_png, Panel, Series};
 use crate::results::{write_all_atomic, MetricBlock};
 
 /// Axes that only repeat a setting (averaged over, never a study axis).
@@ -44,14 +45,6 @@ fn group_of(r: &RunRecord, study: &str) -> String {
         .map(|(k, v)| format!("{}={}", k.rsplit('.').next().unwrap_or(k), value_text(v)))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
 }
 
 fn fmt(v: f64, d: usize) -> String {
@@ -103,10 +96,6 @@ fn axis_study(recs: &[&RunRecord], study: &str, eps: f64) -> BTreeMap<String, Ve
     out
 }
 
-fn group_color(i: usize, n: usize) -> String {
-    layer_color(if n > 1 { i as f64 / (n - 1) as f64 } else { 0.0 })
-}
-
 /// Effective depth (mean, min, max over seeds) and train accuracy against a study axis.
 fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Option<(Figure, String)> {
     let groups = axis_study(recs, study, EPS_MAIN);
@@ -120,7 +109,7 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
         "| group | {label} | runs | ε={EPS_MAIN} effective depth: mean (min–max) | not separable | train acc (min) | test acc (mean) |\n|---|---|---|---|---|---|---|\n"
     );
     for (gi, (g, pts)) in groups.iter().enumerate() {
-        let c = group_color(gi, n);
+        let c = ramp_color(gi, n);
         let name = if g.is_empty() { String::new() } else { format!(" {g}") };
         let stat = |f: &dyn Fn(&AxisPoint) -> f64| pts.iter().map(|p| (p.x, f(p))).collect::<Vec<_>>();
         dser.push(Series {
@@ -131,13 +120,13 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
         });
         dser.push(Series {
             name: format!("min/max{name}"),
-            points: stat(&|p| p.depths.iter().cloned().fold(f64::INFINITY, f64::min)),
+            points: stat(&|p| min_max(p.depths.iter().copied()).0),
             color: c.clone(),
             dashed: true,
         });
         dser.push(Series {
             name: String::new(),
-            points: stat(&|p| p.depths.iter().cloned().fold(f64::NEG_INFINITY, f64::max)),
+            points: stat(&|p| min_max(p.depths.iter().copied()).1),
             color: c.clone(),
             dashed: true,
         });
@@ -149,8 +138,7 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
         });
         aser.push(Series { name: format!("test{name}"), points: stat(&|p| mean(&p.test_acc)), color: c, dashed: true });
         for p in pts {
-            let lo = p.depths.iter().cloned().fold(f64::INFINITY, f64::min);
-            let hi = p.depths.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let (lo, hi) = min_max(p.depths.iter().copied());
             let _ = writeln!(
                 table,
                 "| {} | {} | {} | {} ({}–{}) | {} | {} | {} |",
@@ -161,7 +149,7 @@ fn axis_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> Opt
                 lo,
                 hi,
                 p.not_separable,
-                fmt(p.train_acc.iter().cloned().fold(f64::INFINITY, f64::min), 4),
+                fmt(min_max(p.train_acc.iter().copied()).0, 4),
                 fmt(mean(&p.test_acc), 4)
             );
         }
@@ -212,7 +200,7 @@ fn depth_epoch_figure(dir: &SweepDir, recs: &[&RunRecord]) -> Result<Option<Figu
             .map(|i| Series {
                 name: if l <= 12 || i == 1 || i == l { format!("layer {i}") } else { String::new() },
                 points: h.iter().map(|b| (ep(b), b.value(Some(i), "train", "ncc_acc"))).collect(),
-                color: group_color(i - 1, l),
+                color: ramp_color(i - 1, l),
                 dashed: false,
             })
             .collect();
@@ -283,7 +271,7 @@ fn profile_figure(recs: &[&RunRecord], study: &str, label: &str, stem: &str) -> 
             per_layer(&|l| log(l.cdnv_test)),
         ];
         for (p, points) in panels.iter_mut().zip(pts) {
-            p.series.push(Series { name: name.clone(), points, color: group_color(gi, n), dashed: false });
+            p.series.push(Series { name: name.clone(), points, color: ramp_color(gi, n), dashed: false });
         }
     }
     let svg = render_svg(&format!("Final per-layer profiles across {label} (mean over seeds)"), &panels, 2);
@@ -300,21 +288,15 @@ fn bound_figure(rows: &[BoundRow]) -> Option<Figure> {
     if rows.is_empty() {
         return None;
     }
-    let mut groups: Vec<&str> = Vec::new();
-    for r in rows {
-        if !groups.contains(&r.group.as_str()) {
-            groups.push(&r.group);
-        }
-    }
+    let groups = distinct(rows.iter().map(|r| r.group.as_str()));
     let n = groups.len();
     let mut series = Vec::new();
     let mut depth_series = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
         let rs: Vec<&BoundRow> = rows.iter().filter(|r| r.group == *g).collect();
-        let c = group_color(gi, n);
+        let c = ramp_color(gi, n);
         let name = if g.is_empty() { String::new() } else { format!(" {g}") };
-        let fold =
-            |r: &BoundRow, f: fn(f64, f64) -> f64, init: f64| r.noisy_depths.iter().map(|&d| d as f64).fold(init, f);
+        let spread = |r: &BoundRow| min_max(r.noisy_depths.iter().map(|&d| d as f64));
         depth_series.push(Series {
             name: format!("clean D̄{name}"),
             points: rs.iter().map(|r| (r.p, r.clean_mean_depth)).collect(),
@@ -332,13 +314,13 @@ fn bound_figure(rows: &[BoundRow]) -> Option<Figure> {
         });
         depth_series.push(Series {
             name: format!("min/max{name}"),
-            points: rs.iter().map(|r| (r.p, fold(r, f64::min, f64::INFINITY))).collect(),
+            points: rs.iter().map(|r| (r.p, spread(r).0)).collect(),
             color: c.clone(),
             dashed: true,
         });
         depth_series.push(Series {
             name: String::new(),
-            points: rs.iter().map(|r| (r.p, fold(r, f64::max, f64::NEG_INFINITY))).collect(),
+            points: rs.iter().map(|r| (r.p, spread(r).1)).collect(),
             color: c.clone(),
             dashed: true,
         });
@@ -433,7 +415,7 @@ fn check_noise(recs: &[&RunRecord], eps: f64, label: &str) -> Option<String> {
     for (g, pts) in &groups {
         let means: Vec<f64> = pts.iter().map(|p| mean(&p.depths)).collect();
         let mono = means.windows(2).all(|w| w[1] >= w[0] - 1e-12);
-        let min_train = pts.iter().flat_map(|p| p.train_acc.iter().cloned()).fold(f64::INFINITY, f64::min);
+        let min_train = min_max(pts.iter().flat_map(|p| p.train_acc.iter().copied())).0;
         let seeds = pts.iter().map(|p| p.depths.len()).min().unwrap_or(0);
         let ok = mono && min_train >= 0.99 && seeds >= 3;
         let seq: Vec<String> = pts.iter().zip(&means).map(|(p, m)| format!("p={}: {:.2}", p.x, m)).collect();
@@ -456,12 +438,7 @@ fn check_bound(rows: &[BoundRow]) -> Option<String> {
     if rows.is_empty() {
         return None;
     }
-    let mut groups: Vec<&str> = Vec::new();
-    for r in rows {
-        if !groups.contains(&r.group.as_str()) {
-            groups.push(&r.group);
-        }
-    }
+    let groups = distinct(rows.iter().map(|r| r.group.as_str()));
     let mut lines = Vec::new();
     for g in groups {
         let rs: Vec<&BoundRow> = rows.iter().filter(|r| r.group == g).collect();
