@@ -2,30 +2,50 @@
 # GPU check (issue: performance), under 5 minutes on an H100/H200. Runs from the repository root
 # on the device machine with bench/out/gpu carried (bench/gpu/prepare.sh builds it here):
 #  1. trains MLP-6-512 and CONV-6-64 for 3 epochs on real MNIST on the GPU, probes the same final
-#     checkpoint on the GPU and on the CPU, and checks they agree (NCC accuracy within 0.005,
-#     CDNV within 1e-3 relative);
+#     checkpoint on the GPU (reductions on the device) and on the CPU (host engine), checks they
+#     agree (NCC accuracy within 0.005, CDNV within 1e-3 relative) and times both probes;
 #  2. times depthprobe's training step against PyTorch CUDA eager on the same workloads and
 #     prints the ratios.
-# The binary uses the machine's own PyTorch 2.11 libraries through LD_LIBRARY_PATH.
-set -euo pipefail
+# The binary uses the machine's own PyTorch 2.11 libraries through LD_LIBRARY_PATH. Every step
+# runs even if an earlier one fails; the exit status says whether all passed. Summaries are
+# copied to $OUT (the device tool brings that folder back).
+# Dry run without a GPU: DEV=cpu BENCH=0 EXTRA="--set data.train_per_class=200" bash bench/gpu/check.sh
+set -uo pipefail
 B=bench/out/gpu
+DEV=${DEV:-cuda}
+EXTRA=${EXTRA:-}
 OUT=${OUT:-/tmp/depthprobe-gpu}
+W=$(mktemp -d)
 PY=${PYTHON:-python3}
 TORCH_LIB=$("$PY" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+nproc
 "$B/depthprobe" --version
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 mkdir -p "$OUT"
 status=0
+step() { # name, command...: run, report failure, keep going
+  local name=$1; shift
+  "$@" || { echo "FAILED: $name (exit $?)"; status=1; }
+}
 for m in mlp conv; do
-  echo "== $m: train 3 epochs on cuda"
-  /usr/bin/time -f "%e s wall, %M KiB peak RSS" "$B/depthprobe" train bench/gpu/$m-mnist.toml --out "$OUT/$m" \
-      --data-dir "$B/data" --device cuda --force --quiet | tail -2
-  "$B/depthprobe" probe "$OUT/$m" --device cuda --out "$OUT/$m-gpu" --data-dir "$B/data" >/dev/null
-  /usr/bin/time -f "cpu probe: %e s" "$B/depthprobe" probe "$OUT/$m" --device cpu --out "$OUT/$m-cpu" --data-dir "$B/data" >/dev/null
-  "$PY" bench/gpu/compare.py "$OUT/$m-gpu" "$OUT/$m-cpu" || status=1
+  echo "== $m: train 3 epochs on $DEV"
+  # shellcheck disable=SC2086
+  step "train $m" /usr/bin/time -f "train: %e s wall, %M KiB peak RSS" "$B/depthprobe" train bench/gpu/$m-mnist.toml \
+      --out "$W/$m" --data-dir "$B/data" --device "$DEV" --force --quiet $EXTRA
+  step "probe $m on $DEV" /usr/bin/time -f "probe on $DEV (device reductions): %e s wall, %M KiB peak RSS" \
+      "$B/depthprobe" probe "$W/$m" --device "$DEV" --out "$W/$m-dev" --data-dir "$B/data" >/dev/null
+  step "probe $m on cpu" /usr/bin/time -f "probe on cpu (host engine, $(nproc) threads): %e s wall, %M KiB peak RSS" \
+      "$B/depthprobe" probe "$W/$m" --device cpu --out "$W/$m-cpu" --data-dir "$B/data" >/dev/null
+  step "compare $m" "$PY" bench/gpu/compare.py "$W/$m-dev" "$W/$m-cpu"
+  for r in "$m-dev" "$m-cpu"; do
+    [ -f "$W/$r/summary.json" ] && cp "$W/$r/summary.json" "$OUT/$r.summary.json"
+  done
+  [ -f "$W/$m/summary.json" ] && cp "$W/$m/summary.json" "$OUT/$m-train.summary.json"
 done
-echo "== training step, depthprobe vs PyTorch CUDA eager (median samples/s)"
-"$PY" bench/train_bench.py --device cuda --repeats 3 --batches 200 --bin "$B/train_throughput"
+[ "${BENCH:-1}" = 0 ] && { echo "check status: $status"; exit $status; }
+echo "== training step, depthprobe vs PyTorch $DEV eager (median samples/s)"
+step "train bench" "$PY" bench/train_bench.py --device "$DEV" --repeats 3 --batches 200 --bin "$B/train_throughput"
+echo "check status: $status"
 exit $status

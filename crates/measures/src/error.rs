@@ -14,6 +14,8 @@ pub enum ProbeError {
     LabelOutOfRange { split: &'static str, row: u64, label: u64, num_classes: usize },
     #[error("{split} layer {layer}: non-finite value {value} at row {row}, column {col}")]
     NonFinite { split: &'static str, layer: usize, row: u64, col: usize, value: f32 },
+    #[error("{split} layer {layer}: the embeddings hold a non-finite value (NaN or ±inf); found in statistics reduced on the device, which do not say the row")]
+    NonFiniteReduced { split: &'static str, layer: usize },
     #[error("class {class} has no train samples: NCC needs a train mean for every class")]
     EmptyClass { class: usize },
     #[error("{split} row counts differ between layers: layer {layer} has {rows} rows, layer 1 has {expected}")]

@@ -30,5 +30,8 @@ pub mod separation;
 
 pub use effective_depth::effective_depth;
 pub use error::ProbeError;
-pub use probe::{eps_key, LayerProbe, LayerResult, Pass, ProbeResult, ProbeSpec, Split, DEFAULT_EPS};
+pub use probe::{
+    eps_key, ClassMoments, DecisionOperands, LayerProbe, LayerReduction, LayerResult, Pass, ProbeResult, ProbeSpec,
+    Split, DEFAULT_EPS,
+};
 pub use separation::LogLinearFit;

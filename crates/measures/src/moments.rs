@@ -60,26 +60,38 @@ impl ClassMoments {
             let Some(c) = *c else { continue };
             self.batch_m2[c] += crate::kernels::sq_dist(row, &self.batch_sum[c * d..(c + 1) * d]);
         }
-        // Chan merge of (n_b, mean_b, M2_b) into the running (n_a, mean_a, M2_a).
         for c in 0..self.num_classes() {
-            let nb = self.batch_count[c];
-            if nb == 0 {
-                continue;
-            }
-            let na = self.counts[c];
-            let n = na + nb;
-            let (fa, fb, fnn) = (na as f64, nb as f64, n as f64);
-            let mean = &mut self.means[c * d..(c + 1) * d];
-            let mb = &self.batch_sum[c * d..(c + 1) * d];
-            let mut delta2 = 0.0;
-            for (a, &b) in mean.iter_mut().zip(mb) {
-                let delta = b - *a;
-                delta2 += delta * delta;
-                *a += delta * (fb / fnn);
-            }
-            self.m2[c] += self.batch_m2[c] + delta2 * fa * fb / fnn;
-            self.counts[c] = n;
+            merge_class(
+                (&mut self.counts[c], &mut self.means[c * d..(c + 1) * d], &mut self.m2[c]),
+                (self.batch_count[c], &self.batch_sum[c * d..(c + 1) * d], self.batch_m2[c]),
+            );
         }
+    }
+
+    /// Assemble moments reduced elsewhere (an accelerator): counts, C×D means, per-class M2.
+    pub fn from_parts(dim: usize, counts: Vec<u64>, means: Vec<f64>, m2: Vec<f64>) -> Self {
+        assert_eq!(means.len(), counts.len() * dim, "means must be C × dim");
+        assert_eq!(m2.len(), counts.len(), "one M2 per class");
+        let mut m = ClassMoments::new(counts.len(), dim);
+        (m.counts, m.means, m.m2) = (counts, means, m2);
+        m
+    }
+
+    /// Merge another accumulator of the same classes and dimension (Chan et al.).
+    pub fn merge(&mut self, other: &ClassMoments) {
+        assert_eq!((self.dim, self.num_classes()), (other.dim, other.num_classes()), "moments of different shapes");
+        let d = self.dim;
+        for c in 0..self.num_classes() {
+            merge_class(
+                (&mut self.counts[c], &mut self.means[c * d..(c + 1) * d], &mut self.m2[c]),
+                (other.counts[c], other.mean(c), other.m2[c]),
+            );
+        }
+    }
+
+    /// True when every mean and M2 is finite.
+    pub fn is_finite(&self) -> bool {
+        self.means.iter().chain(&self.m2).all(|v| v.is_finite())
     }
 
     pub fn mean(&self, c: usize) -> &[f64] {
@@ -108,4 +120,23 @@ impl ClassMoments {
         }
         g
     }
+}
+
+/// Chan merge of (n_b, mean_b, M2_b) into the running (n_a, mean_a, M2_a) of one class.
+fn merge_class(a: (&mut u64, &mut [f64], &mut f64), b: (u64, &[f64], f64)) {
+    let (na, mean, m2) = a;
+    let (nb, mb, m2b) = b;
+    if nb == 0 {
+        return;
+    }
+    let n = *na + nb;
+    let (fa, fb, fnn) = (*na as f64, nb as f64, n as f64);
+    let mut delta2 = 0.0;
+    for (a, &b) in mean.iter_mut().zip(mb) {
+        let delta = b - *a;
+        delta2 += delta * delta;
+        *a += delta * (fb / fnn);
+    }
+    *m2 += m2b + delta2 * fa * fb / fnn;
+    *na = n;
 }

@@ -20,6 +20,11 @@ impl NccClassifier {
         NccClassifier { dim, num_classes, means, mean_sq_norms }
     }
 
+    /// ‖μ_c‖² of every class, in class order.
+    pub fn mean_sq_norms(&self) -> &[f64] {
+        &self.mean_sq_norms
+    }
+
     /// The NCC decision for one row from ‖x‖² and the dot products x·μ_c.
     #[inline]
     pub fn decide(&self, x_sq_norm: f64, dots: &[f64]) -> usize {

@@ -24,7 +24,7 @@ use crate::collapse::{
 use crate::effective_depth::effective_depth;
 use crate::error::ProbeError;
 use crate::json;
-use crate::moments::ClassMoments;
+pub use crate::moments::ClassMoments;
 use crate::ncc::NccClassifier;
 use crate::rank::{effective_rank, numerical_rank};
 use crate::separation::{fit_log_linear, LogLinearFit};
@@ -215,6 +215,41 @@ struct LayerState {
     class_of_row: Vec<Option<usize>>,
 }
 
+/// One layer's statistics of a whole split in one pass, reduced elsewhere (on an accelerator:
+/// `depthprobe`'s device probe) from the same rows `LayerProbe::update` would have seen. Only
+/// these O(C·D + D² + r²) numbers cross to the host, never the embeddings.
+#[derive(Clone, Debug, Default)]
+pub struct LayerReduction {
+    /// Rows fed (all of them, in measured classes or not).
+    pub rows: u64,
+    /// Per-class moments of the measured rows: train in pass 1, test wherever `update` would
+    /// accumulate them (pass 1, or pass 2 when pass 1 saw no test rows).
+    pub moments: Option<ClassMoments>,
+    /// Σ x xᵀ over the measured train rows, D×D row-major (pass 1, layers with a Gram matrix).
+    pub gram: Option<Vec<f64>>,
+    /// Pass 2: rows whose NCC decision equals their class, and rows decided.
+    pub correct: u64,
+    pub counted: u64,
+    /// Pass 2 on train: Σ pᵀp of p = Qᵀ(x − μ_y), r×r row-major, and its row count.
+    pub within: Option<(Vec<f64>, u64)>,
+}
+
+/// What a device needs for pass 2 on one layer: the decisions are argmin_c ‖x‖² − 2x·μ_c +
+/// ‖μ_c‖² (lowest index on ties) with x·μ_c the first `classes` columns of x·joint, and the
+/// projection is the other `rank` columns minus `mean_proj[y]`.
+pub struct DecisionOperands<'a> {
+    pub dim: usize,
+    pub classes: usize,
+    pub rank: usize,
+    /// [μ_1 … μ_C | Q], D × (C + r) row-major.
+    pub joint: &'a [f64],
+    /// μ_c·Q, C × r row-major.
+    pub mean_proj: &'a [f64],
+    pub mean_sq_norms: &'a [f64],
+    /// Whether pass 2 on the test split must also reduce its moments.
+    pub test_moments: bool,
+}
+
 /// Streams embeddings of every layer through the measures. See the module docs for the passes.
 pub struct LayerProbe {
     spec: ProbeSpec,
@@ -306,6 +341,15 @@ impl LayerProbe {
 
     pub fn num_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    pub fn spec(&self) -> &ProbeSpec {
+        &self.spec
+    }
+
+    /// The measured classes (original labels), in index order.
+    pub fn classes(&self) -> &[usize] {
+        &self.classes
     }
 
     pub fn pass(&self) -> Pass {
@@ -403,6 +447,128 @@ impl LayerProbe {
                 a.agree += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Label → index among the measured classes (None: a class outside the subset); labels
+    /// ≥ num_classes are out of range.
+    pub fn class_index(&self, label: usize) -> Option<Option<usize>> {
+        self.class_map.get(label).copied()
+    }
+
+    /// Pass-2 operands of a layer (1-based) for a device; None before `next_pass`.
+    pub fn decision_operands(&self, layer: usize) -> Option<DecisionOperands<'_>> {
+        let l = self.layers.get(layer.checked_sub(1)?)?;
+        let ncc = l.ncc.as_ref()?;
+        Some(DecisionOperands {
+            dim: l.dim,
+            classes: ncc.num_classes,
+            rank: l.subspace.as_ref().map_or(0, |s| s.rank),
+            joint: &l.joint,
+            mean_proj: &l.mean_proj,
+            mean_sq_norms: ncc.mean_sq_norms(),
+            test_moments: l.test_rows_pass1 == 0,
+        })
+    }
+
+    /// Merge one layer's (1-based) reduced statistics of `split` in the current pass, as if its
+    /// rows had gone through `update`.
+    pub fn absorb(&mut self, split: Split, layer: usize, red: LayerReduction) -> Result<(), ProbeError> {
+        let nl = self.layers.len();
+        if layer == 0 || layer > nl {
+            return Err(ProbeError::NoSuchLayer { layer, layers: nl });
+        }
+        let pass = self.pass;
+        let k = self.classes.len();
+        let l = &mut self.layers[layer - 1];
+        let d = l.dim;
+        let s = split.idx();
+        let bad = |what: String| Err(ProbeError::InvalidSpec(format!("{} layer {layer}: {what}", split.name())));
+        if let Some(m) = &red.moments {
+            if (m.dim, m.num_classes()) != (d, k) {
+                return bad(format!("reduced moments are {} classes × {}, expected {k} × {d}", m.num_classes(), m.dim));
+            }
+            if !m.is_finite() {
+                return Err(ProbeError::NonFiniteReduced { split: split.name(), layer });
+            }
+        }
+        let wants_moments = match (pass, split) {
+            (Pass::Moments, _) => true,
+            (Pass::Decisions, Split::Test) => l.test_rows_pass1 == 0,
+            (Pass::Decisions, Split::Train) => false,
+        };
+        if wants_moments != red.moments.is_some() {
+            return bad(format!(
+                "moments {} in this pass",
+                if wants_moments { "are needed" } else { "are not expected" }
+            ));
+        }
+        match pass {
+            Pass::Moments => {
+                if red.counted != 0 || red.within.is_some() {
+                    return bad("NCC decisions belong to pass 2".into());
+                }
+                match (l.gram.as_mut(), &red.gram, split) {
+                    (Some(g), Some(rg), Split::Train) if rg.len() == d * d => {
+                        if rg.iter().any(|v| !v.is_finite()) {
+                            return Err(ProbeError::NonFiniteReduced { split: split.name(), layer });
+                        }
+                        for i in 0..d {
+                            for j in 0..d {
+                                g[(i, j)] += rg[i * d + j];
+                            }
+                        }
+                    }
+                    (None, None, _) | (_, None, Split::Test) => {}
+                    _ => return bad(format!("a D×D Gram matrix (D = {d}) is needed exactly when the layer keeps one")),
+                }
+            }
+            Pass::Decisions => {
+                if red.gram.is_some() {
+                    return bad("the Gram matrix belongs to pass 1".into());
+                }
+                let r = l.subspace.as_ref().map_or(0, |sub| sub.rank);
+                match (l.within.as_mut(), red.within, split) {
+                    (Some(w), Some((sum, n)), Split::Train) if sum.len() == r * r => {
+                        if sum.iter().any(|v| !v.is_finite()) {
+                            return Err(ProbeError::NonFiniteReduced { split: split.name(), layer });
+                        }
+                        for i in 0..r {
+                            for j in 0..r {
+                                w.sum[(i, j)] += sum[i * r + j];
+                            }
+                        }
+                        w.count += n;
+                    }
+                    (None, None, _) | (_, None, Split::Test) => {}
+                    _ => return bad(format!("the within-class projection (r = {r}) is needed exactly on train")),
+                }
+                l.correct[s] += red.correct;
+                l.counted[s] += red.counted;
+            }
+        }
+        if let Some(m) = &red.moments {
+            match split {
+                Split::Train => l.train.merge(m),
+                Split::Test => l.test.merge(m),
+            }
+        }
+        l.rows[s] += red.rows;
+        Ok(())
+    }
+
+    /// NC4 counts reduced on a device for one split (pass 2): `agree` of `total` measured rows
+    /// whose top-layer NCC label equals the network's argmax.
+    pub fn absorb_agreement(&mut self, split: Split, agree: u64, total: u64) -> Result<(), ProbeError> {
+        if self.pass != Pass::Decisions {
+            return Err(ProbeError::WrongPass("NC4 agreement is fed in pass 2, once the train means are final".into()));
+        }
+        if agree > total {
+            return Err(ProbeError::InvalidSpec(format!("NC4 agreement {agree} of {total} rows")));
+        }
+        let a = &mut self.agreement[split.idx()];
+        a.agree += agree;
+        a.total += total;
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use depthprobe_measures::{LayerProbe, ProbeResult, ProbeSpec, Split as ProbeSpli
 use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use super::device_probe::DeviceProbe;
 use super::model::Net;
 use super::sgd::Sgd;
 use crate::config::{Config, EmbeddingPoint, Loss};
@@ -149,67 +150,128 @@ impl Trainer {
         }
     }
 
-    /// Stream one split through the network in eval mode; each batch's embeddings go to `sink`.
+    /// Stream one split through the network in eval mode; each batch's embeddings and logits
+    /// (still on the device) and its labels go to `sink`. Returns the split's loss and accuracy;
+    /// both accumulate on the device (one sync per split).
     fn stream(
         &mut self,
         ds: &Dataset,
         split: &Split,
-        mut sink: impl FnMut(&[&[f32]], &[f32], &[u32]) -> Result<()>,
+        mut sink: impl FnMut(&[Tensor], &Tensor, &[u32]) -> Result<()>,
     ) -> Result<(f64, f64)> {
         let pb = self.cfg.probe.batch_size;
         let n = split.len();
-        let c = self.num_classes;
-        let mut loss_sum = 0.0;
-        let mut correct = 0i64;
-        let mut bufs: Vec<Vec<f32>> = self.net.dims().iter().map(|_| Vec::new()).collect();
-        let mut logits_buf = Vec::new();
+        let mut loss_sum = Tensor::zeros([], (Kind::Double, self.device));
+        let mut correct = Tensor::zeros([], (Kind::Int64, self.device));
         let mut start = 0;
         while start < n {
             let idx: Vec<usize> = (start..(start + pb).min(n)).collect();
             let (x, y) = self.batch(ds, split, &idx, None);
             let (logits, embs) = tch::no_grad(|| self.net.forward(&x, false, true));
-            loss_sum += tch::no_grad(|| self.loss(&logits, &y)).double_value(&[]) * idx.len() as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
-            for (b, e) in bufs.iter_mut().zip(&embs) {
-                let e = e.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-                b.resize(e.numel(), 0.0);
-                e.copy_data(b, e.numel());
-            }
-            let lg = logits.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-            logits_buf.resize(idx.len() * c, 0.0);
-            lg.copy_data(&mut logits_buf, idx.len() * c);
+            tch::no_grad(|| {
+                loss_sum += self.loss(&logits, &y).to_kind(Kind::Double) * idx.len() as f64;
+                correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
+            });
             let labels: Vec<u32> = idx.iter().map(|&i| split.labels[i] as u32).collect();
-            let refs: Vec<&[f32]> = bufs.iter().map(|b| b.as_slice()).collect();
-            sink(&refs, &logits_buf, &labels)?;
+            sink(&embs, &logits, &labels)?;
             start += idx.len();
         }
-        Ok((loss_sum / n as f64, correct as f64 / n as f64))
+        Ok((loss_sum.double_value(&[]) / n as f64, correct.int64_value(&[]) as f64 / n as f64))
     }
 
-    /// The full probe: train split twice (moments, then NCC decisions), test split once.
+    /// The full probe: train split twice (moments, then NCC decisions), test split once. On a
+    /// GPU the reductions run there (`ProbeReduction::Device`); on the CPU the host engine is faster.
     pub fn probe(&mut self, ds: &Dataset) -> Result<ProbeOutcome> {
+        let r = if self.device == Device::Cpu { ProbeReduction::Host } else { ProbeReduction::Device };
+        self.probe_with(ds, r)
+    }
+
+    pub fn probe_with(&mut self, ds: &Dataset, reduction: ProbeReduction) -> Result<ProbeOutcome> {
         let mut spec = ProbeSpec::new(ds.num_classes, self.net.dims().to_vec());
         spec.eps = self.cfg.probe.eps.clone();
         spec.rank_max_dim = self.cfg.probe.rank_max_dim;
         let mut probe = LayerProbe::new(spec)?;
         if self.cfg.model.embedding == EmbeddingPoint::PostActivation {
             // NC3 compares the classifier with the class means of its own input.
-            let w = self.net.head_weight().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-            let mut wv = vec![0f32; w.numel()];
-            w.copy_data(&mut wv, w.numel());
-            probe.set_classifier(&wv)?;
+            probe.set_classifier(&host_f32(self.net.head_weight()))?;
         }
-        let (train_loss, train_acc) =
-            self.stream(ds, &ds.train, |xs, _, y| Ok(probe.update_all(ProbeSplit::Train, xs, y)?))?;
-        probe.next_pass()?;
-        self.stream(ds, &ds.train, |xs, lg, y| {
-            probe.update_all(ProbeSplit::Train, xs, y)?;
-            Ok(probe.update_agreement(ProbeSplit::Train, xs.last().unwrap(), lg, y)?)
-        })?;
-        let (test_loss, test_acc) = self.stream(ds, &ds.test, |xs, lg, y| {
-            probe.update_all(ProbeSplit::Test, xs, y)?;
-            Ok(probe.update_agreement(ProbeSplit::Test, xs.last().unwrap(), lg, y)?)
-        })?;
+        let ((train_loss, train_acc), (test_loss, test_acc)) = match reduction {
+            ProbeReduction::Host => self.probe_on_host(ds, &mut probe)?,
+            ProbeReduction::Device => self.probe_on_device(ds, &mut probe)?,
+        };
         Ok(ProbeOutcome { result: probe.finish()?, train_loss, train_acc, test_loss, test_acc })
     }
+
+    /// Every batch's embeddings copied to the host and streamed through the probe.
+    fn probe_on_host(&mut self, ds: &Dataset, probe: &mut LayerProbe) -> Result<((f64, f64), (f64, f64))> {
+        let mut bufs: Vec<Vec<f32>> = self.net.dims().iter().map(|_| Vec::new()).collect();
+        let mut lbuf = Vec::new();
+        let train = self
+            .stream(ds, &ds.train, |e, _, y| Ok(probe.update_all(ProbeSplit::Train, &to_host(e, &mut bufs), y)?))?;
+        probe.next_pass()?;
+        let mut decide = |s: ProbeSplit, e: &[Tensor], lg: &Tensor, y: &[u32]| -> Result<()> {
+            let refs = to_host(e, &mut bufs);
+            copy_f32(lg, &mut lbuf);
+            probe.update_all(s, &refs, y)?;
+            Ok(probe.update_agreement(s, refs.last().unwrap(), &lbuf, y)?)
+        };
+        self.stream(ds, &ds.train, |e, lg, y| decide(ProbeSplit::Train, e, lg, y))?;
+        let test = self.stream(ds, &ds.test, |e, lg, y| decide(ProbeSplit::Test, e, lg, y))?;
+        Ok((train, test))
+    }
+
+    /// Reductions on the device; only per-class statistics come back (engine/device_probe.rs).
+    fn probe_on_device(&mut self, ds: &Dataset, probe: &mut LayerProbe) -> Result<((f64, f64), (f64, f64))> {
+        let mut dp = DeviceProbe::new(self.device, probe);
+        let mut out = Vec::new();
+        for (split, s) in [(&ds.train, ProbeSplit::Train), (&ds.train, ProbeSplit::Train), (&ds.test, ProbeSplit::Test)]
+        {
+            if out.len() == 1 {
+                probe.next_pass()?;
+            }
+            dp.begin(probe, s);
+            let p = &*probe;
+            out.push(self.stream(ds, split, |e, lg, y| {
+                let classes = y
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| {
+                        p.class_index(l as usize)
+                            .with_context(|| format!("{} label {l} at row {i} is out of range", s.name()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                dp.update(e, lg, &classes);
+                Ok(())
+            })?);
+            dp.flush(probe)?;
+        }
+        Ok((out[0], out[2]))
+    }
+}
+
+/// How the probe reduces embeddings: streamed to the host engine, or reduced on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeReduction {
+    Host,
+    Device,
+}
+
+fn copy_f32(t: &Tensor, buf: &mut Vec<f32>) {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    buf.resize(t.numel(), 0.0);
+    t.copy_data(buf, t.numel());
+}
+
+/// Every layer's batch copied into reused host buffers.
+fn to_host<'a>(embs: &[Tensor], bufs: &'a mut [Vec<f32>]) -> Vec<&'a [f32]> {
+    for (b, e) in bufs.iter_mut().zip(embs) {
+        copy_f32(e, b);
+    }
+    bufs.iter().map(|b| b.as_slice()).collect()
+}
+
+fn host_f32(t: &Tensor) -> Vec<f32> {
+    let mut v = Vec::new();
+    copy_f32(t, &mut v);
+    v
 }

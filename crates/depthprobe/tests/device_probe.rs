@@ -1,0 +1,168 @@
+//! The probe's device reductions (engine/device_probe.rs) against the host engine: the same
+//! embeddings must give the same measures. Run on CPU tensors here; bench/gpu/check.sh repeats
+//! the comparison on a GPU.
+
+use depthprobe::config::{Arch, Config, EmbeddingPoint};
+use depthprobe::data::{self, Dataset};
+use depthprobe::engine::device_probe::DeviceProbe;
+use depthprobe::engine::trainer::{ProbeReduction, Trainer};
+use depthprobe_measures::{LayerProbe, ProbeResult, ProbeSpec, Split};
+use tch::{Device, Kind, Tensor};
+
+fn close(a: Option<f64>, b: Option<f64>, rel: f64, what: &str) {
+    match (a, b) {
+        (Some(a), Some(b)) => assert!((a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12), "{what}: {a} vs {b}"),
+        (None, None) => {}
+        _ => panic!("{what}: {a:?} vs {b:?}"),
+    }
+}
+
+/// Every measure of every layer agrees: decisions exactly (a tie broken differently by
+/// rounding would show up here, and does not on these data), the rest to 1e-9 relative.
+fn assert_same(host: &ProbeResult, dev: &ProbeResult) {
+    assert_eq!(host.train_samples, dev.train_samples);
+    assert_eq!(host.test_samples, dev.test_samples);
+    assert_eq!(host.effective_depth, dev.effective_depth);
+    for (h, d) in host.layers.iter().zip(&dev.layers) {
+        let l = h.layer;
+        assert_eq!(h.ncc_train_acc, d.ncc_train_acc, "layer {l} NCC train");
+        assert_eq!(h.ncc_test_acc, d.ncc_test_acc, "layer {l} NCC test");
+        assert_eq!(h.nc4_agreement_train, d.nc4_agreement_train, "layer {l} NC4 train");
+        assert_eq!(h.nc4_agreement_test, d.nc4_agreement_test, "layer {l} NC4 test");
+        assert_eq!(h.numerical_rank, d.numerical_rank, "layer {l} rank");
+        for (name, a, b) in [
+            ("cdnv_train", h.cdnv_train, d.cdnv_train),
+            ("cdnv_test", h.cdnv_test, d.cdnv_test),
+            ("within_class_variance", h.within_class_variance_train, d.within_class_variance_train),
+            ("nc1", h.nc1, d.nc1),
+            ("fuzziness", h.fuzziness, d.fuzziness),
+            ("nc2_equinorm", h.nc2_equinorm, d.nc2_equinorm),
+            ("nc2_equiangularity", h.nc2_equiangularity, d.nc2_equiangularity),
+            ("nc3", h.nc3_self_duality, d.nc3_self_duality),
+            ("effective_rank", h.effective_rank, d.effective_rank),
+        ] {
+            close(a, b, 1e-9, &format!("layer {l} {name}"));
+        }
+        for (a, b) in h.cdnv_pairs_train.iter().zip(&d.cdnv_pairs_train) {
+            assert!(a.is_nan() && b.is_nan() || (a - b).abs() <= 1e-9 * a.abs(), "layer {l} pair CDNV {a} vs {b}");
+        }
+    }
+}
+
+/// The demo's synthetic data as 2×4×4 images (CONV-L-H needs [C, H, W]).
+fn as_images(mut ds: Dataset) -> Dataset {
+    ds.shape = vec![2, 4, 4];
+    ds
+}
+
+#[test]
+fn trained_networks_probe_the_same_on_host_and_device_reductions() {
+    depthprobe::engine::init_runtime(0, 1);
+    for (arch, emb) in [(Arch::Mlp, EmbeddingPoint::PreBn), (Arch::Conv, EmbeddingPoint::PostActivation)] {
+        let mut cfg = Config::from_toml(depthprobe::DEMO_CONFIG, "demo", &[]).unwrap();
+        cfg.model.arch = arch;
+        cfg.model.embedding = emb;
+        cfg.model.depth = 3;
+        cfg.model.width = 48;
+        cfg.probe.batch_size = 700; // batches that split classes unevenly, and a ragged last one
+        let ds = data::synthetic::generate(3);
+        let ds = if arch == Arch::Conv { as_images(ds) } else { ds };
+        let mut t = Trainer::new(&cfg, &ds, Device::Cpu).unwrap();
+        t.train_epoch(&ds, 1);
+        t.train_epoch(&ds, 2);
+        let host = t.probe_with(&ds, ProbeReduction::Host).unwrap();
+        let dev = t.probe_with(&ds, ProbeReduction::Device).unwrap();
+        assert_eq!((host.train_loss, host.test_acc), (dev.train_loss, dev.test_acc));
+        let accs: Vec<f64> = host.result.layers.iter().map(|l| l.ncc_train_acc).collect();
+        assert!(accs.iter().any(|&a| a > 0.3 && a < 0.99), "{arch:?}: a probe with decisions to get wrong: {accs:?}");
+        let top = host.result.layers.last().unwrap();
+        assert_eq!(top.nc3_self_duality.is_some(), emb == EmbeddingPoint::PostActivation);
+        assert_same(&host.result, &dev.result);
+    }
+}
+
+/// Random embeddings straight into both paths: a class subset (rows of other classes are
+/// ignored), a test split fed in both passes, one layer too wide for the Gram matrix.
+#[test]
+fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
+    let dims = vec![5usize, 40];
+    let mut spec = ProbeSpec::new(6, dims.clone());
+    spec.classes = Some(vec![0, 2, 3, 5]);
+    spec.rank_max_dim = 16;
+    let batches = |seed: i64, n: i64| -> Vec<(Vec<Tensor>, Tensor, Vec<u32>)> {
+        tch::manual_seed(seed);
+        (0..3)
+            .map(|b| {
+                let y: Vec<u32> = (0..n).map(|i| ((i * 7 + b * 3 + seed) % 6) as u32).collect();
+                let yt = Tensor::from_slice(&y.iter().map(|&v| v as i64).collect::<Vec<_>>());
+                let embs = dims
+                    .iter()
+                    .map(|&d| {
+                        let centre = yt.to_kind(Kind::Float).unsqueeze(1) * 0.4;
+                        Tensor::randn([n, d as i64], (Kind::Float, Device::Cpu)) + centre
+                    })
+                    .collect();
+                (embs, Tensor::randn([n, 6], (Kind::Float, Device::Cpu)), y)
+            })
+            .collect()
+    };
+    let (train, test) = (batches(1, 97), batches(2, 41));
+    let host_f32 = |t: &Tensor| {
+        let t = t.contiguous();
+        let mut v = vec![0f32; t.numel()];
+        t.copy_data(&mut v, t.numel());
+        v
+    };
+    // Host engine.
+    let mut hp = LayerProbe::new(spec.clone()).unwrap();
+    for (split, data) in [(Split::Train, &train), (Split::Test, &test)] {
+        for (e, _, y) in data {
+            let xs: Vec<Vec<f32>> = e.iter().map(host_f32).collect();
+            hp.update_all(split, &xs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), y).unwrap();
+        }
+    }
+    hp.next_pass().unwrap();
+    for (split, data) in [(Split::Train, &train), (Split::Test, &test)] {
+        for (e, lg, y) in data {
+            let xs: Vec<Vec<f32>> = e.iter().map(host_f32).collect();
+            hp.update_all(split, &xs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), y).unwrap();
+            hp.update_agreement(split, xs.last().unwrap(), &host_f32(lg), y).unwrap();
+        }
+    }
+    let host = hp.finish().unwrap();
+    // Device reductions.
+    let mut p = LayerProbe::new(spec).unwrap();
+    let mut dp = DeviceProbe::new(Device::Cpu, &p);
+    for pass in 0..2 {
+        if pass == 1 {
+            p.next_pass().unwrap();
+        }
+        for (split, data) in [(Split::Train, &train), (Split::Test, &test)] {
+            dp.begin(&p, split);
+            for (e, lg, y) in data {
+                let classes: Vec<Option<usize>> = y.iter().map(|&l| p.class_index(l as usize).unwrap()).collect();
+                dp.update(e, lg, &classes);
+            }
+            dp.flush(&mut p).unwrap();
+        }
+    }
+    let dev = p.finish().unwrap();
+    assert_eq!(host.classes, vec![0, 2, 3, 5]);
+    assert!(host.layers[0].numerical_rank.is_some() && host.layers[1].numerical_rank.is_none());
+    assert!(host.layers[1].nc4_agreement_test.is_some());
+    assert_same(&host, &dev);
+}
+
+#[test]
+fn non_finite_embeddings_are_named_by_split_and_layer() {
+    let mut p = LayerProbe::new(ProbeSpec::new(2, vec![3, 3])).unwrap();
+    let mut dp = DeviceProbe::new(Device::Cpu, &p);
+    dp.begin(&p, Split::Train);
+    let good = Tensor::ones([4, 3], (Kind::Float, Device::Cpu));
+    let bad = good.copy();
+    let _ = bad.get(2).get(1).fill_(f64::NAN);
+    let lg = Tensor::zeros([4, 2], (Kind::Float, Device::Cpu));
+    dp.update(&[good, bad], &lg, &[Some(0), Some(1), Some(0), Some(1)]);
+    let e = dp.flush(&mut p).unwrap_err().to_string();
+    assert!(e.contains("train layer 2") && e.contains("non-finite"), "{e}");
+}
