@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batches", type=int, default=0)
+    ap.add_argument("--depth", type=int, default=10, help="MLP depth (the CONV is CONV-8-64)")
+    ap.add_argument("--width", type=int, default=512, help="MLP width")
     a = ap.parse_args()
     dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
@@ -41,7 +43,7 @@ def main():
     n = 128 * batches
     x = torch.randn(n, *shape)
     y = torch.randint(0, 10, (n,))
-    net = (conv() if a.model == "conv" else mlp()).to(dev)
+    net = (conv() if a.model == "conv" else mlp(a.depth, a.width)).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def epoch():

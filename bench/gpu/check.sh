@@ -5,7 +5,9 @@
 #     checkpoint on the GPU (reductions on the device) and on the CPU (host engine), checks they
 #     agree (NCC accuracy within 0.005, CDNV within 1e-3 relative) and times both probes;
 #  2. times depthprobe's training step against PyTorch CUDA eager on the same workloads and
-#     prints the ratios.
+#     prints the ratios;
+#  3. times K = 1, 8, 32, 128 MLP-10-H+BN networks trained as one batched model against PyTorch
+#     eager training them one at a time (bench/sweep_bench.py).
 # The binary uses the machine's own PyTorch 2.11 libraries through LD_LIBRARY_PATH. Every step
 # runs even if an earlier one fails; the exit status says whether all passed. Summaries are
 # copied to $OUT (the device tool brings that folder back).
@@ -47,5 +49,9 @@ done
 [ "${BENCH:-1}" = 0 ] && { echo "check status: $status"; exit $status; }
 echo "== training step, depthprobe vs PyTorch $DEV eager (median samples/s)"
 step "train bench" "$PY" bench/train_bench.py --device "$DEV" --repeats 3 --batches 200 --bin "$B/train_throughput"
+echo "== sweep throughput: K networks batched (depthprobe) vs one at a time (PyTorch $DEV eager)"
+for w in 100 512; do
+  step "sweep bench $w" "$PY" bench/sweep_bench.py --device "$DEV" --width $w --ks 1,8,32,128 --batches 50 --bin "$B/sweep_throughput"
+done
 echo "check status: $status"
 exit $status

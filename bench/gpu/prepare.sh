@@ -6,10 +6,11 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
 cd "$DEPTHPROBE_ROOT"
-cargo build --release --locked -p depthprobe --bin depthprobe --example train_throughput
+cargo build --release --locked -p depthprobe --bin depthprobe --example train_throughput --example sweep_throughput
 out=bench/out/gpu
 rm -rf "$out" && mkdir -p "$out/data/mnist"
 strip -o "$out/depthprobe" target/release/depthprobe
 strip -o "$out/train_throughput" target/release/examples/train_throughput
+strip -o "$out/sweep_throughput" target/release/examples/sweep_throughput
 cp "${DEPTHPROBE_DATA:-../shared/data}"/mnist/*.gz "$out/data/mnist/"
 du -sh "$out"

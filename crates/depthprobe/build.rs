@@ -27,8 +27,28 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch_cuda");
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    if let Some(lib) = torch_lib() {
-        println!("cargo:rustc-link-search=native={lib}");
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    }
+    let Some(lib) = torch_lib() else {
+        panic!("LibTorch not found: set LIBTORCH, DEPTHPROBE_TORCH_LIB, or a PYTHON_SYS_EXECUTABLE with torch");
+    };
+    println!("cargo:rustc-link-search=native={lib}");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    shim(&lib);
+}
+
+/// csrc/shim.cpp: the ATen ops tch does not wrap (fused SGD), against the headers of the
+/// LibTorch we link (`<lib>/../include`, as in the wheel and in a LibTorch download).
+fn shim(lib: &str) {
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    let include = std::path::Path::new(lib).join("../include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/shim.cpp")
+        .include(&include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("depthprobe_shim");
 }

@@ -1,9 +1,11 @@
 //! Everything that touches the tensor library (tch / LibTorch) lives under this module, so the
 //! engine can change in one place. The measures engine never sees a tensor: it gets `f32` slices.
 
+pub mod batched;
 pub mod device_probe;
 pub mod model;
 pub mod sgd;
+mod shim;
 pub mod trainer;
 
 use anyhow::{bail, Result};

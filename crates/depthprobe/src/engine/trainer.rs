@@ -38,7 +38,7 @@ pub struct Trainer {
     xbuf: Vec<f32>,
 }
 
-fn seed_for(base: u64, salt: u64, epoch: usize) -> u64 {
+pub(crate) fn seed_for(base: u64, salt: u64, epoch: usize) -> u64 {
     base.wrapping_mul(0x9E37_79B9).wrapping_add(salt.wrapping_mul(1_000_003)).wrapping_add(epoch as u64)
 }
 
@@ -58,6 +58,11 @@ impl Trainer {
             num_classes: ds.num_classes,
             xbuf: Vec::new(),
         })
+    }
+
+    /// Model variables by name (parameters and BatchNorm statistics).
+    pub fn variables(&self) -> std::collections::HashMap<String, Tensor> {
+        self.vs.variables()
     }
 
     pub fn dims(&self) -> &[usize] {

@@ -1,0 +1,53 @@
+// ATen entry points that tch does not wrap (its generator skips ops taking tensor lists and
+// returning nothing). Compiled by build.rs against the same LibTorch headers tch links.
+// Tensors arrive as tch's C_tensor pointers, which are at::Tensor*. Errors come back as a
+// malloc'd message (free with dp_free_error), never as a C++ exception across the FFI.
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+static char *dp_error(const char *what) { return strdup(what); }
+
+extern "C" {
+
+void dp_free_error(char *e) { free(e); }
+
+// SGD with momentum and weight decay for every parameter that has a gradient, as one fused
+// multi-tensor kernel (at::_fused_sgd_, PyTorch's fused=True SGD): d = g + wd·p,
+// buf = momentum·buf + d, p -= lr·buf. Momentum buffers start at zero, so is_first_step is
+// not needed (buf = d on the first step). Then the gradients are released (set_to_none), so
+// the next backward writes fresh ones instead of accumulating.
+char *dp_fused_sgd(at::Tensor **params, at::Tensor **bufs, size_t n, double weight_decay, double momentum,
+                   double lr) {
+    try {
+        c10::NoGradGuard no_grad;
+        std::vector<at::Tensor> ps, gs, bs;
+        ps.reserve(n), gs.reserve(n), bs.reserve(n);
+        for (size_t i = 0; i < n; i++) {
+            const at::Tensor &g = params[i]->grad();
+            if (!g.defined()) continue;
+            ps.push_back(*params[i]);
+            gs.push_back(g);
+            bs.push_back(*bufs[i]);
+        }
+        if (!ps.empty())
+            at::_fused_sgd_(ps, gs, bs, weight_decay, momentum, lr, 0.0, false, false, false);
+        for (size_t i = 0; i < n; i++) params[i]->mutable_grad().reset();
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+
+// Release every gradient (PyTorch's zero_grad(set_to_none=True)): no kernel per parameter.
+char *dp_grads_to_none(at::Tensor **params, size_t n) {
+    try {
+        for (size_t i = 0; i < n; i++) params[i]->mutable_grad().reset();
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+}

@@ -1,0 +1,395 @@
+//! K MLP-L-H networks of one architecture trained as one batched model: weights stacked
+//! [K, out, in] and applied with one batched GEMM per layer, each network's BatchNorm over its
+//! own batch (the K·H features are the channels of one BatchNorm), the loss the sum of the K
+//! networks' mean losses (so each gets exactly its own gradient), one fused SGD step over the
+//! stacked parameters. Network k starts from the parameters `Trainer` would draw with its seed
+//! and sees its own data order and labels, so it follows the same trajectory as when trained
+//! alone (up to floating-point rounding of the batched kernels; tests/batched.rs checks it).
+//! The paper's sweeps are many small networks; on a GPU they are launch-bound one at a time.
+
+use anyhow::{bail, Result};
+use depthprobe_measures::{LayerProbe, ProbeSpec, Split as ProbeSplit};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Reduction, Tensor};
+
+use super::device_probe::DeviceProbe;
+use super::model::Net;
+use super::sgd::Sgd;
+use super::trainer::{seed_for, EpochStats, ProbeOutcome};
+use crate::config::{Arch, Config, EmbeddingPoint, Loss};
+use crate::data::{Dataset, Split};
+use crate::rng::Rng;
+use crate::schedule::lr_at;
+
+struct Layer {
+    w: Tensor,
+    b: Tensor,
+    /// γ, β, running mean, running var: [K·H] each.
+    bn: Option<[Tensor; 4]>,
+}
+
+pub struct BatchedTrainer {
+    _vs: VarStore,
+    layers: Vec<Layer>,
+    head_w: Tensor,
+    head_b: Tensor,
+    opt: Sgd,
+    device: Device,
+    cfgs: Vec<Config>,
+    dims: Vec<usize>,
+    xbuf: Vec<f32>,
+    /// When every network trains on the same inputs without augmentation (seeds, corruption
+    /// draws), the normalised train inputs [N, ...] live on the device once and each step
+    /// gathers its K batches there; labels [K, N] likewise. Otherwise batches are assembled on
+    /// the host.
+    resident: Option<Option<(Tensor, Tensor)>>,
+}
+
+/// Why `cfgs` cannot train as one batched model, if they cannot: everything but the seeds,
+/// the corruption and the data subset must agree.
+fn check_batchable(cfgs: &[Config], datasets: &[&Dataset]) -> Result<()> {
+    let Some(first) = cfgs.first() else { bail!("batched training needs at least one network") };
+    if cfgs.len() != datasets.len() {
+        bail!("{} configs for {} data sets", cfgs.len(), datasets.len());
+    }
+    if first.model.arch != Arch::Mlp {
+        bail!("batched training covers MLP-L-H; CONV-L-H networks train one at a time");
+    }
+    let shape = |c: &Config| {
+        let mut t = c.train.clone();
+        t.seed = 0;
+        (c.model.clone(), t, c.probe.clone(), c.data.augment)
+    };
+    for (i, (c, d)) in cfgs.iter().zip(datasets).enumerate() {
+        if shape(c) != shape(first) {
+            bail!("network {i} differs from network 0 in model, train (other than seed) or probe settings");
+        }
+        let d0 = datasets[0];
+        if (d.shape.as_slice(), d.num_classes, d.train.len(), d.test.len())
+            != (d0.shape.as_slice(), d0.num_classes, d0.train.len(), d0.test.len())
+        {
+            bail!("network {i}: its data set differs from network 0's in shape, classes or split sizes");
+        }
+    }
+    Ok(())
+}
+
+impl BatchedTrainer {
+    pub fn new(cfgs: &[Config], datasets: &[&Dataset], device: Device) -> Result<BatchedTrainer> {
+        check_batchable(cfgs, datasets)?;
+        let ds = datasets[0];
+        let vs = VarStore::new(device);
+        // Network k's parameters are what Trainer draws after seeding with its seed.
+        let mut nets: Vec<std::collections::HashMap<String, Tensor>> = Vec::new();
+        let mut dims = Vec::new();
+        for c in cfgs {
+            tch::manual_seed(c.train.seed as i64);
+            let tmp = VarStore::new(device);
+            let net = Net::new(&tmp.root(), &c.model, &ds.shape, ds.num_classes)?;
+            dims = net.dims().to_vec();
+            nets.push(tmp.variables());
+        }
+        let root = vs.root();
+        let stack = |name: &str, train: bool| -> Tensor {
+            let parts: Vec<Tensor> = nets.iter().map(|v| v[name].detach()).collect();
+            // Matrices stack as [K, out, in]; vectors concatenate as [K·n] (the BN channels).
+            let t = if parts[0].dim() == 1 && !name.ends_with("linear.bias") && !name.starts_with("head") {
+                Tensor::cat(&parts, 0)
+            } else {
+                Tensor::stack(&parts, 0)
+            };
+            // The same dotted names as the single network (its checkpoints' names).
+            let (dir, leaf) = name.rsplit_once('.').expect("dotted variable name");
+            let p = dir.split('.').fold(root.clone(), |p, part| p / part);
+            if train {
+                p.var_copy(leaf, &t)
+            } else {
+                let mut v = p.zeros_no_train(leaf, &t.size());
+                tch::no_grad(|| v.copy_(&t));
+                v
+            }
+        };
+        let layers = (0..cfgs[0].model.depth)
+            .map(|i| Layer {
+                w: stack(&format!("layers.{i}.linear.weight"), true),
+                b: stack(&format!("layers.{i}.linear.bias"), true),
+                bn: cfgs[0].model.batch_norm.then(|| {
+                    let p = format!("layers.{i}.bn");
+                    [
+                        stack(&format!("{p}.weight"), true),
+                        stack(&format!("{p}.bias"), true),
+                        stack(&format!("{p}.running_mean"), false),
+                        stack(&format!("{p}.running_var"), false),
+                    ]
+                }),
+            })
+            .collect();
+        let (head_w, head_b) = (stack("head.weight", true), stack("head.bias", true));
+        let t = &cfgs[0].train;
+        let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
+        Ok(BatchedTrainer {
+            _vs: vs,
+            layers,
+            head_w,
+            head_b,
+            opt,
+            device,
+            cfgs: cfgs.to_vec(),
+            dims,
+            xbuf: Vec::new(),
+            resident: None,
+        })
+    }
+
+    pub fn networks(&self) -> usize {
+        self.cfgs.len()
+    }
+
+    /// Logits [K, B, C] and, with `collect`, every counted layer's embeddings [K, B, H].
+    fn forward(&self, x: &Tensor, train: bool, collect: bool) -> (Tensor, Vec<Tensor>) {
+        let (k, b) = (x.size()[0], x.size()[1]);
+        let emb = self.cfgs[0].model.embedding;
+        let mut h = x.flatten(2, -1);
+        let mut embs = Vec::new();
+        for l in &self.layers {
+            h = l.b.unsqueeze(1).baddbmm(&h, &l.w.transpose(1, 2), 1.0, 1.0);
+            if collect && emb == EmbeddingPoint::PreBn {
+                embs.push(h.shallow_clone());
+            }
+            if let Some([g, beta, rm, rv]) = &l.bn {
+                let o = h.size()[2];
+                let flat = h.permute([1, 0, 2]).reshape([b, k * o]);
+                let y = Tensor::batch_norm(&flat, Some(g), Some(beta), Some(rm), Some(rv), train, 0.1, 1e-5, true);
+                h = y.view([b, k, o]).permute([1, 0, 2]);
+            }
+            h = h.relu();
+            if collect && emb == EmbeddingPoint::PostActivation {
+                embs.push(h.shallow_clone());
+            }
+        }
+        (self.head_b.unsqueeze(1).baddbmm(&h, &self.head_w.transpose(1, 2), 1.0, 1.0), embs)
+    }
+
+    /// Each network's mean loss over its batch: [K].
+    fn losses(&self, logits: &Tensor, y: &Tensor) -> Tensor {
+        let s = logits.size();
+        let (k, b, c) = (s[0], s[1], s[2]);
+        match self.cfgs[0].train.loss {
+            Loss::CrossEntropy => logits
+                .view([k * b, c])
+                .cross_entropy_loss::<Tensor>(&y.view([k * b]), None, Reduction::None, -100, 0.0)
+                .view([k, b])
+                .mean_dim(1, false, Kind::Float),
+            Loss::Mse => {
+                (logits - y.onehot(c).to_kind(Kind::Float)).square().mean_dim([1, 2].as_slice(), false, Kind::Float)
+            }
+        }
+    }
+
+    /// Network k's rows `idx[k]` of its split, stacked as [K, B, ...] on the device, and labels [K, B].
+    fn batch(
+        &mut self,
+        datasets: &[&Dataset],
+        test: bool,
+        idx: &[Vec<usize>],
+        aug: &mut [Option<Rng>],
+    ) -> (Tensor, Tensor) {
+        self.xbuf.clear();
+        let mut one = Vec::new();
+        let mut y = Vec::with_capacity(idx.len() * idx[0].len());
+        for (k, (ds, rows)) in datasets.iter().zip(idx).enumerate() {
+            let split: &Split = if test { &ds.test } else { &ds.train };
+            ds.fill_batch(split, rows, aug[k].as_mut(), &mut one);
+            self.xbuf.extend_from_slice(&one);
+            y.extend(rows.iter().map(|&i| split.labels[i]));
+        }
+        let mut shape = vec![idx.len() as i64, idx[0].len() as i64];
+        shape.extend(datasets[0].shape.iter().map(|&s| s as i64));
+        let x = Tensor::from_slice(&self.xbuf).view(shape.as_slice()).to_device(self.device);
+        let y = Tensor::from_slice(&y).view([idx.len() as i64, -1]).to_device(self.device);
+        (x, y)
+    }
+
+    fn make_resident(&mut self, datasets: &[&Dataset]) -> Option<(Tensor, Tensor)> {
+        let d0 = datasets[0];
+        if self.cfgs[0].data.augment && d0.shape.len() == 3 {
+            return None;
+        }
+        let all: Vec<usize> = (0..d0.train.len()).collect();
+        let mut x0 = Vec::new();
+        d0.fill_batch(&d0.train, &all, None, &mut x0);
+        let mut other = Vec::new();
+        for d in &datasets[1..] {
+            d.fill_batch(&d.train, &all, None, &mut other);
+            if other != x0 {
+                return None;
+            }
+        }
+        let mut shape = vec![all.len() as i64];
+        shape.extend(d0.shape.iter().map(|&s| s as i64));
+        let x = Tensor::from_slice(&x0).view(shape.as_slice()).to_device(self.device);
+        let y: Vec<i64> = datasets.iter().flat_map(|d| d.train.labels.iter().copied()).collect();
+        let y = Tensor::from_slice(&y).view([datasets.len() as i64, -1]).to_device(self.device);
+        Some((x, y))
+    }
+
+    /// One epoch (1-based) for every network, each in its own seeded order.
+    pub fn train_epoch(&mut self, datasets: &[&Dataset], epoch: usize) -> Vec<EpochStats> {
+        let k = self.networks();
+        let n = datasets[0].train.len();
+        let bs = self.cfgs[0].train.batch_size;
+        if self.resident.is_none() {
+            self.resident = Some(self.make_resident(datasets));
+        }
+        let orders: Vec<Vec<usize>> = self
+            .cfgs
+            .iter()
+            .map(|c| {
+                let mut o: Vec<usize> = (0..n).collect();
+                Rng::new(seed_for(c.train.seed, 1, epoch)).shuffle(&mut o);
+                o
+            })
+            .collect();
+        let mut aug: Vec<Option<Rng>> = self
+            .cfgs
+            .iter()
+            .map(|c| {
+                (c.data.augment && datasets[0].shape.len() == 3).then(|| Rng::new(seed_for(c.train.seed, 2, epoch)))
+            })
+            .collect();
+        // As in Trainer: a trailing batch of one sample is dropped.
+        let starts: Vec<usize> = (0..n).step_by(bs).filter(|&s| (s + bs).min(n) - s > 1).collect();
+        let iters = starts.len();
+        let mut loss_sum = Tensor::zeros([k as i64], (Kind::Float, self.device));
+        let mut correct = Tensor::zeros([k as i64], (Kind::Int64, self.device));
+        let mut seen = 0usize;
+        for (it, &s) in starts.iter().enumerate() {
+            let e = (s + bs).min(n);
+            let (x, y) = match &self.resident {
+                Some(Some((xr, yr))) => {
+                    let idx: Vec<i64> = orders.iter().flat_map(|o| o[s..e].iter().map(|&i| i as i64)).collect();
+                    let idx = Tensor::from_slice(&idx).view([k as i64, -1]).to_device(self.device);
+                    let mut shape = vec![k as i64, (e - s) as i64];
+                    shape.extend(&xr.size()[1..]);
+                    (xr.index_select(0, &idx.view([-1])).view(shape.as_slice()), yr.gather(1, &idx, false))
+                }
+                _ => {
+                    let idx: Vec<Vec<usize>> = orders.iter().map(|o| o[s..e].to_vec()).collect();
+                    self.batch(datasets, false, &idx, &mut aug)
+                }
+            };
+            let (logits, _) = self.forward(&x, true, false);
+            let per = self.losses(&logits, &y);
+            self.opt.zero_grad();
+            per.sum(Kind::Float).backward();
+            self.opt.step(lr_at(&self.cfgs[0].train, epoch, it, iters));
+            tch::no_grad(|| {
+                loss_sum += per.detach() * (e - s) as f64;
+                correct += logits.argmax(-1, false).eq_tensor(&y).sum_dim_intlist(1, false, Kind::Int64);
+            });
+            seen += e - s;
+        }
+        let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
+        (0..k).map(|i| EpochStats { loss: l[i] / seen as f64, acc: c[i] / seen as f64 }).collect()
+    }
+
+    /// Every network's full probe (as `Trainer::probe`): one batched forward per batch, each
+    /// network's embeddings reduced on the device by its own `DeviceProbe`.
+    pub fn probe(&mut self, datasets: &[&Dataset]) -> Result<Vec<ProbeOutcome>> {
+        let k = self.networks();
+        let ds = datasets[0];
+        let mut probes = Vec::with_capacity(k);
+        for i in 0..k {
+            let mut spec = ProbeSpec::new(ds.num_classes, self.dims.clone());
+            spec.eps = self.cfgs[0].probe.eps.clone();
+            spec.rank_max_dim = self.cfgs[0].probe.rank_max_dim;
+            let mut p = LayerProbe::new(spec)?;
+            if self.cfgs[0].model.embedding == EmbeddingPoint::PostActivation {
+                p.set_classifier(&host_f32(&self.head_w.get(i as i64)))?;
+            }
+            probes.push(p);
+        }
+        let mut dps: Vec<DeviceProbe> = probes.iter().map(|p| DeviceProbe::new(self.device, p)).collect();
+        let mut stats = Vec::new();
+        for (pass, test) in [(0, false), (1, false), (1, true)] {
+            if pass == 1 && !test {
+                probes.iter_mut().try_for_each(|p| p.next_pass())?;
+            }
+            let s = if test { ProbeSplit::Test } else { ProbeSplit::Train };
+            for (dp, p) in dps.iter_mut().zip(&probes) {
+                dp.begin(p, s);
+            }
+            let n = if test { ds.test.len() } else { ds.train.len() };
+            let pb = self.cfgs[0].probe.batch_size;
+            let mut loss_sum = Tensor::zeros([k as i64], (Kind::Double, self.device));
+            let mut correct = Tensor::zeros([k as i64], (Kind::Int64, self.device));
+            let mut start = 0;
+            while start < n {
+                let rows: Vec<usize> = (start..(start + pb).min(n)).collect();
+                let idx = vec![rows.clone(); k];
+                let (x, y) = self.batch(datasets, test, &idx, &mut vec![None; k]);
+                let (logits, embs) = tch::no_grad(|| self.forward(&x, false, true));
+                tch::no_grad(|| {
+                    loss_sum += self.losses(&logits, &y).to_kind(Kind::Double) * rows.len() as f64;
+                    correct += logits.argmax(-1, false).eq_tensor(&y).sum_dim_intlist(1, false, Kind::Int64);
+                });
+                let yh = host_f64(&y);
+                for (i, (dp, p)) in dps.iter_mut().zip(&probes).enumerate() {
+                    let e: Vec<Tensor> = embs.iter().map(|t| t.get(i as i64)).collect();
+                    let classes: Vec<Option<usize>> = yh[i * rows.len()..(i + 1) * rows.len()]
+                        .iter()
+                        .map(|&l| p.class_index(l as usize).flatten())
+                        .collect();
+                    dp.update(&e, &logits.get(i as i64), &classes);
+                }
+                start += rows.len();
+            }
+            for (dp, p) in dps.iter_mut().zip(probes.iter_mut()) {
+                dp.flush(p)?;
+            }
+            let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
+            stats.push((0..k).map(|i| (l[i] / n as f64, c[i] / n as f64)).collect::<Vec<_>>());
+        }
+        probes
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let ((train_loss, train_acc), (test_loss, test_acc)) = (stats[0][i], stats[2][i]);
+                Ok(ProbeOutcome { result: p.finish()?, train_loss, train_acc, test_loss, test_acc })
+            })
+            .collect()
+    }
+
+    /// Network k's variables under the single-network names (as `Trainer` saves them).
+    pub fn network_variables(&self, k: usize) -> Vec<(String, Tensor)> {
+        let ki = k as i64;
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            out.push((format!("layers.{i}.linear.weight"), l.w.get(ki)));
+            out.push((format!("layers.{i}.linear.bias"), l.b.get(ki)));
+            if let Some(bn) = &l.bn {
+                let h = l.w.size()[1];
+                for (t, n) in bn.iter().zip(["weight", "bias", "running_mean", "running_var"]) {
+                    out.push((format!("layers.{i}.bn.{n}"), t.narrow(0, ki * h, h)));
+                }
+            }
+        }
+        out.push(("head.weight".into(), self.head_w.get(ki)));
+        out.push(("head.bias".into(), self.head_b.get(ki)));
+        out
+    }
+}
+
+fn host_f64(t: &Tensor) -> Vec<f64> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1]);
+    let mut v = vec![0.0; t.numel()];
+    t.copy_data(&mut v, t.numel());
+    v
+}
+
+fn host_f32(t: &Tensor) -> Vec<f32> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    let mut v = vec![0.0; t.numel()];
+    t.copy_data(&mut v, t.numel());
+    v
+}
