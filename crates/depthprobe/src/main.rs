@@ -106,11 +106,12 @@ enum SweepCmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run planned run I (what a SLURM array task calls). Done runs are skipped.
+    /// Run planned run I (what a SLURM array task calls). Done runs are skipped. Several
+    /// indices (I,J,...) train as one batched model: they must differ only in seeds and corruption.
     Run {
         dir: PathBuf,
-        #[arg(long)]
-        index: usize,
+        #[arg(long, value_delimiter = ',', required = true)]
+        index: Vec<usize>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[arg(long)]
@@ -122,6 +123,10 @@ enum SweepCmd {
         /// Runs at once (set train.threads so that N × threads ≤ cores).
         #[arg(short = 'j', long = "jobs", default_value_t = 1)]
         jobs: usize,
+        /// Train up to K runs that differ only in seeds and label corruption (MLPs) as one
+        /// batched model per process: on a GPU many times the runs per hour (docs/performance.md).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[arg(long)]
@@ -271,15 +276,19 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             Ok(())
         }
         SweepCmd::Run { dir, index, data_dir, quiet } => {
-            let o = sweep::run_index(&SweepDir(dir), index, data_dir.as_deref(), quiet)?;
+            if index.len() > 1 {
+                sweep::run_batched(&SweepDir(dir), &index, data_dir.as_deref(), quiet)?;
+                return Ok(());
+            }
+            let o = sweep::run_index(&SweepDir(dir), index[0], data_dir.as_deref(), quiet)?;
             if o == sweep::Outcome::AlreadyDone && !quiet {
-                eprintln!("run {index} is already done; skipped");
+                eprintln!("run {} is already done; skipped", index[0]);
             }
             Ok(())
         }
-        SweepCmd::Local { dir, jobs, data_dir, quiet } => {
+        SweepCmd::Local { dir, jobs, batch, data_dir, quiet } => {
             let d = SweepDir(dir);
-            let failed = sweep::run_local(&d, jobs, data_dir.as_deref(), quiet)?;
+            let failed = sweep::run_local(&d, jobs, batch, data_dir.as_deref(), quiet)?;
             let (text, _) = sweep::status_report(&d)?;
             print!("{text}");
             if failed > 0 {

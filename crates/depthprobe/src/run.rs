@@ -14,11 +14,14 @@ use serde_json::{json, Map, Value};
 use crate::config::{BoundSplit, Config};
 use crate::data::corruption::Relabel;
 use crate::data::{self, corruption, Dataset};
+use crate::engine::batched::BatchedTrainer;
+use crate::engine::trainer::EpochStats;
 use crate::engine::trainer::{ProbeOutcome, Trainer};
 use crate::engine::{device_name, init_runtime, resolve_device};
 use crate::figures::{ramp_color, render_svg, write_figure, Panel, Series};
 use crate::results::{self, write_atomic, MetricBlock, MetricRow};
 
+#[derive(Clone)]
 pub struct RunOptions {
     pub out: PathBuf,
     pub data_dir: Option<PathBuf>,
@@ -86,6 +89,15 @@ struct History {
     blocks: Vec<MetricBlock>,
     /// The latest probe of this process: (epoch, outcome).
     last: Option<(usize, ProbeOutcome)>,
+}
+
+impl History {
+    fn record(&mut self, epoch: usize, o: ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>) {
+        let mut rows = results::metric_rows(&o.result);
+        rows.extend(network_rows(&o, epoch_loss, lr));
+        self.blocks.push(MetricBlock { epoch: Some(epoch), rows });
+        self.last = Some((epoch, o));
+    }
 }
 
 fn network_rows(o: &ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>) -> Vec<MetricRow> {
@@ -268,11 +280,15 @@ fn figures(out: &Path, cfg: &Config, blocks: &[MetricBlock]) -> Result<()> {
 /// pointing at it, then older state files are removed. A kill at any moment leaves a
 /// checkpoint.json that names a complete file.
 fn checkpoint(out: &Path, trainer: &Trainer, epoch: usize) -> Result<()> {
+    checkpoint_with(out, epoch, &|p| trainer.save(p))
+}
+
+fn checkpoint_with(out: &Path, epoch: usize, save: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
     let dir = out.join("checkpoints");
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let name = format!("epoch-{epoch:05}.safetensors");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    trainer.save(&tmp)?;
+    save(&tmp)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("{}: fsync", tmp.display()))?;
     std::fs::rename(&tmp, dir.join(&name)).with_context(|| format!("{}: rename", tmp.display()))?;
     let meta = json!({"epoch": epoch, "file": format!("checkpoints/{name}"), "format": "depthprobe-checkpoint-1"});
@@ -330,17 +346,23 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     resolve_device(&cfg.train.device)?;
     // Check the data before touching the output folder.
     let (ds, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
+    start_folder(cfg, opts, &changed)?;
+    run_from(cfg, opts, (ds, changed), 0, History::default(), None)
+}
+
+/// A fresh run folder: config.toml and, with corruption, corrupted_labels.csv.
+fn start_folder(cfg: &Config, opts: &RunOptions, changed: &[Relabel]) -> Result<()> {
     prepare_out(&opts.out, opts.force)?;
     let out = opts.out.as_path();
     write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
     if cfg.corruption.p > 0.0 {
         let mut s = String::from("index,original_label,corrupted_label\n");
-        for r in &changed {
+        for r in changed {
             let _ = writeln!(s, "{},{},{}", r.index, r.original, r.corrupted);
         }
         write_atomic(&out.join("corrupted_labels.csv"), s.as_bytes())?;
     }
-    run_from(cfg, opts, (ds, changed), 0, History::default(), None)
+    Ok(())
 }
 
 /// The run's last checkpoint from its checkpoint.json: (epoch, state file); None when there is
@@ -421,12 +443,6 @@ fn run_from(
         device: &dev,
         corrupted: changed.len(),
     };
-    let record = |h: &mut History, epoch: usize, o: ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>| {
-        let mut rows = results::metric_rows(&o.result);
-        rows.extend(network_rows(&o, epoch_loss, lr));
-        h.blocks.push(MetricBlock { epoch: Some(epoch), rows });
-        h.last = Some((epoch, o));
-    };
     // From here on a failure is recorded in summary.json (status "failed" and the reason)
     // before it is returned, so the run folder never claims to be running.
     let fail = |h: &History, epoch: usize, e: anyhow::Error| -> anyhow::Error {
@@ -445,7 +461,7 @@ fn run_from(
     };
     if start == 0 && cfg.probe.at_init {
         let o = trainer.probe(&ds).map_err(|e| fail(&h, 0, e))?;
-        record(&mut h, 0, o, None, None);
+        h.record(0, o, None, None);
         write_state(out, cfg, &h, &state("running", None, 0))?;
     }
     for epoch in start + 1..=cfg.train.epochs {
@@ -460,7 +476,7 @@ fn run_from(
             let _ = write!(msg, " · test acc {:.4} · top NCC train {:.4}", o.test_acc, top);
             // The LR in force at the end of this epoch.
             let lr = crate::schedule::lr_at(&cfg.train, epoch, 0, 1);
-            record(&mut h, epoch, o, Some(st.loss), Some(lr));
+            h.record(epoch, o, Some(st.loss), Some(lr));
             write_state(out, cfg, &h, &state("running", None, epoch))?;
         }
         let every = cfg.train.checkpoint_every;
@@ -571,4 +587,117 @@ pub fn probe_checkpoint(
         (out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(&o.result).into_bytes()),
     ])?;
     Ok(RunResult { summary, result: o.result })
+}
+
+/// Train runs that differ only in seeds and label corruption as one batched model
+/// (engine/batched.rs), writing into each run folder what `train` writes: config.toml,
+/// corrupted_labels.csv, metrics.csv and summary.json after every probe, the final checkpoint,
+/// the figures. A network that diverges fails alone; the others go on. Batched groups keep no
+/// mid-run checkpoints: an interrupted group starts again from epoch 0.
+pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResult>>> {
+    let t0 = Instant::now();
+    let cfg0 = &runs[0].0;
+    let device = resolve_device(&cfg0.train.device)?;
+    let data: Vec<(Dataset, Vec<Relabel>)> =
+        runs.iter().map(|(c, o)| prepare_data(c, o.data_dir.as_deref())).collect::<Result<_>>()?;
+    let cfgs: Vec<Config> = runs.iter().map(|r| r.0.clone()).collect();
+    let refs: Vec<&Dataset> = data.iter().map(|d| &d.0).collect();
+    init_runtime(cfg0.train.seed, cfg0.train.threads);
+    let mut bt = BatchedTrainer::new(&cfgs, &refs, device)?;
+    for ((cfg, opts), (_, changed)) in runs.iter().zip(&data) {
+        start_folder(cfg, opts, changed)?;
+    }
+    let k = runs.len();
+    let dev = device_name(device);
+    let quiet = runs.iter().all(|r| r.1.quiet);
+    let log = Logger::new(cfg0.train.epochs, quiet);
+    log.line(&format!(
+        "{} networks batched · {} · {} train / {} test · {} · {} · {} epochs, probe every {}",
+        k,
+        refs[0].name,
+        refs[0].train.len(),
+        refs[0].test.len(),
+        cfg0.model.name(),
+        dev,
+        cfg0.train.epochs,
+        cfg0.probe.every
+    ));
+    let mut hs: Vec<History> = (0..k).map(|_| History::default()).collect();
+    let mut failed: Vec<Option<String>> = vec![None; k];
+    let write = |i: usize, h: &History, status: &str, reason: Option<&str>, epoch: usize| {
+        let st = RunState {
+            status,
+            reason,
+            epochs_done: epoch,
+            wall_s: t0.elapsed().as_secs_f64(),
+            device: &dev,
+            corrupted: data[i].1.len(),
+        };
+        write_state(&runs[i].1.out, &runs[i].0, h, &st)
+    };
+    let fail = |i: usize, h: &History, epoch: usize, why: String, failed: &mut Vec<Option<String>>| {
+        let _ = write(i, h, "failed", Some(&why), epoch);
+        log.line(&format!("{}: failed in epoch {epoch}: {why}", runs[i].1.out.display()));
+        failed[i] = Some(why);
+    };
+    let probe_all = |bt: &mut BatchedTrainer,
+                     hs: &mut Vec<History>,
+                     failed: &mut Vec<Option<String>>,
+                     epoch: usize,
+                     losses: Option<&[f64]>|
+     -> Result<()> {
+        let lr = losses.map(|_| crate::schedule::lr_at(&cfg0.train, epoch, 0, 1));
+        for (i, o) in bt.probe(&refs).into_iter().enumerate() {
+            if failed[i].is_some() {
+                continue;
+            }
+            match o {
+                Ok(o) => {
+                    hs[i].record(epoch, o, losses.map(|l| l[i]), lr);
+                    write(i, &hs[i], "running", None, epoch)?;
+                }
+                Err(e) => fail(i, &hs[i], epoch, format!("{e:#}"), failed),
+            }
+        }
+        Ok(())
+    };
+    if cfg0.probe.at_init {
+        probe_all(&mut bt, &mut hs, &mut failed, 0, None)?;
+    }
+    for epoch in 1..=cfg0.train.epochs {
+        let st = bt.train_epoch(&refs, epoch);
+        for (i, s) in st.iter().enumerate() {
+            if failed[i].is_none() && !s.loss.is_finite() {
+                fail(i, &hs[i], epoch, format!("training loss became {} (diverged)", s.loss), &mut failed);
+            }
+        }
+        if failed.iter().all(Option::is_some) {
+            break;
+        }
+        if epoch % cfg0.probe.every == 0 || epoch == cfg0.train.epochs {
+            let losses: Vec<f64> = st.iter().map(|s| s.loss).collect();
+            probe_all(&mut bt, &mut hs, &mut failed, epoch, Some(&losses))?;
+        }
+        let live: Vec<&EpochStats> = st.iter().zip(&failed).filter(|(_, f)| f.is_none()).map(|(s, _)| s).collect();
+        let mean = |f: &dyn Fn(&EpochStats) -> f64| live.iter().map(|s| f(s)).sum::<f64>() / live.len().max(1) as f64;
+        log.epoch(
+            epoch,
+            &format!("mean loss {:.4} mean acc {:.4} · {} live", mean(&|s| s.loss), mean(&|s| s.acc), live.len()),
+        );
+    }
+    log.finish();
+    let epochs = cfg0.train.epochs;
+    Ok((0..k)
+        .map(|i| {
+            let (cfg, opts) = &runs[i];
+            if let Some(why) = &failed[i] {
+                bail!("{}: run failed: {why}", opts.out.display());
+            }
+            checkpoint_with(&opts.out, epochs, &|p| bt.save(i, p))?;
+            figures(&opts.out, cfg, &hs[i].blocks)?;
+            let summary = write(i, &hs[i], "done", None, epochs)?;
+            let result = hs[i].last.take().context("no probe")?.1.result;
+            Ok(RunResult { summary, result })
+        })
+        .collect())
 }

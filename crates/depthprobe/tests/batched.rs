@@ -46,7 +46,7 @@ fn batched_networks_match_networks_trained_one_by_one() {
         for epoch in 1..=2 {
             b_stats.push(batched.train_epoch(&refs, epoch));
         }
-        let b_probe = batched.probe(&refs).unwrap();
+        let b_probe: Vec<_> = batched.probe(&refs).into_iter().map(|r| r.unwrap()).collect();
         for (k, (cfg, ds)) in cfgs.iter().zip(&data).enumerate() {
             init_runtime(cfg.train.seed, 1);
             let mut t = Trainer::new(cfg, ds, Device::Cpu).unwrap();

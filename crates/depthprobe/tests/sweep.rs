@@ -381,3 +381,62 @@ fn probing_a_checkpoint_again_reproduces_the_final_probe() {
     let e = err(&["probe", s(t.path())]);
     assert!(e.contains("config.toml") && e.contains(s(t.path())), "{e}");
 }
+
+/// `sweep local --batch`: runs that differ in seed and corruption train as one batched model and
+/// end with what one-by-one training gives (up to batched-GEMM rounding over 4 short epochs);
+/// a run of another depth trains alone; a batched run's checkpoint probes like any other.
+#[test]
+fn batched_sweep_matches_one_by_one_and_groups_only_compatible_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(
+        t.path(),
+        "batch",
+        "[axes]\n\"model.depth\" = [2, 3]\n\"train.seed\" = [0, 1]\n\"corruption.p\" = [0.0, 0.3]\n",
+    );
+    let (one, many) = (t.path().join("one"), t.path().join("many"));
+    for d in [&one, &many] {
+        ok(&["sweep", "plan", s(&f), "--out", s(d)]);
+    }
+    ok(&["sweep", "local", s(&one), "-j", "2", "--quiet"]);
+    ok(&["sweep", "local", s(&many), "--batch", "3", "--quiet"]);
+    let plan = SweepDir(many.clone()).read_plan().unwrap();
+    // Depth 2 and depth 3 form separate groups: 4 runs each in groups of at most 3 → 2 + 2 processes.
+    let batched: Vec<String> = plan
+        .runs
+        .iter()
+        .filter(|r| {
+            std::fs::read_to_string(many.join("logs").join(format!("{}.log", r.id)))
+                .unwrap()
+                .starts_with("trained in one batched model")
+        })
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(batched.len(), 4, "two groups of 3 leave 2 runs pointing at another log: {batched:?}");
+    for r in &plan.runs {
+        let read = |d: &Path| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(d.join("runs").join(&r.id).join("summary.json")).unwrap())
+                .unwrap()
+        };
+        let (a, b) = (read(&one), read(&many));
+        assert_eq!(b["status"], "done", "{}", r.id);
+        assert_eq!(a["corruption"], b["corruption"], "{}: the same corrupted labels", r.id);
+        for (la, lb) in a["layers"].as_array().unwrap().iter().zip(b["layers"].as_array().unwrap()) {
+            let (x, y) = (la["ncc_train_acc"].as_f64().unwrap(), lb["ncc_train_acc"].as_f64().unwrap());
+            assert!((x - y).abs() <= 2.0 / 1000.0, "{} layer {}: NCC {x} vs {y}", r.id, la["layer"]);
+            let (x, y) = (la["cdnv_train"].as_f64().unwrap(), lb["cdnv_train"].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-3 * x.abs(), "{} layer {}: CDNV {x} vs {y}", r.id, la["layer"]);
+        }
+        assert!(many.join("runs").join(&r.id).join("ncc_by_epoch.svg").exists());
+    }
+    // A batched run's checkpoint is an ordinary one: probing it again reproduces its final probe.
+    let id = &batched[0];
+    let run = many.join("runs").join(id);
+    let again = t.path().join("again");
+    ok(&["probe", s(&run), "--out", s(&again)]);
+    let top = |d: &Path| -> f64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+        v["layers"].as_array().unwrap().last().unwrap()["cdnv_train"].as_f64().unwrap()
+    };
+    assert!((top(&run) - top(&again)).abs() <= 1e-9 * top(&run), "probe of the batched checkpoint");
+}

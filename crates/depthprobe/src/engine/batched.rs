@@ -294,30 +294,38 @@ impl BatchedTrainer {
     }
 
     /// Every network's full probe (as `Trainer::probe`): one batched forward per batch, each
-    /// network's embeddings reduced on the device by its own `DeviceProbe`.
-    pub fn probe(&mut self, datasets: &[&Dataset]) -> Result<Vec<ProbeOutcome>> {
+    /// network's embeddings reduced on the device by its own `DeviceProbe`. A network whose probe
+    /// fails (a diverged one: non-finite embeddings) gets its error; the others are unaffected.
+    pub fn probe(&mut self, datasets: &[&Dataset]) -> Vec<Result<ProbeOutcome>> {
         let k = self.networks();
         let ds = datasets[0];
-        let mut probes = Vec::with_capacity(k);
-        for i in 0..k {
-            let mut spec = ProbeSpec::new(ds.num_classes, self.dims.clone());
-            spec.eps = self.cfgs[0].probe.eps.clone();
-            spec.rank_max_dim = self.cfgs[0].probe.rank_max_dim;
-            let mut p = LayerProbe::new(spec)?;
-            if self.cfgs[0].model.embedding == EmbeddingPoint::PostActivation {
-                p.set_classifier(&host_f32(&self.head_w.get(i as i64)))?;
-            }
-            probes.push(p);
-        }
-        let mut dps: Vec<DeviceProbe> = probes.iter().map(|p| DeviceProbe::new(self.device, p)).collect();
+        let mut probes: Vec<Result<LayerProbe>> = (0..k)
+            .map(|i| {
+                let mut spec = ProbeSpec::new(ds.num_classes, self.dims.clone());
+                spec.eps = self.cfgs[0].probe.eps.clone();
+                spec.rank_max_dim = self.cfgs[0].probe.rank_max_dim;
+                let mut p = LayerProbe::new(spec)?;
+                if self.cfgs[0].model.embedding == EmbeddingPoint::PostActivation {
+                    p.set_classifier(&host_f32(&self.head_w.get(i as i64)))?;
+                }
+                Ok(p)
+            })
+            .collect();
+        let mut dps: Vec<Option<DeviceProbe>> =
+            probes.iter().map(|p| p.as_ref().ok().map(|p| DeviceProbe::new(self.device, p))).collect();
         let mut stats = Vec::new();
         for (pass, test) in [(0, false), (1, false), (1, true)] {
-            if pass == 1 && !test {
-                probes.iter_mut().try_for_each(|p| p.next_pass())?;
-            }
             let s = if test { ProbeSplit::Test } else { ProbeSplit::Train };
-            for (dp, p) in dps.iter_mut().zip(&probes) {
-                dp.begin(p, s);
+            for (dp, p) in dps.iter_mut().zip(probes.iter_mut()) {
+                if let (Some(d), Ok(pr)) = (dp.as_mut(), p.as_mut()) {
+                    if pass == 1 && !test {
+                        if let Err(e) = pr.next_pass() {
+                            *p = Err(e.into());
+                            continue;
+                        }
+                    }
+                    d.begin(pr, s);
+                }
             }
             let n = if test { ds.test.len() } else { ds.train.len() };
             let pb = self.cfgs[0].probe.batch_size;
@@ -335,17 +343,22 @@ impl BatchedTrainer {
                 });
                 let yh = host_f64(&y);
                 for (i, (dp, p)) in dps.iter_mut().zip(&probes).enumerate() {
+                    let (Some(d), Ok(p)) = (dp.as_mut(), p.as_ref()) else { continue };
                     let e: Vec<Tensor> = embs.iter().map(|t| t.get(i as i64)).collect();
                     let classes: Vec<Option<usize>> = yh[i * rows.len()..(i + 1) * rows.len()]
                         .iter()
                         .map(|&l| p.class_index(l as usize).flatten())
                         .collect();
-                    dp.update(&e, &logits.get(i as i64), &classes);
+                    d.update(&e, &logits.get(i as i64), &classes);
                 }
                 start += rows.len();
             }
             for (dp, p) in dps.iter_mut().zip(probes.iter_mut()) {
-                dp.flush(p)?;
+                if let (Some(d), Ok(pr)) = (dp.as_mut(), p.as_mut()) {
+                    if let Err(e) = d.flush(pr) {
+                        *p = Err(e.into());
+                    }
+                }
             }
             let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
             stats.push((0..k).map(|i| (l[i] / n as f64, c[i] / n as f64)).collect::<Vec<_>>());
@@ -355,31 +368,45 @@ impl BatchedTrainer {
             .enumerate()
             .map(|(i, p)| {
                 let ((train_loss, train_acc), (test_loss, test_acc)) = (stats[0][i], stats[2][i]);
-                Ok(ProbeOutcome { result: p.finish()?, train_loss, train_acc, test_loss, test_acc })
+                Ok(ProbeOutcome { result: p?.finish()?, train_loss, train_acc, test_loss, test_acc })
             })
             .collect()
     }
 
-    /// Network k's variables under the single-network names (as `Trainer` saves them).
-    pub fn network_variables(&self, k: usize) -> Vec<(String, Tensor)> {
-        let ki = k as i64;
-        let mut out = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            out.push((format!("layers.{i}.linear.weight"), l.w.get(ki)));
-            out.push((format!("layers.{i}.linear.bias"), l.b.get(ki)));
-            if let Some(bn) = &l.bn {
-                let h = l.w.size()[1];
-                for (t, n) in bn.iter().zip(["weight", "bias", "running_mean", "running_var"]) {
-                    out.push((format!("layers.{i}.bn.{n}"), t.narrow(0, ki * h, h)));
-                }
-            }
+    /// Network k's slice of a stacked variable: [K, ...] → index k; BatchNorm's [K·H] → its H.
+    fn slice(&self, name: &str, t: &Tensor, k: usize) -> Tensor {
+        if name.contains(".bn.") {
+            let h = t.size()[0] / self.networks() as i64;
+            t.narrow(0, k as i64 * h, h)
+        } else {
+            t.get(k as i64)
         }
-        out.push(("head.weight".into(), self.head_w.get(ki)));
-        out.push(("head.bias".into(), self.head_b.get(ki)));
-        out
+    }
+
+    /// Network k's variables under the single-network names (as `Trainer` has them).
+    pub fn network_variables(&self, k: usize) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> =
+            self._vs.variables().into_iter().map(|(n, t)| (n.clone(), self.slice(&n, &t, k))).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Network k's checkpoint, in exactly the format of `Trainer::save` (so `Trainer::load`,
+    /// `depthprobe probe` and `--resume` read it).
+    pub fn save(&self, k: usize, path: &std::path::Path) -> Result<()> {
+        let mut named: Vec<(String, Tensor)> = self
+            .network_variables(k)
+            .into_iter()
+            .map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu).contiguous()))
+            .collect();
+        for (n, b) in self.opt.state() {
+            named.push((format!("momentum.{n}"), self.slice(&n, b, k).to_device(Device::Cpu).contiguous()));
+        }
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        Tensor::write_safetensors(&named, path)
+            .map_err(|e| anyhow::anyhow!("{}: writing checkpoint: {e}", path.display()))
     }
 }
-
 fn host_f64(t: &Tensor) -> Vec<f64> {
     let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1]);
     let mut v = vec![0.0; t.numel()];

@@ -140,6 +140,71 @@ pub fn run_index(dir: &SweepDir, index: usize, data_dir: Option<&Path>, quiet: b
     Ok(Outcome::Trained)
 }
 
+/// Run the planned runs `indices` as one batched model (engine/batched.rs): they must differ
+/// only in seeds and label corruption. Done and busy runs are left out; one run left trains
+/// alone. Returns the runs trained.
+pub fn run_batched(dir: &SweepDir, indices: &[usize], data_dir: Option<&Path>, quiet: bool) -> Result<usize> {
+    let plan = dir.read_plan()?;
+    std::fs::create_dir_all(dir.0.join("runs"))?;
+    let mut members = Vec::new();
+    let mut locks = Vec::new();
+    for &index in indices {
+        let Some(r) = plan.runs.get(index) else {
+            bail!("{}: --index {index} is out of range: the sweep has {} runs", dir.0.display(), plan.runs.len());
+        };
+        let out = dir.run_dir(&r.id);
+        if summary_status(&out).is_some_and(|s| s.0 == "done") {
+            continue;
+        }
+        let Some(lock) = try_lock(&dir.lock_path(&r.id))? else { continue };
+        locks.push(lock);
+        let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet };
+        members.push((r, dir.run_config(&r.id)?, opts));
+    }
+    if members.len() == 1 {
+        drop(locks);
+        run_index(dir, members[0].0.index, data_dir, quiet)?;
+        return Ok(1);
+    }
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = members.iter().map(|m| format!("{} ({})", m.0.index, m.0.id)).collect();
+    let runs: Vec<_> = members.iter().map(|m| (m.1.clone(), m.2.clone())).collect();
+    let results = crate::run::train_batched(&runs).with_context(|| format!("batched runs {}", ids.join(", ")))?;
+    let failed: Vec<String> =
+        results.iter().zip(&ids).filter_map(|(r, id)| r.as_ref().err().map(|e| format!("{id}: {e:#}"))).collect();
+    if !failed.is_empty() {
+        bail!("{} of {} batched runs failed:\n  {}", failed.len(), ids.len(), failed.join("\n  "));
+    }
+    Ok(members.len())
+}
+
+/// Runs that can share one batched model have equal configs once seeds and corruption are set
+/// aside (and an MLP architecture); None for a run that trains alone.
+fn batch_key(cfg: &crate::config::Config) -> Option<String> {
+    if cfg.model.arch != crate::config::Arch::Mlp {
+        return None;
+    }
+    let mut c = cfg.clone();
+    c.train.seed = 0;
+    c.corruption = Default::default();
+    Some(c.to_toml())
+}
+
+/// The queue as groups of at most `batch` runs that can train batched, in plan order.
+fn batch_groups<'a>(dir: &SweepDir, queue: Vec<&'a PlannedRun>, batch: usize) -> Result<Vec<Vec<&'a PlannedRun>>> {
+    let mut groups: Vec<(Option<String>, Vec<&PlannedRun>)> = Vec::new();
+    for r in queue {
+        let key = if batch > 1 { batch_key(&dir.run_config(&r.id)?) } else { None };
+        match groups.iter_mut().find(|(k, g)| key.is_some() && *k == key && g.len() < batch) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    Ok(groups.into_iter().map(|g| g.1).collect())
+}
+
 fn same_config(out: &Path, cfg: &crate::config::Config) -> bool {
     crate::config::Config::from_file(&out.join("config.toml"), &[]).map(|c| &c == cfg).unwrap_or(false)
 }
@@ -167,17 +232,23 @@ pub fn status_report(dir: &SweepDir) -> Result<(String, Vec<RunStatus>)> {
     Ok((s, sts))
 }
 
-fn spawn_run(dir: &SweepDir, r: &PlannedRun, data_dir: Option<&Path>) -> Result<Child> {
+fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], data_dir: Option<&Path>) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the depthprobe executable")?;
     std::fs::create_dir_all(dir.0.join("logs"))?;
+    let r = group[0];
     let log_path = dir.log_path(&r.id);
+    for other in &group[1..] {
+        let note = format!("trained in one batched model with run {}: its log is {}\n", r.id, log_path.display());
+        std::fs::write(dir.log_path(&other.id), note)?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .with_context(|| format!("{}: cannot open log", log_path.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("sweep").arg("run").arg(&dir.0).arg("--index").arg(r.index.to_string());
+    let indices: Vec<String> = group.iter().map(|r| r.index.to_string()).collect();
+    cmd.arg("sweep").arg("run").arg(&dir.0).arg("--index").arg(indices.join(","));
     if let Some(d) = data_dir {
         cmd.arg("--data-dir").arg(d);
     }
@@ -193,9 +264,10 @@ fn spawn_run(dir: &SweepDir, r: &PlannedRun, data_dir: Option<&Path>) -> Result<
     cmd.spawn().with_context(|| format!("cannot start run {}", r.id))
 }
 
-/// Run every run that is not done, at most `jobs` at once, with one progress view.
-/// Returns the number of failed runs.
-pub fn run_local(dir: &SweepDir, jobs: usize, data_dir: Option<&Path>, quiet: bool) -> Result<usize> {
+/// Run every run that is not done, at most `jobs` processes at once, with one progress view;
+/// with `batch` > 1, up to `batch` runs that differ only in seeds and corruption train as one
+/// batched model in one process. Returns the number of failed runs.
+pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Path>, quiet: bool) -> Result<usize> {
     let plan: Plan = dir.read_plan()?;
     let jobs = jobs.max(1);
     let mut queue: Vec<&PlannedRun> = Vec::new();
@@ -219,32 +291,35 @@ pub fn run_local(dir: &SweepDir, jobs: usize, data_dir: Option<&Path>, quiet: bo
         queue.len(),
         dir.0.display()
     ));
+    let mut queue = batch_groups(dir, queue, batch)?;
     queue.reverse();
-    let mut running: Vec<(&PlannedRun, Child, Instant)> = Vec::new();
+    let mut running: Vec<(Vec<&PlannedRun>, Child, Instant)> = Vec::new();
     let (mut finished, mut failed) = (done_before, 0usize);
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < jobs {
-            let Some(r) = queue.pop() else { break };
-            let child = spawn_run(dir, r, data_dir)?;
-            running.push((r, child, Instant::now()));
+            let Some(g) = queue.pop() else { break };
+            let child = spawn_run(dir, &g, data_dir)?;
+            running.push((g, child, Instant::now()));
         }
-        progress.update(finished, failed, running.iter().map(|x| x.0.id.as_str()));
+        progress.update(finished, failed, running.iter().flat_map(|x| x.0.iter().map(|r| r.id.as_str())));
         std::thread::sleep(Duration::from_millis(100));
         let mut i = 0;
         while i < running.len() {
             if let Some(code) = running[i].1.try_wait()? {
-                let (r, _, t) = running.swap_remove(i);
-                finished += 1;
+                let (g, _, t) = running.swap_remove(i);
                 let secs = t.elapsed().as_secs_f64();
-                match run_status(dir, r)? {
-                    RunStatus::Done => progress.line(&format!("done   {:>4} {} ({secs:.1}s)", r.index, r.id)),
-                    other => {
-                        failed += 1;
-                        let why = match other {
-                            RunStatus::Failed(w) => w,
-                            _ => format!("exited with {code}; see {}", dir.log_path(&r.id).display()),
-                        };
-                        progress.line(&format!("FAILED {:>4} {}: {why}", r.index, r.id));
+                for r in &g {
+                    finished += 1;
+                    match run_status(dir, r)? {
+                        RunStatus::Done => progress.line(&format!("done   {:>4} {} ({secs:.1}s)", r.index, r.id)),
+                        other => {
+                            failed += 1;
+                            let why = match other {
+                                RunStatus::Failed(w) => w,
+                                _ => format!("exited with {code}; see {}", dir.log_path(&g[0].id).display()),
+                            };
+                            progress.line(&format!("FAILED {:>4} {}: {why}", r.index, r.id));
+                        }
                     }
                 }
             } else {

@@ -33,5 +33,5 @@ pub(crate) fn distinct<T: PartialEq>(v: impl IntoIterator<Item = T>) -> Vec<T> {
     out
 }
 
-pub use exec::{run_index, run_local, status_report, submit, write_slurm, Outcome, RunStatus};
+pub use exec::{run_batched, run_index, run_local, status_report, submit, write_slurm, Outcome, RunStatus};
 pub use plan::{write_plan, Plan, PlannedRun, Role, SweepDir};
