@@ -41,8 +41,17 @@ pub fn data_root(cfg: &Config, flag: Option<&Path>) -> Option<PathBuf> {
 /// Load, subset and corrupt the data as the config says. Returns the data set and the changed
 /// train labels (index, original, new).
 pub fn prepare_data(cfg: &Config, data_dir: Option<&Path>) -> Result<(Dataset, Vec<Relabel>)> {
+    derive_data(cfg, load_data(cfg, data_dir)?)
+}
+
+/// The data set as loaded, before subsetting and corruption.
+fn load_data(cfg: &Config, data_dir: Option<&Path>) -> Result<Dataset> {
     let root = data_root(cfg, data_dir);
-    let mut ds = data::load(&cfg.data.dataset, root.as_deref(), cfg.train.seed)?;
+    data::load(&cfg.data.dataset, root.as_deref(), cfg.train.seed)
+}
+
+/// Subset and corrupt a loaded data set as the config says.
+fn derive_data(cfg: &Config, mut ds: Dataset) -> Result<(Dataset, Vec<Relabel>)> {
     if cfg.data.train_per_class > 0 {
         ds.train = data::balanced_subset(&ds, &ds.train, cfg.data.train_per_class, "train")?;
     }
@@ -598,8 +607,26 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
     let t0 = Instant::now();
     let cfg0 = &runs[0].0;
     let device = resolve_device(&cfg0.train.device)?;
-    let data: Vec<(Dataset, Vec<Relabel>)> =
-        runs.iter().map(|(c, o)| prepare_data(c, o.data_dir.as_deref())).collect::<Result<_>>()?;
+    // Load each distinct data set once (a group shares it; the synthetic one depends on the seed).
+    let mut loaded: Vec<((String, Option<u64>, Option<PathBuf>), Dataset)> = Vec::new();
+    let mut data: Vec<(Dataset, Vec<Relabel>)> = Vec::new();
+    for (c, o) in runs {
+        let key = (
+            c.data.dataset.clone(),
+            (c.data.dataset == "synthetic").then_some(c.train.seed),
+            data_root(c, o.data_dir.as_deref()),
+        );
+        let base = match loaded.iter().find(|(k, _)| *k == key) {
+            Some((_, d)) => d.clone(),
+            None => {
+                let d = load_data(c, o.data_dir.as_deref())?;
+                loaded.push((key, d.clone()));
+                d
+            }
+        };
+        data.push(derive_data(c, base)?);
+    }
+    drop(loaded);
     let cfgs: Vec<Config> = runs.iter().map(|r| r.0.clone()).collect();
     let refs: Vec<&Dataset> = data.iter().map(|d| &d.0).collect();
     init_runtime(cfg0.train.seed, cfg0.train.threads);

@@ -141,6 +141,11 @@ impl BatchedTrainer {
         })
     }
 
+    /// Whether the train inputs live on the device (decided at the first epoch).
+    pub fn inputs_resident(&self) -> bool {
+        matches!(self.resident, Some(Some(_)))
+    }
+
     pub fn networks(&self) -> usize {
         self.cfgs.len()
     }
