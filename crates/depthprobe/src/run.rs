@@ -598,6 +598,9 @@ pub fn probe_checkpoint(
     Ok(RunResult { summary, result: o.result })
 }
 
+/// What identifies a loaded data set: name, seed (synthetic data only), data folder.
+type DataKey = (String, Option<u64>, Option<PathBuf>);
+
 /// Train runs that differ only in seeds and label corruption as one batched model
 /// (engine/batched.rs), writing into each run folder what `train` writes: config.toml,
 /// corrupted_labels.csv, metrics.csv and summary.json after every probe, the final checkpoint,
@@ -608,7 +611,7 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
     let cfg0 = &runs[0].0;
     let device = resolve_device(&cfg0.train.device)?;
     // Load each distinct data set once (a group shares it; the synthetic one depends on the seed).
-    let mut loaded: Vec<((String, Option<u64>, Option<PathBuf>), Dataset)> = Vec::new();
+    let mut loaded: Vec<(DataKey, Dataset)> = Vec::new();
     let mut data: Vec<(Dataset, Vec<Relabel>)> = Vec::new();
     for (c, o) in runs {
         let key = (
