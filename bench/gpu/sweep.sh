@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Sweep runs per hour on a GPU (issue: performance), about 2 minutes on an H200. A label-noise
+# sweep as the paper runs it: MLP-10-100+BN on MNIST (5,000 train / 2,000 test), 10 epochs,
+# a probe every 5, corruption p ∈ {0, 0.1, 0.2, 0.3} × 8 seeds = 32 runs.
+#  - batched: all 32 runs with `sweep local --batch 32` (one process, one batched model);
+#  - one at a time: 8 of the same runs (2 per p), each `sweep run` in its own process, as a
+#    sweep without batching runs them;
+# prints runs per hour for each, and compares the 8 runs between the two. Batched GEMMs round
+# differently, and early training at lr 0.1 amplifies rounding (one network trained alone with 1
+# and with 2 CPU threads already differs by several points of eval accuracy after 2 epochs;
+# docs/performance.md), so runs are compared in the mean over the 8: top-layer NCC train
+# accuracy and network test accuracy within 0.05 (a check for gross errors), effective depths
+# reported side by side.
+# Carry bench/out/gpu (bench/gpu/prepare.sh). Dry run here: DEV=cpu EPOCHS=2 bash bench/gpu/sweep.sh
+set -uo pipefail
+B=bench/out/gpu
+DEV=${DEV:-cuda}
+EPOCHS=${EPOCHS:-10}
+OUT=${OUT:-/tmp/depthprobe-gpu}
+PY=${PYTHON:-python3}
+TORCH_LIB=$("$PY" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
+export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+W=$(mktemp -d)
+mkdir -p "$OUT"
+cat > "$W/noise.toml" <<TOML
+name = "noise-gpu"
+[config.data]
+dataset = "mnist"
+train_per_class = 500
+test_per_class = 200
+[config.model]
+arch = "mlp"
+depth = 10
+width = 100
+[config.train]
+epochs = $EPOCHS
+milestones = []
+device = "$DEV"
+threads = 2
+[config.corruption]
+mode = "per_sample"
+[config.probe]
+every = 5
+at_init = false
+[axes]
+"corruption.p" = [0.0, 0.1, 0.2, 0.3]
+"train.seed" = [0, 1, 2, 3, 4, 5, 6, 7]
+TOML
+for d in batched single; do "$B/depthprobe" sweep plan "$W/noise.toml" --out "$W/$d" >/dev/null || exit 1; done
+status=0
+t0=$(date +%s.%N)
+"$B/depthprobe" sweep local "$W/batched" --batch 32 --data-dir "$B/data" --quiet | tail -1 || status=1
+t1=$(date +%s.%N)
+for i in 0 4 9 13 18 22 27 31; do
+  "$B/depthprobe" sweep run "$W/single" --index $i --data-dir "$B/data" --quiet || status=1
+done
+t2=$(date +%s.%N)
+"$PY" - "$W" "$t0" "$t1" "$t2" <<'PYEOF' || status=1
+import json, sys
+from pathlib import Path
+w, t0, t1, t2 = Path(sys.argv[1]), *map(float, sys.argv[2:])
+plan = json.load(open(w / "batched" / "plan.json"))
+ids = [r["id"] for r in plan["runs"]]
+single = [i for i in (0, 4, 9, 13, 18, 22, 27, 31)]
+rb, rs = len(ids) / (t1 - t0) * 3600, len(single) / (t2 - t1) * 3600
+print(f"batched (K = 32, one process): {len(ids)} runs in {t1 - t0:.1f} s = {rb:,.0f} runs/hour")
+print(f"one at a time (a process each): {len(single)} runs in {t2 - t1:.1f} s = {rs:,.0f} runs/hour")
+print(f"runs per hour, batched / one at a time: {rb / rs:.1f}x")
+bad = []
+rows = []
+for i in single:
+    a = json.load(open(w / "batched" / "runs" / ids[i] / "summary.json"))
+    b = json.load(open(w / "single" / "runs" / ids[i] / "summary.json"))
+    if a["status"] != "done" or b["status"] != "done":
+        bad.append(f"{ids[i]}: status {a['status']} / {b['status']}")
+        continue
+    rows.append((a["layers"][-1]["ncc_train_acc"], b["layers"][-1]["ncc_train_acc"], a["test_acc"], b["test_acc"]))
+    print(f"  {ids[i]}: eff. depth (eps 0.01/0.05/0.1) {list(a['effective_depth'].values())} batched, "
+          f"{list(b['effective_depth'].values())} alone; top NCC train {rows[-1][0]:.4f} / {rows[-1][1]:.4f}; "
+          f"test acc {rows[-1][2]:.4f} / {rows[-1][3]:.4f}")
+if rows:
+    mean = lambda j: sum(r[j] for r in rows) / len(rows)
+    print(f"mean over {len(rows)} runs, batched / alone: top NCC train {mean(0):.4f} / {mean(1):.4f}, "
+          f"test acc {mean(2):.4f} / {mean(3):.4f}")
+    if abs(mean(0) - mean(1)) > 0.05 or abs(mean(2) - mean(3)) > 0.05:
+        bad.append("means differ by more than 0.05")
+for line in bad:
+    print("  FAIL", line)
+sys.exit(1 if bad else 0)
+PYEOF
+cp -r "$W/batched/runs/$(ls "$W/batched/runs" | head -1)" "$OUT/batched-example-run" 2>/dev/null
+echo "sweep check status: $status"
+exit $status
