@@ -12,10 +12,15 @@
 # accuracy and network test accuracy within 0.05 (a check for gross errors), effective depths
 # reported side by side.
 # Carry bench/out/gpu (bench/gpu/prepare.sh). Dry run here: DEV=cpu EPOCHS=2 bash bench/gpu/sweep.sh
+# Batched only, 128 runs in one model: SEEDS=32 BATCH=128 SINGLE=0 bash bench/gpu/sweep.sh
 set -uo pipefail
 B=bench/out/gpu
 DEV=${DEV:-cuda}
 EPOCHS=${EPOCHS:-10}
+SEEDS=${SEEDS:-8}      # runs = 4 × SEEDS
+BATCH=${BATCH:-32}     # networks per batched model
+SINGLE=${SINGLE:-1}    # 0: time the batched sweep only
+[ "$SINGLE" = 1 ] && [ "$SEEDS" != 8 ] && { echo "the one-at-a-time comparison picks runs of the 8-seed plan: SEEDS=8, or SINGLE=0"; exit 2; }
 OUT=${OUT:-/tmp/depthprobe-gpu}
 PY=${PYTHON:-python3}
 TORCH_LIB=$("$PY" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
@@ -44,26 +49,30 @@ every = 5
 at_init = false
 [axes]
 "corruption.p" = [0.0, 0.1, 0.2, 0.3]
-"train.seed" = [0, 1, 2, 3, 4, 5, 6, 7]
+"train.seed" = [$(seq -s, 0 $((SEEDS - 1)))]
 TOML
 for d in batched single; do "$B/depthprobe" sweep plan "$W/noise.toml" --out "$W/$d" >/dev/null || exit 1; done
 status=0
 t0=$(date +%s.%N)
-"$B/depthprobe" sweep local "$W/batched" --batch 32 --data-dir "$B/data" --quiet | tail -1 || status=1
+"$B/depthprobe" sweep local "$W/batched" --batch "$BATCH" --data-dir "$B/data" --quiet | tail -1 || status=1
 t1=$(date +%s.%N)
+if [ "$SINGLE" = 0 ]; then
+  "$PY" -c "import sys; t0, t1 = map(float, sys.argv[1:3]); n = 4 * int(sys.argv[3]); print(f'batched (K = {sys.argv[4]}): {n} runs in {t1 - t0:.1f} s = {n / (t1 - t0) * 3600:,.0f} runs/hour')" "$t0" "$t1" "$SEEDS" "$BATCH"
+  exit $status
+fi
 for i in 0 4 9 13 18 22 27 31; do
   "$B/depthprobe" sweep run "$W/single" --index $i --data-dir "$B/data" --quiet || status=1
 done
 t2=$(date +%s.%N)
-"$PY" - "$W" "$t0" "$t1" "$t2" <<'PYEOF' || status=1
+"$PY" - "$W" "$t0" "$t1" "$t2" "$BATCH" <<'PYEOF' || status=1
 import json, sys
 from pathlib import Path
-w, t0, t1, t2 = Path(sys.argv[1]), *map(float, sys.argv[2:])
+w, t0, t1, t2 = Path(sys.argv[1]), *map(float, sys.argv[2:5])
 plan = json.load(open(w / "batched" / "plan.json"))
 ids = [r["id"] for r in plan["runs"]]
 single = [i for i in (0, 4, 9, 13, 18, 22, 27, 31)]
 rb, rs = len(ids) / (t1 - t0) * 3600, len(single) / (t2 - t1) * 3600
-print(f"batched (K = 32, one process): {len(ids)} runs in {t1 - t0:.1f} s = {rb:,.0f} runs/hour")
+print(f"batched (K = {sys.argv[5]}, one process per group): {len(ids)} runs in {t1 - t0:.1f} s = {rb:,.0f} runs/hour")
 print(f"one at a time (a process each): {len(single)} runs in {t2 - t1:.1f} s = {rs:,.0f} runs/hour")
 print(f"runs per hour, batched / one at a time: {rb / rs:.1f}x")
 bad = []

@@ -81,15 +81,17 @@ fn trained_networks_probe_the_same_on_host_and_device_reductions() {
     }
 }
 
-/// Random embeddings straight into both paths: a class subset (rows of other classes are
-/// ignored), a test split fed in both passes, one layer too wide for the Gram matrix.
+/// Random embeddings straight into both paths, for two networks at once (different embeddings
+/// and labels, as in a batched group): a class subset (rows of other classes are masked), a
+/// test split fed in both passes, one layer too wide for the Gram matrix.
 #[test]
 fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
     let dims = vec![5usize, 40];
     let mut spec = ProbeSpec::new(6, dims.clone());
     spec.classes = Some(vec![0, 2, 3, 5]);
     spec.rank_max_dim = 16;
-    let batches = |seed: i64, n: i64| -> Vec<(Vec<Tensor>, Tensor, Vec<u32>)> {
+    type Batch = (Vec<Tensor>, Tensor, Vec<u32>);
+    let batches = |seed: i64, n: i64| -> Vec<Batch> {
         tch::manual_seed(seed);
         (0..3)
             .map(|b| {
@@ -106,63 +108,86 @@ fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
             })
             .collect()
     };
-    let (train, test) = (batches(1, 97), batches(2, 41));
+    // Network 0 and network 1: their own embeddings and labels, the same row counts.
+    let nets = [(batches(1, 97), batches(2, 41)), (batches(3, 97), batches(4, 41))];
     let host_f32 = |t: &Tensor| {
         let t = t.contiguous();
         let mut v = vec![0f32; t.numel()];
         t.copy_data(&mut v, t.numel());
         v
     };
-    // Host engine.
-    let mut hp = LayerProbe::new(spec.clone()).unwrap();
-    for (split, data) in [(Split::Train, &train), (Split::Test, &test)] {
-        for (e, _, y) in data {
-            let xs: Vec<Vec<f32>> = e.iter().map(host_f32).collect();
-            hp.update_all(split, &xs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), y).unwrap();
-        }
-    }
-    hp.next_pass().unwrap();
-    for (split, data) in [(Split::Train, &train), (Split::Test, &test)] {
-        for (e, lg, y) in data {
-            let xs: Vec<Vec<f32>> = e.iter().map(host_f32).collect();
-            hp.update_all(split, &xs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), y).unwrap();
-            hp.update_agreement(split, xs.last().unwrap(), &host_f32(lg), y).unwrap();
-        }
-    }
-    let host = hp.finish().unwrap();
-    // Device reductions.
-    let mut p = LayerProbe::new(spec).unwrap();
-    let mut dp = DeviceProbe::new(Device::Cpu, &p);
+    let host: Vec<ProbeResult> = nets
+        .iter()
+        .map(|(train, test)| {
+            let mut hp = LayerProbe::new(spec.clone()).unwrap();
+            for (split, data) in [(Split::Train, train), (Split::Test, test)] {
+                for (e, _, y) in data {
+                    let xs: Vec<Vec<f32>> = e.iter().map(host_f32).collect();
+                    hp.update_all(split, &xs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), y).unwrap();
+                }
+            }
+            hp.next_pass().unwrap();
+            for (split, data) in [(Split::Train, train), (Split::Test, test)] {
+                for (e, lg, y) in data {
+                    let xs: Vec<Vec<f32>> = e.iter().map(host_f32).collect();
+                    hp.update_all(split, &xs.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), y).unwrap();
+                    hp.update_agreement(split, xs.last().unwrap(), &host_f32(lg), y).unwrap();
+                }
+            }
+            hp.finish().unwrap()
+        })
+        .collect();
+    // Device reductions, both networks in one DeviceProbe (tensors stacked [K, n, ...]).
+    let mut ps = vec![LayerProbe::new(spec.clone()).unwrap(), LayerProbe::new(spec).unwrap()];
+    let mut dp = DeviceProbe::new(Device::Cpu, &ps[0], 2);
     for pass in 0..2 {
         if pass == 1 {
-            p.next_pass().unwrap();
+            ps.iter_mut().for_each(|p| p.next_pass().unwrap());
         }
-        for (split, data) in [(Split::Train, &train), (Split::Test, &test)] {
-            dp.begin(&p, split);
-            for (e, lg, y) in data {
-                let classes: Vec<Option<usize>> = y.iter().map(|&l| p.class_index(l as usize).unwrap()).collect();
-                dp.update(e, lg, &classes);
+        for s in [Split::Train, Split::Test] {
+            dp.begin(&ps.iter().map(Some).collect::<Vec<_>>(), s);
+            for b in 0..3 {
+                let pick = |n: usize| if s == Split::Train { &nets[n].0[b] } else { &nets[n].1[b] };
+                let (b0, b1) = (pick(0), pick(1));
+                let embs: Vec<Tensor> = (0..dims.len()).map(|l| Tensor::stack(&[&b0.0[l], &b1.0[l]], 0)).collect();
+                let logits = Tensor::stack(&[&b0.1, &b1.1], 0);
+                let classes: Vec<Vec<Option<usize>>> = [&b0.2, &b1.2]
+                    .iter()
+                    .map(|y| y.iter().map(|&l| ps[0].class_index(l as usize).unwrap()).collect())
+                    .collect();
+                dp.update(&embs, &logits, &classes);
             }
-            dp.flush(&mut p).unwrap();
+            let mut live: Vec<Option<&mut LayerProbe>> = ps.iter_mut().map(Some).collect();
+            dp.flush(&mut live).into_iter().for_each(|r| r.unwrap());
         }
     }
-    let dev = p.finish().unwrap();
-    assert_eq!(host.classes, vec![0, 2, 3, 5]);
-    assert!(host.layers[0].numerical_rank.is_some() && host.layers[1].numerical_rank.is_none());
-    assert!(host.layers[1].nc4_agreement_test.is_some());
-    assert_same(&host, &dev);
+    for (h, p) in host.iter().zip(ps) {
+        let dev = p.finish().unwrap();
+        assert_eq!(h.classes, vec![0, 2, 3, 5]);
+        assert!(h.layers[0].numerical_rank.is_some() && h.layers[1].numerical_rank.is_none());
+        assert!(h.layers[1].nc4_agreement_test.is_some());
+        assert_same(h, &dev);
+    }
+    assert_ne!(host[0].layers[1].cdnv_train, host[1].layers[1].cdnv_train, "two different networks");
 }
 
 #[test]
 fn non_finite_embeddings_are_named_by_split_and_layer() {
-    let mut p = LayerProbe::new(ProbeSpec::new(2, vec![3, 3])).unwrap();
-    let mut dp = DeviceProbe::new(Device::Cpu, &p);
-    dp.begin(&p, Split::Train);
-    let good = Tensor::ones([4, 3], (Kind::Float, Device::Cpu));
+    let mut ps = [
+        LayerProbe::new(ProbeSpec::new(2, vec![3, 3])).unwrap(),
+        LayerProbe::new(ProbeSpec::new(2, vec![3, 3])).unwrap(),
+    ];
+    let mut dp = DeviceProbe::new(Device::Cpu, &ps[0], 2);
+    dp.begin(&ps.iter().map(Some).collect::<Vec<_>>(), Split::Train);
+    let good = Tensor::ones([2, 4, 3], (Kind::Float, Device::Cpu));
     let bad = good.copy();
-    let _ = bad.get(2).get(1).fill_(f64::NAN);
-    let lg = Tensor::zeros([4, 2], (Kind::Float, Device::Cpu));
-    dp.update(&[good, bad], &lg, &[Some(0), Some(1), Some(0), Some(1)]);
-    let e = dp.flush(&mut p).unwrap_err().to_string();
+    let _ = bad.get(1).get(2).get(1).fill_(f64::NAN); // network 1, row 2, layer 2
+    let lg = Tensor::zeros([2, 4, 2], (Kind::Float, Device::Cpu));
+    let classes = vec![vec![Some(0), Some(1), Some(0), Some(1)]; 2];
+    dp.update(&[good, bad], &lg, &classes);
+    let mut live: Vec<Option<&mut LayerProbe>> = ps.iter_mut().map(Some).collect();
+    let r = dp.flush(&mut live);
+    assert!(r[0].is_ok(), "network 0 is finite: {:?}", r[0]);
+    let e = r[1].as_ref().unwrap_err().to_string();
     assert!(e.contains("train layer 2") && e.contains("non-finite"), "{e}");
 }

@@ -316,22 +316,30 @@ impl BatchedTrainer {
                 Ok(p)
             })
             .collect();
-        let mut dps: Vec<Option<DeviceProbe>> =
-            probes.iter().map(|p| p.as_ref().ok().map(|p| DeviceProbe::new(self.device, p))).collect();
+        let Some(first) = probes.iter().find_map(|p| p.as_ref().ok()) else {
+            return probes.into_iter().map(|p| Err(p.err().expect("no live probe"))).collect();
+        };
+        // One DeviceProbe for all K networks: every reduction is one batched kernel.
+        let mut dp = DeviceProbe::new(self.device, first, k);
+        let class_map: Vec<Option<usize>> = (0..ds.num_classes).map(|l| first.class_index(l).flatten()).collect();
         let mut stats = Vec::new();
         for (pass, test) in [(0, false), (1, false), (1, true)] {
             let s = if test { ProbeSplit::Test } else { ProbeSplit::Train };
-            for (dp, p) in dps.iter_mut().zip(probes.iter_mut()) {
-                if let (Some(d), Ok(pr)) = (dp.as_mut(), p.as_mut()) {
-                    if pass == 1 && !test {
-                        if let Err(e) = pr.next_pass() {
-                            *p = Err(e.into());
-                            continue;
-                        }
+            if pass == 1 && !test {
+                for p in probes.iter_mut() {
+                    let r = match p {
+                        Ok(pr) => pr.next_pass(),
+                        Err(_) => Ok(()),
+                    };
+                    if let Err(e) = r {
+                        *p = Err(e.into());
                     }
-                    d.begin(pr, s);
                 }
             }
+            if probes.iter().all(|p| p.is_err()) {
+                break;
+            }
+            dp.begin(&probes.iter().map(|p| p.as_ref().ok()).collect::<Vec<_>>(), s);
             let n = if test { ds.test.len() } else { ds.train.len() };
             let pb = self.cfgs[0].probe.batch_size;
             let mut loss_sum = Tensor::zeros([k as i64], (Kind::Double, self.device));
@@ -347,22 +355,22 @@ impl BatchedTrainer {
                     correct += logits.argmax(-1, false).eq_tensor(&y).sum_dim_intlist(1, false, Kind::Int64);
                 });
                 let yh = host_f64(&y);
-                for (i, (dp, p)) in dps.iter_mut().zip(&probes).enumerate() {
-                    let (Some(d), Ok(p)) = (dp.as_mut(), p.as_ref()) else { continue };
-                    let e: Vec<Tensor> = embs.iter().map(|t| t.get(i as i64)).collect();
-                    let classes: Vec<Option<usize>> = yh[i * rows.len()..(i + 1) * rows.len()]
-                        .iter()
-                        .map(|&l| p.class_index(l as usize).flatten())
-                        .collect();
-                    d.update(&e, &logits.get(i as i64), &classes);
-                }
+                let classes: Vec<Vec<Option<usize>>> = (0..k)
+                    .map(|i| {
+                        yh[i * rows.len()..(i + 1) * rows.len()]
+                            .iter()
+                            .map(|&l| class_map.get(l as usize).copied().flatten())
+                            .collect()
+                    })
+                    .collect();
+                dp.update(&embs, &logits, &classes);
                 start += rows.len();
             }
-            for (dp, p) in dps.iter_mut().zip(probes.iter_mut()) {
-                if let (Some(d), Ok(pr)) = (dp.as_mut(), p.as_mut()) {
-                    if let Err(e) = d.flush(pr) {
-                        *p = Err(e.into());
-                    }
+            let mut live: Vec<Option<&mut LayerProbe>> = probes.iter_mut().map(|p| p.as_mut().ok()).collect();
+            let flushed = dp.flush(&mut live);
+            for (p, r) in probes.iter_mut().zip(flushed) {
+                if let Err(e) = r {
+                    *p = Err(e.into());
                 }
             }
             let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
@@ -372,8 +380,9 @@ impl BatchedTrainer {
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
+                let result = p?.finish()?;
                 let ((train_loss, train_acc), (test_loss, test_acc)) = (stats[0][i], stats[2][i]);
-                Ok(ProbeOutcome { result: p?.finish()?, train_loss, train_acc, test_loss, test_acc })
+                Ok(ProbeOutcome { result, train_loss, train_acc, test_loss, test_acc })
             })
             .collect()
     }

@@ -227,14 +227,14 @@ impl Trainer {
 
     /// Reductions on the device; only per-class statistics come back (engine/device_probe.rs).
     fn probe_on_device(&mut self, ds: &Dataset, probe: &mut LayerProbe) -> Result<((f64, f64), (f64, f64))> {
-        let mut dp = DeviceProbe::new(self.device, probe);
+        let mut dp = DeviceProbe::new(self.device, probe, 1);
         let mut out = Vec::new();
         for (split, s) in [(&ds.train, ProbeSplit::Train), (&ds.train, ProbeSplit::Train), (&ds.test, ProbeSplit::Test)]
         {
             if out.len() == 1 {
                 probe.next_pass()?;
             }
-            dp.begin(probe, s);
+            dp.begin(&[Some(&*probe)], s);
             let p = &*probe;
             out.push(self.stream(ds, split, |e, lg, y| {
                 let classes = y
@@ -245,10 +245,11 @@ impl Trainer {
                             .with_context(|| format!("{} label {l} at row {i} is out of range", s.name()))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                dp.update(e, lg, &classes);
+                let e: Vec<Tensor> = e.iter().map(|t| t.unsqueeze(0)).collect();
+                dp.update(&e, &lg.unsqueeze(0), &[classes]);
                 Ok(())
             })?);
-            dp.flush(probe)?;
+            dp.flush(&mut [Some(&mut *probe)]).into_iter().try_for_each(|r| r)?;
         }
         Ok((out[0], out[2]))
     }
