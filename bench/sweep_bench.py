@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def last_json(cmd):
-    out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """The JSON line a process prints last, with its peak RSS in MiB (from /usr/bin/time)."""
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *map(str, cmd)], check=True, capture_output=True, text=True)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["peak_rss_mib"] = int(p.stderr.strip().splitlines()[-1]) / 1024
+    return r
 
 
 def main():
@@ -36,12 +39,12 @@ def main():
                      "--width", a.width, *common])
     torch_steps = statistics.median(ref["samples_per_s"]) / 128
     print(f"MLP-{a.depth}-{a.width}+BN on {a.device}, batch 128: PyTorch eager one at a time "
-          f"{torch_steps:.0f} network-steps/s")
-    print(f"{'K':>5} {'depthprobe batched network-steps/s':>36} {'vs PyTorch eager':>17}")
+          f"{torch_steps:.0f} network-steps/s, peak RSS {ref['peak_rss_mib']:.0f} MiB")
+    print(f"{'K':>5} {'depthprobe batched network-steps/s':>36} {'vs PyTorch eager':>17} {'peak RSS MiB':>13}")
     for k in [int(x) for x in a.ks.split(",")]:
         r = last_json([a.bin, "--k", k, "--depth", a.depth, "--width", a.width, *common])
         m = statistics.median(r["network_steps_per_s"])
-        print(f"{k:5d} {m:36.0f} {m / torch_steps:16.1f}x", flush=True)
+        print(f"{k:5d} {m:36.0f} {m / torch_steps:16.1f}x {r['peak_rss_mib']:13.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    return json.loads(out)["samples_per_s"]
+    """(samples/s of each timed epoch, peak RSS in MiB) of one process, under /usr/bin/time."""
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *map(str, cmd)], check=True, capture_output=True, text=True)
+    rss_kib = int(p.stderr.strip().splitlines()[-1])
+    return json.loads(p.stdout.strip().splitlines()[-1])["samples_per_s"], rss_kib / 1024
 
 
 def main():
@@ -30,14 +32,19 @@ def main():
     a = ap.parse_args()
     rs = a.bin
     extra = ["--device", a.device] + (["--batches", str(a.batches)] if a.batches else [])
-    print(f"{'workload':22} {'depthprobe samples/s':>21} {'PyTorch samples/s':>18} {'ratio':>6}")
+    print(f"{'workload':22} {'depthprobe samples/s':>21} {'PyTorch samples/s':>18} {'ratio':>6} "
+          f"{'peak RSS MiB (ours / PyTorch)':>30}")
     for model, name in (("mlp", "MLP-10-512 train step"), ("conv", "CONV-8-64 train step")):
-        ours, theirs = [], []
+        ours, theirs, rss_o, rss_t = [], [], [], []
         for _ in range(a.repeats):
-            ours += run([rs, "--model", model, "--threads", str(a.threads), *extra])
-            theirs += run([sys.executable, ROOT / "bench" / "torch_train_ref.py", "--model", model, "--threads", str(a.threads), *extra])
+            r, m = run([rs, "--model", model, "--threads", str(a.threads), *extra])
+            ours += r
+            rss_o.append(m)
+            r, m = run([sys.executable, ROOT / "bench" / "torch_train_ref.py", "--model", model, "--threads", str(a.threads), *extra])
+            theirs += r
+            rss_t.append(m)
         mo, mt = statistics.median(ours), statistics.median(theirs)
-        print(f"{name:22} {mo:21.0f} {mt:18.0f} {mo / mt:5.2f}x")
+        print(f"{name:22} {mo:21.0f} {mt:18.0f} {mo / mt:5.2f}x {max(rss_o):14.0f} / {max(rss_t):.0f}")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ void dp_free_error(char *e) { free(e); }
 // SGD with momentum and weight decay for every parameter that has a gradient, as one fused
 // multi-tensor kernel (at::_fused_sgd_, PyTorch's fused=True SGD): d = g + wd·p,
 // buf = momentum·buf + d, p -= lr·buf. Momentum buffers start at zero, so is_first_step is
-// not needed (buf = d on the first step). Then the gradients are released (set_to_none), so
-// the next backward writes fresh ones instead of accumulating.
+// not needed (buf = d on the first step). With release_grads the gradients are then released
+// (set_to_none), so the next backward writes fresh ones instead of accumulating.
 char *dp_fused_sgd(at::Tensor **params, at::Tensor **bufs, size_t n, double weight_decay, double momentum,
-                   double lr) {
+                   double lr, int release_grads) {
     try {
         c10::NoGradGuard no_grad;
         std::vector<at::Tensor> ps, gs, bs;
@@ -34,7 +34,8 @@ char *dp_fused_sgd(at::Tensor **params, at::Tensor **bufs, size_t n, double weig
         }
         if (!ps.empty())
             at::_fused_sgd_(ps, gs, bs, weight_decay, momentum, lr, 0.0, false, false, false);
-        for (size_t i = 0; i < n; i++) params[i]->mutable_grad().reset();
+        if (release_grads)
+            for (size_t i = 0; i < n; i++) params[i]->mutable_grad().reset();
         return nullptr;
     } catch (const std::exception &e) {
         return dp_error(e.what());

@@ -23,20 +23,36 @@ impl Sgd {
         Sgd { params, momentum_buffers, momentum, weight_decay }
     }
 
-    /// Release the gradients (PyTorch's set_to_none): backward then writes fresh ones.
+    /// Clear the gradients before a backward pass. On a GPU they are released (PyTorch's
+    /// set_to_none: no kernel per parameter; the caching allocator makes the next ones cheap);
+    /// on the CPU they are kept and zeroed in place, because fresh multi-MB gradients there cost
+    /// page faults (measured: ~6% of an MLP-10-512 step on 2 cores).
     pub fn zero_grad(&mut self) {
-        super::shim::grads_to_none(self.params.iter_mut().map(|(_, p)| p)).expect("releasing gradients");
+        if self.release_grads() {
+            super::shim::grads_to_none(self.params.iter_mut().map(|(_, p)| p)).expect("releasing gradients");
+        } else {
+            for (_, p) in self.params.iter_mut() {
+                p.zero_grad();
+            }
+        }
+    }
+
+    fn release_grads(&self) -> bool {
+        self.params.first().is_some_and(|(_, p)| p.device() != tch::Device::Cpu)
     }
 
     /// One step as a single fused multi-tensor kernel (csrc/shim.cpp: at::_fused_sgd_, the
-    /// update above computed in one pass over each parameter); releases the gradients.
+    /// update above computed in one pass over each parameter); on a GPU it also releases the
+    /// gradients (see `zero_grad`).
     pub fn step(&mut self, lr: f64) {
+        let release = self.release_grads();
         super::shim::fused_sgd(
             self.params.iter_mut().map(|(_, p)| p),
             self.momentum_buffers.iter_mut(),
             self.weight_decay,
             self.momentum,
             lr,
+            release,
         )
         .expect("fused SGD step");
     }

@@ -15,6 +15,7 @@ extern "C" {
         weight_decay: f64,
         momentum: f64,
         lr: f64,
+        release_grads: i32,
     ) -> *mut c_char;
     fn dp_grads_to_none(params: *mut *mut CTensor, n: usize) -> *mut c_char;
     fn dp_free_error(e: *mut c_char);
@@ -35,18 +36,19 @@ fn ptrs<'a>(ts: impl Iterator<Item = &'a mut Tensor>) -> Vec<*mut CTensor> {
 }
 
 /// One fused SGD step over `params` (those with a gradient) and their momentum buffers, then
-/// the gradients are released. See csrc/shim.cpp.
+/// with `release_grads` the gradients are released. See csrc/shim.cpp.
 pub fn fused_sgd<'a>(
     params: impl Iterator<Item = &'a mut Tensor>,
     bufs: impl Iterator<Item = &'a mut Tensor>,
     weight_decay: f64,
     momentum: f64,
     lr: f64,
+    release_grads: bool,
 ) -> anyhow::Result<()> {
     let (mut p, mut b) = (ptrs(params), ptrs(bufs));
     assert_eq!(p.len(), b.len(), "one momentum buffer per parameter");
     // SAFETY: every pointer is a live tch tensor borrowed mutably for the call.
-    check(unsafe { dp_fused_sgd(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr) })
+    check(unsafe { dp_fused_sgd(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr, release_grads as i32) })
 }
 
 /// Release the gradients of `params` (zero_grad with set_to_none).
