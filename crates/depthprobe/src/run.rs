@@ -43,7 +43,7 @@ pub fn data_root(cfg: &Config, flag: Option<&Path>) -> Option<PathBuf> {
 /// Load, subset and corrupt the data as the config says. Returns the data set and the changed
 /// train labels (index, original, new).
 pub fn prepare_data(cfg: &Config, data_dir: Option<&Path>) -> Result<(Dataset, Vec<Relabel>)> {
-    derive_data(cfg, load_data(cfg, data_dir)?)
+    derive_data(cfg, &load_data(cfg, data_dir)?)
 }
 
 /// The data set as loaded, before subsetting and corruption.
@@ -52,14 +52,23 @@ fn load_data(cfg: &Config, data_dir: Option<&Path>) -> Result<Dataset> {
     data::load(&cfg.data.dataset, root.as_deref(), cfg.train.seed)
 }
 
-/// Subset and corrupt a loaded data set as the config says.
-fn derive_data(cfg: &Config, mut ds: Dataset) -> Result<(Dataset, Vec<Relabel>)> {
-    if cfg.data.train_per_class > 0 {
-        ds.train = data::balanced_subset(&ds, &ds.train, cfg.data.train_per_class, "train")?;
-    }
-    if cfg.data.test_per_class > 0 {
-        ds.test = data::balanced_subset(&ds, &ds.test, cfg.data.test_per_class, "test")?;
-    }
+/// Subset and corrupt a loaded data set as the config says. Only what the run keeps is copied
+/// (a batched group derives many runs from one loaded set).
+fn derive_data(cfg: &Config, base: &Dataset) -> Result<(Dataset, Vec<Relabel>)> {
+    let split = |s: &data::Split, per_class: usize, which: &str| -> Result<data::Split> {
+        if per_class > 0 {
+            data::balanced_subset(base, s, per_class, which)
+        } else {
+            Ok(s.clone())
+        }
+    };
+    let mut ds = Dataset {
+        name: base.name.clone(),
+        shape: base.shape.clone(),
+        num_classes: base.num_classes,
+        train: split(&base.train, cfg.data.train_per_class, "train")?,
+        test: split(&base.test, cfg.data.test_per_class, "test")?,
+    };
     // Corruption acts on train labels from `first` on: all of them, or S2 alone for the bound.
     let mut first = 0;
     match cfg.data.bound_split {
@@ -621,15 +630,14 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
             (c.data.dataset == "synthetic").then_some(c.train.seed),
             data_root(c, o.data_dir.as_deref()),
         );
-        let base = match loaded.iter().find(|(k, _)| *k == key) {
-            Some((_, d)) => d.clone(),
+        let i = match loaded.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
             None => {
-                let d = load_data(c, o.data_dir.as_deref())?;
-                loaded.push((key, d.clone()));
-                d
+                loaded.push((key, load_data(c, o.data_dir.as_deref())?));
+                loaded.len() - 1
             }
         };
-        data.push(derive_data(c, base)?);
+        data.push(derive_data(c, &loaded[i].1)?);
     }
     drop(loaded);
     let cfgs: Vec<Config> = runs.iter().map(|r| r.0.clone()).collect();

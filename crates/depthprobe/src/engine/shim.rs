@@ -48,7 +48,9 @@ pub fn fused_sgd<'a>(
     let (mut p, mut b) = (ptrs(params), ptrs(bufs));
     assert_eq!(p.len(), b.len(), "one momentum buffer per parameter");
     // SAFETY: every pointer is a live tch tensor borrowed mutably for the call.
-    check(unsafe { dp_fused_sgd(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr, release_grads as i32) })
+    check(unsafe {
+        dp_fused_sgd(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr, release_grads as i32)
+    })
 }
 
 /// Release the gradients of `params` (zero_grad with set_to_none).
