@@ -5,36 +5,20 @@
 //!                      [--threads 2] [--device cpu|cuda]
 //! prints one JSON line: {"k": …, "network_steps_per_s": [...]}
 
+mod common;
+
 use depthprobe::config::{Arch, Config};
-use depthprobe::data::{Dataset, Split, Storage};
 use depthprobe::engine::batched::BatchedTrainer;
 use depthprobe::engine::{init_runtime, resolve_device};
-use depthprobe::rng::Rng;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |k: &str, d: &str| {
-        args.iter().position(|a| a == k).map(|i| args[i + 1].clone()).unwrap_or_else(|| d.to_string())
-    };
+    let arg = |k: &str, d: &str| common::arg(&args, k, d);
     let num = |k: &str, d: &str| -> usize { arg(k, d).parse().unwrap() };
     let (k, batches, rounds) = (num("--k", "8"), num("--batches", "50"), num("--rounds", "3"));
     let device = resolve_device(&arg("--device", "cpu")).unwrap();
-    let mut cfg = Config::default();
-    cfg.model.arch = Arch::Mlp;
-    (cfg.model.depth, cfg.model.width) = (num("--depth", "10"), num("--width", "100"));
-    cfg.train.lr = 0.01;
-    cfg.train.warmup_epochs = 0;
-    cfg.train.milestones = vec![];
-    let n = 128 * batches;
-    let per = 32 * 32;
-    let mut r = Rng::new(1);
-    let split = |r: &mut Rng, n: usize| Split {
-        storage: Storage::Floats((0..n * per).map(|_| r.normal() as f32).collect()),
-        labels: (0..n).map(|_| r.below(10) as i64).collect(),
-    };
-    let train = split(&mut r, n);
-    let test = split(&mut r, 128);
-    let ds = Dataset { name: "random".into(), shape: vec![1, 32, 32], num_classes: 10, train, test };
+    let cfg = common::bench_config(Arch::Mlp, num("--depth", "10"), num("--width", "100"));
+    let ds = common::random_dataset(vec![1, 32, 32], 128 * batches);
     init_runtime(0, num("--threads", "2"));
     let cfgs: Vec<Config> = (0..k)
         .map(|s| {

@@ -47,6 +47,11 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A run folder's summary.json.
+fn summary(run_dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
+}
+
 fn run_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let plan = SweepDir(dir.to_path_buf()).read_plan().unwrap();
     plan.runs
@@ -413,11 +418,7 @@ fn batched_sweep_matches_one_by_one_and_groups_only_compatible_runs() {
         .collect();
     assert_eq!(batched.len(), 4, "two groups of 3 leave 2 runs pointing at another log: {batched:?}");
     for r in &plan.runs {
-        let read = |d: &Path| -> serde_json::Value {
-            serde_json::from_str(&std::fs::read_to_string(d.join("runs").join(&r.id).join("summary.json")).unwrap())
-                .unwrap()
-        };
-        let (a, b) = (read(&one), read(&many));
+        let (a, b) = (summary(&one.join("runs").join(&r.id)), summary(&many.join("runs").join(&r.id)));
         assert_eq!(b["status"], "done", "{}", r.id);
         assert_eq!(a["corruption"], b["corruption"], "{}: the same corrupted labels", r.id);
         for (la, lb) in a["layers"].as_array().unwrap().iter().zip(b["layers"].as_array().unwrap()) {
@@ -433,10 +434,6 @@ fn batched_sweep_matches_one_by_one_and_groups_only_compatible_runs() {
     let run = many.join("runs").join(id);
     let again = t.path().join("again");
     ok(&["probe", s(&run), "--out", s(&again)]);
-    let top = |d: &Path| -> f64 {
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
-        v["layers"].as_array().unwrap().last().unwrap()["cdnv_train"].as_f64().unwrap()
-    };
+    let top = |d: &Path| summary(d)["layers"].as_array().unwrap().last().unwrap()["cdnv_train"].as_f64().unwrap();
     assert!((top(&run) - top(&again)).abs() <= 1e-9 * top(&run), "probe of the batched checkpoint");
 }

@@ -8,14 +8,15 @@
 //! The paper's sweeps are many small networks; on a GPU they are launch-bound one at a time.
 
 use anyhow::{bail, Result};
-use depthprobe_measures::{LayerProbe, ProbeSpec, Split as ProbeSplit};
+use depthprobe_measures::{LayerProbe, Split as ProbeSplit};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::device_probe::DeviceProbe;
 use super::model::Net;
 use super::sgd::Sgd;
-use super::trainer::{seed_for, EpochStats, ProbeOutcome};
+use super::trainer::{new_probe, seed_for, EpochStats, ProbeOutcome};
+use super::{augments, host_f64};
 use crate::config::{Arch, Config, EmbeddingPoint, Loss};
 use crate::data::{Dataset, Split};
 use crate::rng::Rng;
@@ -40,9 +41,9 @@ pub struct BatchedTrainer {
     xbuf: Vec<f32>,
     /// When every network trains on the same inputs without augmentation (seeds, corruption
     /// draws), the normalised train inputs [N, ...] live on the device once and each step
-    /// gathers its K batches there; labels [K, N] likewise. Otherwise batches are assembled on
-    /// the host.
-    resident: Option<Option<(Tensor, Tensor)>>,
+    /// gathers its K batches there; labels [K, N] likewise. Otherwise (None) batches are
+    /// assembled on the host.
+    resident: Option<(Tensor, Tensor)>,
 }
 
 /// Why `cfgs` cannot train as one batched model, if they cannot: everything but the seeds,
@@ -127,6 +128,7 @@ impl BatchedTrainer {
         let (head_w, head_b) = (stack("head.weight", true), stack("head.bias", true));
         let t = &cfgs[0].train;
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
+        let resident = resident_inputs(&cfgs[0], datasets, device);
         Ok(BatchedTrainer {
             _vs: vs,
             layers,
@@ -137,13 +139,13 @@ impl BatchedTrainer {
             cfgs: cfgs.to_vec(),
             dims,
             xbuf: Vec::new(),
-            resident: None,
+            resident,
         })
     }
 
-    /// Whether the train inputs live on the device (decided at the first epoch).
+    /// Whether the train inputs live on the device.
     pub fn inputs_resident(&self) -> bool {
-        matches!(self.resident, Some(Some(_)))
+        self.resident.is_some()
     }
 
     pub fn networks(&self) -> usize {
@@ -215,37 +217,11 @@ impl BatchedTrainer {
         (x, y)
     }
 
-    fn make_resident(&mut self, datasets: &[&Dataset]) -> Option<(Tensor, Tensor)> {
-        let d0 = datasets[0];
-        if self.cfgs[0].data.augment && d0.shape.len() == 3 {
-            return None;
-        }
-        let all: Vec<usize> = (0..d0.train.len()).collect();
-        let mut x0 = Vec::new();
-        d0.fill_batch(&d0.train, &all, None, &mut x0);
-        let mut other = Vec::new();
-        for d in &datasets[1..] {
-            d.fill_batch(&d.train, &all, None, &mut other);
-            if other != x0 {
-                return None;
-            }
-        }
-        let mut shape = vec![all.len() as i64];
-        shape.extend(d0.shape.iter().map(|&s| s as i64));
-        let x = Tensor::from_slice(&x0).view(shape.as_slice()).to_device(self.device);
-        let y: Vec<i64> = datasets.iter().flat_map(|d| d.train.labels.iter().copied()).collect();
-        let y = Tensor::from_slice(&y).view([datasets.len() as i64, -1]).to_device(self.device);
-        Some((x, y))
-    }
-
     /// One epoch (1-based) for every network, each in its own seeded order.
     pub fn train_epoch(&mut self, datasets: &[&Dataset], epoch: usize) -> Vec<EpochStats> {
         let k = self.networks();
         let n = datasets[0].train.len();
         let bs = self.cfgs[0].train.batch_size;
-        if self.resident.is_none() {
-            self.resident = Some(self.make_resident(datasets));
-        }
         let orders: Vec<Vec<usize>> = self
             .cfgs
             .iter()
@@ -258,9 +234,7 @@ impl BatchedTrainer {
         let mut aug: Vec<Option<Rng>> = self
             .cfgs
             .iter()
-            .map(|c| {
-                (c.data.augment && datasets[0].shape.len() == 3).then(|| Rng::new(seed_for(c.train.seed, 2, epoch)))
-            })
+            .map(|c| augments(c, datasets[0]).then(|| Rng::new(seed_for(c.train.seed, 2, epoch))))
             .collect();
         // As in Trainer: a trailing batch of one sample is dropped.
         let starts: Vec<usize> = (0..n).step_by(bs).filter(|&s| (s + bs).min(n) - s > 1).collect();
@@ -271,14 +245,14 @@ impl BatchedTrainer {
         for (it, &s) in starts.iter().enumerate() {
             let e = (s + bs).min(n);
             let (x, y) = match &self.resident {
-                Some(Some((xr, yr))) => {
+                Some((xr, yr)) => {
                     let idx: Vec<i64> = orders.iter().flat_map(|o| o[s..e].iter().map(|&i| i as i64)).collect();
                     let idx = Tensor::from_slice(&idx).view([k as i64, -1]).to_device(self.device);
                     let mut shape = vec![k as i64, (e - s) as i64];
                     shape.extend(&xr.size()[1..]);
                     (xr.index_select(0, &idx.view([-1])).view(shape.as_slice()), yr.gather(1, &idx, false))
                 }
-                _ => {
+                None => {
                     let idx: Vec<Vec<usize>> = orders.iter().map(|o| o[s..e].to_vec()).collect();
                     self.batch(datasets, false, &idx, &mut aug)
                 }
@@ -298,24 +272,15 @@ impl BatchedTrainer {
         (0..k).map(|i| EpochStats { loss: l[i] / seen as f64, acc: c[i] / seen as f64 }).collect()
     }
 
-    /// Every network's full probe (as `Trainer::probe`): one batched forward per batch, each
-    /// network's embeddings reduced on the device by its own `DeviceProbe`. A network whose probe
-    /// fails (a diverged one: non-finite embeddings) gets its error; the others are unaffected.
+    /// Every network's full probe (as `Trainer::probe`): one batched forward per batch, all K
+    /// networks' embeddings reduced together on the device by one `DeviceProbe`. A network whose
+    /// probe fails (a diverged one: non-finite embeddings) gets its error; the others are
+    /// unaffected.
     pub fn probe(&mut self, datasets: &[&Dataset]) -> Vec<Result<ProbeOutcome>> {
         let k = self.networks();
         let ds = datasets[0];
-        let mut probes: Vec<Result<LayerProbe>> = (0..k)
-            .map(|i| {
-                let mut spec = ProbeSpec::new(ds.num_classes, self.dims.clone());
-                spec.eps = self.cfgs[0].probe.eps.clone();
-                spec.rank_max_dim = self.cfgs[0].probe.rank_max_dim;
-                let mut p = LayerProbe::new(spec)?;
-                if self.cfgs[0].model.embedding == EmbeddingPoint::PostActivation {
-                    p.set_classifier(&host_f32(&self.head_w.get(i as i64)))?;
-                }
-                Ok(p)
-            })
-            .collect();
+        let mut probes: Vec<Result<LayerProbe>> =
+            (0..k).map(|i| new_probe(&self.cfgs[0], ds.num_classes, &self.dims, &self.head_w.get(i as i64))).collect();
         let Some(first) = probes.iter().find_map(|p| p.as_ref().ok()) else {
             return probes.into_iter().map(|p| Err(p.err().expect("no live probe"))).collect();
         };
@@ -421,16 +386,28 @@ impl BatchedTrainer {
             .map_err(|e| anyhow::anyhow!("{}: writing checkpoint: {e}", path.display()))
     }
 }
-fn host_f64(t: &Tensor) -> Vec<f64> {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1]);
-    let mut v = vec![0.0; t.numel()];
-    t.copy_data(&mut v, t.numel());
-    v
-}
 
-fn host_f32(t: &Tensor) -> Vec<f32> {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
-    let mut v = vec![0.0; t.numel()];
-    t.copy_data(&mut v, t.numel());
-    v
+/// The shared train inputs and every network's labels on the device, when all networks train on
+/// the same inputs without augmentation (see `BatchedTrainer::resident`).
+fn resident_inputs(cfg: &Config, datasets: &[&Dataset], device: Device) -> Option<(Tensor, Tensor)> {
+    let d0 = datasets[0];
+    if augments(cfg, d0) {
+        return None;
+    }
+    let all: Vec<usize> = (0..d0.train.len()).collect();
+    let mut x0 = Vec::new();
+    d0.fill_batch(&d0.train, &all, None, &mut x0);
+    let mut other = Vec::new();
+    for d in &datasets[1..] {
+        d.fill_batch(&d.train, &all, None, &mut other);
+        if other != x0 {
+            return None;
+        }
+    }
+    let mut shape = vec![all.len() as i64];
+    shape.extend(d0.shape.iter().map(|&s| s as i64));
+    let x = Tensor::from_slice(&x0).view(shape.as_slice()).to_device(device);
+    let y: Vec<i64> = datasets.iter().flat_map(|d| d.train.labels.iter().copied()).collect();
+    let y = Tensor::from_slice(&y).view([datasets.len() as i64, -1]).to_device(device);
+    Some((x, y))
 }

@@ -12,6 +12,8 @@
 use depthprobe_measures::{ClassMoments, LayerProbe, LayerReduction, Pass, ProbeError, Split};
 use tch::{Device, Kind, Tensor};
 
+use super::host_f64;
+
 const F64: Kind = Kind::Double;
 
 /// Per-network, per-class count, mean and M2: [K, C], [K, C, D], [K, C], Chan-merged per batch
@@ -57,13 +59,6 @@ impl DeviceMoments {
             m2[k * c..(k + 1) * c].to_vec(),
         )
     }
-}
-
-fn to_vec(t: &Tensor) -> Vec<f64> {
-    let t = t.to_device(Device::Cpu).to_kind(F64).contiguous().view([-1]);
-    let mut v = vec![0.0; t.numel()];
-    t.copy_data(&mut v, t.numel());
-    v
 }
 
 /// Pass-2 operands of one layer for all K networks, uploaded once after `next_pass`.
@@ -261,13 +256,13 @@ impl DeviceProbe {
     /// `probes[k]`; a network's error (non-finite embeddings) is its own.
     pub fn flush(&mut self, probes: &mut [Option<&mut LayerProbe>]) -> Vec<Result<(), ProbeError>> {
         let c = self.classes as usize;
-        let counted: Vec<f64> = to_vec(&self.counted);
-        let agree: Vec<f64> = to_vec(&self.agree);
+        let counted: Vec<f64> = host_f64(&self.counted);
+        let agree: Vec<f64> = host_f64(&self.agree);
         let layers: Vec<_> = std::mem::take(&mut self.layers)
             .into_iter()
             .map(|acc| {
-                let m = acc.moments.as_ref().map(|m| (to_vec(&m.counts), to_vec(&m.means), to_vec(&m.m2)));
-                (acc.dim, m, acc.gram.as_ref().map(to_vec), to_vec(&acc.correct), acc.within.as_ref().map(to_vec))
+                let m = acc.moments.as_ref().map(|m| (host_f64(&m.counts), host_f64(&m.means), host_f64(&m.m2)));
+                (acc.dim, m, acc.gram.as_ref().map(host_f64), host_f64(&acc.correct), acc.within.as_ref().map(host_f64))
             })
             .collect();
         probes

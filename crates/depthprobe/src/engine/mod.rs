@@ -10,6 +10,7 @@ pub mod trainer;
 
 use anyhow::{bail, Result};
 pub use tch::Device;
+use tch::{Kind, Tensor};
 
 /// Parse `cpu`, `cuda` or `cuda:N` (availability is checked by `resolve_device`).
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -51,4 +52,31 @@ pub fn init_runtime(seed: u64, threads: usize) {
     let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
     tch::set_num_threads(n as i32);
     tch::manual_seed(seed as i64);
+}
+
+/// A tensor's values as f32 on the host, into a reused buffer.
+pub(crate) fn copy_f32(t: &Tensor, buf: &mut Vec<f32>) {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    buf.resize(t.numel(), 0.0);
+    t.copy_data(buf, t.numel());
+}
+
+/// A tensor's values as f32 on the host.
+pub(crate) fn host_f32(t: &Tensor) -> Vec<f32> {
+    let mut v = Vec::new();
+    copy_f32(t, &mut v);
+    v
+}
+
+/// A tensor's values as f64 on the host.
+pub(crate) fn host_f64(t: &Tensor) -> Vec<f64> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1]);
+    let mut v = vec![0.0; t.numel()];
+    t.copy_data(&mut v, t.numel());
+    v
+}
+
+/// Whether a config's training augmentation applies to this data (images only).
+pub(crate) fn augments(cfg: &crate::config::Config, ds: &crate::data::Dataset) -> bool {
+    cfg.data.augment && ds.shape.len() == 3
 }

@@ -57,9 +57,10 @@ impl Sgd {
         .expect("fused SGD step");
     }
 
-    /// The same step as separate in-place kernels per parameter (the reference the fused step
-    /// is tested against).
-    pub fn step_unfused(&mut self, lr: f64) {
+    /// The same step as separate in-place kernels per parameter: the reference the fused step
+    /// is tested against (the step used before the fused kernel).
+    #[cfg(test)]
+    fn step_unfused(&mut self, lr: f64) {
         // Four in-place kernels per parameter and no per-parameter allocation: the scalars are
         // 0-dim tensors so that addcmul_ fuses the scaling into the addition.
         let Some((_, first)) = self.params.first() else { return };

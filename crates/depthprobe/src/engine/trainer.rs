@@ -9,6 +9,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 use super::device_probe::DeviceProbe;
 use super::model::Net;
 use super::sgd::Sgd;
+use super::{augments, copy_f32, host_f32};
 use crate::config::{Config, EmbeddingPoint, Loss};
 use crate::data::{Dataset, Split};
 use crate::rng::Rng;
@@ -128,8 +129,7 @@ impl Trainer {
         let bs = self.cfg.train.batch_size;
         let mut order: Vec<usize> = (0..n).collect();
         Rng::new(seed_for(self.cfg.train.seed, 1, epoch)).shuffle(&mut order);
-        let mut aug =
-            (self.cfg.data.augment && ds.shape.len() == 3).then(|| Rng::new(seed_for(self.cfg.train.seed, 2, epoch)));
+        let mut aug = augments(&self.cfg, ds).then(|| Rng::new(seed_for(self.cfg.train.seed, 2, epoch)));
         // A trailing batch of one sample is dropped: BatchNorm cannot normalise it in training.
         let batches: Vec<&[usize]> = order.chunks(bs).filter(|c| c.len() > 1).collect();
         let iters = batches.len();
@@ -192,14 +192,7 @@ impl Trainer {
     }
 
     pub fn probe_with(&mut self, ds: &Dataset, reduction: ProbeReduction) -> Result<ProbeOutcome> {
-        let mut spec = ProbeSpec::new(ds.num_classes, self.net.dims().to_vec());
-        spec.eps = self.cfg.probe.eps.clone();
-        spec.rank_max_dim = self.cfg.probe.rank_max_dim;
-        let mut probe = LayerProbe::new(spec)?;
-        if self.cfg.model.embedding == EmbeddingPoint::PostActivation {
-            // NC3 compares the classifier with the class means of its own input.
-            probe.set_classifier(&host_f32(self.net.head_weight()))?;
-        }
+        let mut probe = new_probe(&self.cfg, ds.num_classes, self.net.dims(), self.net.head_weight())?;
         let ((train_loss, train_acc), (test_loss, test_acc)) = match reduction {
             ProbeReduction::Host => self.probe_on_host(ds, &mut probe)?,
             ProbeReduction::Device => self.probe_on_device(ds, &mut probe)?,
@@ -262,12 +255,6 @@ pub enum ProbeReduction {
     Device,
 }
 
-fn copy_f32(t: &Tensor, buf: &mut Vec<f32>) {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-    buf.resize(t.numel(), 0.0);
-    t.copy_data(buf, t.numel());
-}
-
 /// Every layer's batch copied into reused host buffers.
 fn to_host<'a>(embs: &[Tensor], bufs: &'a mut [Vec<f32>]) -> Vec<&'a [f32]> {
     for (b, e) in bufs.iter_mut().zip(embs) {
@@ -276,8 +263,15 @@ fn to_host<'a>(embs: &[Tensor], bufs: &'a mut [Vec<f32>]) -> Vec<&'a [f32]> {
     bufs.iter().map(|b| b.as_slice()).collect()
 }
 
-fn host_f32(t: &Tensor) -> Vec<f32> {
-    let mut v = Vec::new();
-    copy_f32(t, &mut v);
-    v
+/// The probe a config asks for, over layers of `dims`; `head_weight` is the classifier (C × D_L)
+/// that NC3 compares with the class means of its own input (post-activation embeddings).
+pub(crate) fn new_probe(cfg: &Config, num_classes: usize, dims: &[usize], head_weight: &Tensor) -> Result<LayerProbe> {
+    let mut spec = ProbeSpec::new(num_classes, dims.to_vec());
+    spec.eps = cfg.probe.eps.clone();
+    spec.rank_max_dim = cfg.probe.rank_max_dim;
+    let mut probe = LayerProbe::new(spec)?;
+    if cfg.model.embedding == EmbeddingPoint::PostActivation {
+        probe.set_classifier(&host_f32(head_weight))?;
+    }
+    Ok(probe)
 }

@@ -102,16 +102,21 @@ pub enum Outcome {
 }
 
 /// Run planned run `index` to completion (or skip it). Errors carry the run id.
-pub fn run_index(dir: &SweepDir, index: usize, data_dir: Option<&Path>, quiet: bool) -> Result<Outcome> {
-    let plan = dir.read_plan()?;
-    let Some(r) = plan.runs.get(index) else {
-        bail!(
+/// Planned run `index`, or an error naming the sweep and the valid range.
+fn planned<'a>(dir: &SweepDir, plan: &'a Plan, index: usize) -> Result<&'a PlannedRun> {
+    plan.runs.get(index).with_context(|| {
+        format!(
             "{}: --index {index} is out of range: the sweep has {} runs (0–{})",
             dir.0.display(),
             plan.runs.len(),
             plan.runs.len().saturating_sub(1)
-        );
-    };
+        )
+    })
+}
+
+pub fn run_index(dir: &SweepDir, index: usize, data_dir: Option<&Path>, quiet: bool) -> Result<Outcome> {
+    let plan = dir.read_plan()?;
+    let r = planned(dir, &plan, index)?;
     std::fs::create_dir_all(dir.0.join("runs"))?;
     let Some(_lock) = try_lock(&dir.lock_path(&r.id))? else {
         if !quiet {
@@ -146,38 +151,36 @@ pub fn run_index(dir: &SweepDir, index: usize, data_dir: Option<&Path>, quiet: b
 pub fn run_batched(dir: &SweepDir, indices: &[usize], data_dir: Option<&Path>, quiet: bool) -> Result<usize> {
     let plan = dir.read_plan()?;
     std::fs::create_dir_all(dir.0.join("runs"))?;
-    let mut members = Vec::new();
-    let mut locks = Vec::new();
+    let (mut ids, mut runs, mut locks) = (Vec::new(), Vec::new(), Vec::new());
     for &index in indices {
-        let Some(r) = plan.runs.get(index) else {
-            bail!("{}: --index {index} is out of range: the sweep has {} runs", dir.0.display(), plan.runs.len());
-        };
+        let r = planned(dir, &plan, index)?;
         let out = dir.run_dir(&r.id);
         if summary_status(&out).is_some_and(|s| s.0 == "done") {
             continue;
         }
         let Some(lock) = try_lock(&dir.lock_path(&r.id))? else { continue };
         locks.push(lock);
+        ids.push((r.index, format!("{} ({})", r.index, r.id)));
         let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet };
-        members.push((r, dir.run_config(&r.id)?, opts));
+        runs.push((dir.run_config(&r.id)?, opts));
     }
-    if members.len() == 1 {
-        drop(locks);
-        run_index(dir, members[0].0.index, data_dir, quiet)?;
-        return Ok(1);
+    match ids.len() {
+        0 => return Ok(0),
+        1 => {
+            drop(locks);
+            run_index(dir, ids[0].0, data_dir, quiet)?;
+            return Ok(1);
+        }
+        _ => {}
     }
-    if members.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<String> = members.iter().map(|m| format!("{} ({})", m.0.index, m.0.id)).collect();
-    let runs: Vec<_> = members.iter().map(|m| (m.1.clone(), m.2.clone())).collect();
+    let ids: Vec<String> = ids.into_iter().map(|i| i.1).collect();
     let results = crate::run::train_batched(&runs).with_context(|| format!("batched runs {}", ids.join(", ")))?;
     let failed: Vec<String> =
         results.iter().zip(&ids).filter_map(|(r, id)| r.as_ref().err().map(|e| format!("{id}: {e:#}"))).collect();
     if !failed.is_empty() {
         bail!("{} of {} batched runs failed:\n  {}", failed.len(), ids.len(), failed.join("\n  "));
     }
-    Ok(members.len())
+    Ok(ids.len())
 }
 
 /// Runs that can share one batched model have equal configs once seeds and corruption are set

@@ -1,0 +1,35 @@
+//! What the throughput examples share: a random data set and their command-line lookup.
+
+use depthprobe::data::{Dataset, Split, Storage};
+use depthprobe::rng::Rng;
+
+/// Random N(0, 1) inputs of `shape` with random labels of 10 classes: `n` train and 128 test
+/// samples. The loss stays near ln 10, so no denormal gradients skew CPU timings.
+pub fn random_dataset(shape: Vec<usize>, n: usize) -> Dataset {
+    let per: usize = shape.iter().product();
+    let mut r = Rng::new(1);
+    let split = |r: &mut Rng, n: usize| Split {
+        storage: Storage::Floats((0..n * per).map(|_| r.normal() as f32).collect()),
+        labels: (0..n).map(|_| r.below(10) as i64).collect(),
+    };
+    let train = split(&mut r, n);
+    let test = split(&mut r, 128);
+    Dataset { name: "random".into(), shape, num_classes: 10, train, test }
+}
+
+/// The value after flag `key` in the command line, or `default`.
+pub fn arg(args: &[String], key: &str, default: &str) -> String {
+    args.iter().position(|a| a == key).map(|i| args[i + 1].clone()).unwrap_or_else(|| default.to_string())
+}
+
+/// The benchmark networks' training settings, as bench/torch_train_ref.py uses them: SGD at a
+/// constant lr 0.01 (momentum 0.9, weight decay 5e-4 by default), batch 128.
+pub fn bench_config(arch: depthprobe::config::Arch, depth: usize, width: usize) -> depthprobe::config::Config {
+    let mut cfg = depthprobe::config::Config::default();
+    cfg.model.arch = arch;
+    (cfg.model.depth, cfg.model.width) = (depth, width);
+    cfg.train.lr = 0.01;
+    cfg.train.warmup_epochs = 0;
+    cfg.train.milestones = vec![];
+    cfg
+}
