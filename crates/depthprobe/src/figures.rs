@@ -241,6 +241,13 @@ fn figure_fonts() -> resvg::usvg::fontdb::Database {
     use resvg::usvg::fontdb::{Database, Family, Query, Source, Weight};
     let mut system = Database::new();
     system.load_system_fonts();
+    if system.is_empty() {
+        // Seen on a bare GPU machine: PNGs then carry no text at all. Say so once.
+        eprintln!(
+            "warning: no system fonts found: PNG figures will have no text (the SVG figures are complete); \
+             install a font package such as fonts-dejavu-core"
+        );
+    }
     let mut mem = Database::new();
     let mut read: Vec<std::path::PathBuf> = Vec::new();
     let mut first_family = None;
