@@ -361,12 +361,56 @@ pub struct RunResult {
     pub result: depthprobe_measures::ProbeResult,
 }
 
+/// Wall time per phase of a run, printed to stderr at the end when `DEPTHPROBE_PHASES` is set:
+/// how the fixed costs of a sweep were found on a GPU machine that has no profiler.
+struct Phases {
+    on: bool,
+    last: std::cell::Cell<Instant>,
+    totals: std::cell::RefCell<Vec<(&'static str, f64, usize)>>,
+}
+
+impl Phases {
+    fn from_env() -> Phases {
+        let on = std::env::var_os("DEPTHPROBE_PHASES").is_some_and(|v| !v.is_empty());
+        Phases { on, last: std::cell::Cell::new(Instant::now()), totals: Default::default() }
+    }
+    /// Charge the time since the previous lap to `name`.
+    fn lap(&self, name: &'static str) {
+        if !self.on {
+            return;
+        }
+        let now = Instant::now();
+        let dt = (now - self.last.replace(now)).as_secs_f64();
+        let mut t = self.totals.borrow_mut();
+        match t.iter_mut().find(|e| e.0 == name) {
+            Some(e) => {
+                e.1 += dt;
+                e.2 += 1
+            }
+            None => t.push((name, dt, 1)),
+        }
+    }
+    fn report(&self, what: &str) {
+        if !self.on {
+            return;
+        }
+        let t = self.totals.borrow();
+        let all: f64 = t.iter().map(|e| e.1).sum();
+        let parts: Vec<String> = t.iter().map(|(n, s, c)| format!("{n} {s:.3} s ×{c}")).collect();
+        eprintln!("phases ({what}, {all:.3} s): {}", parts.join(" · "));
+    }
+}
+
 /// Train as configured and probe every `probe.every` epochs.
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     resolve_device(&cfg.train.device)?;
+    let phases = Phases::from_env();
     // Check the data before touching the output folder.
     let (ds, changed) = prepare_data(cfg, opts.data_dir.as_deref())?;
+    phases.lap("load data");
     start_folder(cfg, opts, &changed)?;
+    phases.lap("start folder");
+    phases.report("one network, before training");
     run_from(cfg, opts, (ds, changed), 0, History::default(), None)
 }
 
@@ -436,6 +480,7 @@ fn run_from(
     ckpt: Option<&Path>,
 ) -> Result<RunResult> {
     let t0 = Instant::now();
+    let phases = Phases::from_env();
     let out = opts.out.as_path();
     let device = resolve_device(&cfg.train.device)?;
     init_runtime(cfg.train.seed, cfg.train.threads);
@@ -443,6 +488,7 @@ fn run_from(
     if let Some(p) = ckpt {
         trainer.load(p)?;
     }
+    phases.lap("build model");
     let dev = device_name(device);
     let log = Logger::new(cfg.train.epochs, opts.quiet);
     log.line(&format!(
@@ -486,22 +532,26 @@ fn run_from(
     }
     for epoch in start + 1..=cfg.train.epochs {
         let st = trainer.train_epoch(&ds, epoch);
+        phases.lap("train");
         if !st.loss.is_finite() {
             return Err(fail(&h, epoch, anyhow::anyhow!("training loss became {} (diverged)", st.loss)));
         }
         let mut msg = format!("loss {:.4} acc {:.4}", st.loss, st.acc);
         if epoch % cfg.probe.every == 0 || epoch == cfg.train.epochs {
             let o = trainer.probe(&ds).map_err(|e| fail(&h, epoch, e))?;
+            phases.lap("probe");
             let top = o.result.layers.last().map(|l| l.ncc_train_acc).unwrap_or(f64::NAN);
             let _ = write!(msg, " · test acc {:.4} · top NCC train {:.4}", o.test_acc, top);
             // The LR in force at the end of this epoch.
             let lr = crate::schedule::lr_at(&cfg.train, epoch, 0, 1);
             h.record(epoch, o, Some(st.loss), Some(lr));
             write_state(out, cfg, &h, &state("running", None, epoch))?;
+            phases.lap("write state");
         }
         let every = cfg.train.checkpoint_every;
         if (every > 0 && epoch % every == 0) || epoch == cfg.train.epochs {
             checkpoint(out, &trainer, epoch).map_err(|e| fail(&h, epoch, e))?;
+            phases.lap("checkpoints");
         }
         log.epoch(epoch, &msg);
     }
@@ -512,8 +562,11 @@ fn run_from(
         let o = trainer.probe(&ds).map_err(|e| fail(&h, cfg.train.epochs, e))?;
         h.last = Some((cfg.train.epochs, o));
     }
+    phases.lap("probe");
     figures(out, cfg, &h.blocks)?;
     let summary = write_state(out, cfg, &h, &state("done", None, cfg.train.epochs))?;
+    phases.lap("figures and results");
+    phases.report("one network");
     let result = h.last.take().expect("probed above").1.result;
     Ok(RunResult { summary, result })
 }
@@ -619,6 +672,7 @@ type DataKey = (String, Option<u64>, Option<PathBuf>);
 /// mid-run checkpoints: an interrupted group starts again from epoch 0.
 pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResult>>> {
     let t0 = Instant::now();
+    let phases = Phases::from_env();
     let cfg0 = &runs[0].0;
     let device = resolve_device(&cfg0.train.device)?;
     // Load each distinct data set once (a group shares it; the synthetic one depends on the seed).
@@ -640,13 +694,16 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
         data.push(derive_data(c, &loaded[i].1)?);
     }
     drop(loaded);
+    phases.lap("load data");
     let cfgs: Vec<Config> = runs.iter().map(|r| r.0.clone()).collect();
     let refs: Vec<&Dataset> = data.iter().map(|d| &d.0).collect();
     init_runtime(cfg0.train.seed, cfg0.train.threads);
     let mut bt = BatchedTrainer::new(&cfgs, &refs, device)?;
+    phases.lap("build model");
     for ((cfg, opts), (_, changed)) in runs.iter().zip(&data) {
         start_folder(cfg, opts, changed)?;
     }
+    phases.lap("start folders");
     let k = runs.len();
     let dev = device_name(device);
     let quiet = runs.iter().all(|r| r.1.quiet);
@@ -687,7 +744,9 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
                      losses: Option<&[f64]>|
      -> Result<()> {
         let lr = losses.map(|_| crate::schedule::lr_at(&cfg0.train, epoch, 0, 1));
-        for (i, o) in bt.probe(&refs).into_iter().enumerate() {
+        let outcomes = bt.probe(&refs);
+        phases.lap("probe");
+        for (i, o) in outcomes.into_iter().enumerate() {
             if failed[i].is_some() {
                 continue;
             }
@@ -699,6 +758,7 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
                 Err(e) => fail(i, &hs[i], epoch, format!("{e:#}"), failed),
             }
         }
+        phases.lap("write state");
         Ok(())
     };
     if cfg0.probe.at_init {
@@ -706,6 +766,7 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
     }
     for epoch in 1..=cfg0.train.epochs {
         let st = bt.train_epoch(&refs, epoch);
+        phases.lap("train");
         for (i, s) in st.iter().enumerate() {
             if failed[i].is_none() && !s.loss.is_finite() {
                 fail(i, &hs[i], epoch, format!("training loss became {} (diverged)", s.loss), &mut failed);
@@ -735,7 +796,8 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
             None => checkpoint_with(&runs[i].1.out, epochs, &|p| bt.save(i, p)),
         })
         .collect();
-    Ok(hs
+    phases.lap("checkpoints");
+    let results = hs
         .into_par_iter()
         .zip(ckpts)
         .enumerate()
@@ -750,5 +812,8 @@ pub fn train_batched(runs: &[(Config, RunOptions)]) -> Result<Vec<Result<RunResu
             let result = h.last.take().context("no probe")?.1.result;
             Ok(RunResult { summary, result })
         })
-        .collect())
+        .collect();
+    phases.lap("figures and results");
+    phases.report(&format!("{k} networks batched"));
+    Ok(results)
 }

@@ -39,7 +39,12 @@ fn check_against_one_by_one(cfgs: &[Config], data: &[Dataset], resident: bool) {
         b_stats.push(batched.train_epoch(&refs, epoch));
     }
     assert_eq!(batched.inputs_resident(), resident);
-    let b_probe: Vec<_> = batched.probe(&refs).into_iter().map(|r| r.unwrap()).collect();
+    // Both reductions of the batched probe: the host engine per network (the CPU default) and
+    // the device one for all K (the GPU default).
+    let b_probes: Vec<Vec<_>> = [ProbeReduction::Host, ProbeReduction::Device]
+        .iter()
+        .map(|&r| batched.probe_with(&refs, r).into_iter().map(|r| r.unwrap()).collect())
+        .collect();
     let emb = cfgs[0].model.embedding;
     for (k, (cfg, ds)) in cfgs.iter().zip(data).enumerate() {
         init_runtime(cfg.train.seed, 1);
@@ -63,16 +68,24 @@ fn check_against_one_by_one(cfgs: &[Config], data: &[Dataset], resident: bool) {
             assert!(d <= 1e-4 * scale, "{emb:?} net {k} {name}: parameters differ by {d} (scale {scale})");
         }
         let p = t.probe_with(ds, ProbeReduction::Device).unwrap();
-        let q = &b_probe[k];
-        assert!(rel(p.train_loss, q.train_loss) < 1e-4 && rel(p.test_loss, q.test_loss) < 1e-4);
-        assert_eq!(p.result.train_samples, q.result.train_samples);
-        for (a, b) in p.result.layers.iter().zip(&q.result.layers) {
-            let n = ds.train.len() as f64;
-            assert!((a.ncc_train_acc - b.ncc_train_acc).abs() <= 2.0 / n, "net {k} layer {}: NCC", a.layer);
-            assert!(rel(a.cdnv_train.unwrap(), b.cdnv_train.unwrap()) < 1e-3, "net {k} layer {}: CDNV", a.layer);
-            assert_eq!(a.nc3_self_duality.is_some(), b.nc3_self_duality.is_some());
-            if let (Some(x), Some(y)) = (a.nc3_self_duality, b.nc3_self_duality) {
-                assert!(rel(x, y) < 1e-3, "net {k} layer {}: NC3 {x} vs {y}", a.layer);
+        for q in b_probes.iter().map(|b| &b[k]) {
+            assert!(rel(p.train_loss, q.train_loss) < 1e-4 && rel(p.test_loss, q.test_loss) < 1e-4);
+            assert_eq!(p.result.train_samples, q.result.train_samples);
+            assert_eq!(p.result.layers.len(), q.result.layers.len());
+            for (a, b) in p.result.layers.iter().zip(&q.result.layers) {
+                let n = ds.train.len() as f64;
+                assert!((a.ncc_train_acc - b.ncc_train_acc).abs() <= 2.0 / n, "net {k} layer {}: NCC", a.layer);
+                let nt = ds.test.len() as f64;
+                assert!(
+                    (a.ncc_test_acc.unwrap() - b.ncc_test_acc.unwrap()).abs() <= 2.0 / nt,
+                    "net {k} layer {}: NCC test",
+                    a.layer
+                );
+                assert!(rel(a.cdnv_train.unwrap(), b.cdnv_train.unwrap()) < 1e-3, "net {k} layer {}: CDNV", a.layer);
+                assert_eq!(a.nc3_self_duality.is_some(), b.nc3_self_duality.is_some());
+                if let (Some(x), Some(y)) = (a.nc3_self_duality, b.nc3_self_duality) {
+                    assert!(rel(x, y) < 1e-3, "net {k} layer {}: NC3 {x} vs {y}", a.layer);
+                }
             }
         }
         // The checkpoint of a batched network loads into a single-network Trainer unchanged.

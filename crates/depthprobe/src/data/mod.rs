@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 use crate::rng::Rng;
 
 /// Pixels are kept as bytes and normalised batch by batch (4× less memory than f32).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Storage {
     Bytes { pixels: Vec<u8>, mean: Vec<f32>, std: Vec<f32> },
     Floats(Vec<f32>),
@@ -249,15 +249,19 @@ pub fn balanced_subset(ds: &Dataset, split: &Split, per_class: usize, which: &st
 /// The samples `keep` (indices into `split`), in that order.
 pub fn select(ds: &Dataset, split: &Split, keep: &[usize]) -> Split {
     let n = ds.sample_len();
-    let storage = match &split.storage {
-        Storage::Floats(v) => {
-            Storage::Floats(keep.iter().flat_map(|&i| v[i * n..(i + 1) * n].iter().copied()).collect())
+    // Whole samples by memcpy: a batched sweep group selects its subset once per run.
+    fn rows<T: Copy>(v: &[T], keep: &[usize], n: usize) -> Vec<T> {
+        let mut out = Vec::with_capacity(keep.len() * n);
+        for &i in keep {
+            out.extend_from_slice(&v[i * n..(i + 1) * n]);
         }
-        Storage::Bytes { pixels, mean, std } => Storage::Bytes {
-            pixels: keep.iter().flat_map(|&i| pixels[i * n..(i + 1) * n].iter().copied()).collect(),
-            mean: mean.clone(),
-            std: std.clone(),
-        },
+        out
+    }
+    let storage = match &split.storage {
+        Storage::Floats(v) => Storage::Floats(rows(v, keep, n)),
+        Storage::Bytes { pixels, mean, std } => {
+            Storage::Bytes { pixels: rows(pixels, keep, n), mean: mean.clone(), std: std.clone() }
+        }
     };
     Split { storage, labels: keep.iter().map(|&i| split.labels[i]).collect() }
 }
