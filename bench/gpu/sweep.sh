@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Sweep runs per hour on a GPU (issue: performance), about 2 minutes on an H200. A label-noise
+# Sweep runs per hour on a GPU (issue: performance), about 3 minutes on an H200. A label-noise
 # sweep as the paper runs it: MLP-10-100+BN on MNIST (5,000 train / 2,000 test), 10 epochs,
 # a probe every 5, corruption p ∈ {0, 0.1, 0.2, 0.3} × 8 seeds = 32 runs.
-#  - batched: all 32 runs with `sweep local --batch 32` (one process, one batched model);
+#  - batched: all 32 runs with `sweep local --batch 32` (one process, one batched model), with
+#    the wall time of each phase (DEPTHPROBE_PHASES);
 #  - one at a time: 8 of the same runs (2 per p), each `sweep run` in its own process, as a
 #    sweep without batching runs them;
-# prints runs per hour for each, and compares the 8 runs between the two. Batched GEMMs round
+#  - PyTorch: the same 8 (p, seed) runs with bench/torch_run_ref.py, the researcher's way: one
+#    process per run, and (TORCH_LOOP=1, default) all 8 in one process;
+# prints runs per hour for each, and compares the 8 runs between depthprobe's two ways. Batched GEMMs round
 # differently, and early training at lr 0.1 amplifies rounding (one network trained alone with 1
 # and with 2 CPU threads already differs by several points of eval accuracy after 2 epochs;
 # docs/performance.md), so runs are compared in the mean over the 8: top-layer NCC train
@@ -54,20 +57,35 @@ TOML
 for d in batched single; do "$B/depthprobe" sweep plan "$W/noise.toml" --out "$W/$d" >/dev/null || exit 1; done
 status=0
 t0=$(date +%s.%N)
-"$B/depthprobe" sweep local "$W/batched" --batch "$BATCH" --data-dir "$B/data" --quiet | tail -1 || status=1
+DEPTHPROBE_PHASES=1 "$B/depthprobe" sweep local "$W/batched" --batch "$BATCH" --data-dir "$B/data" --quiet | tail -1 || status=1
 t1=$(date +%s.%N)
+grep -h "^phases" "$W"/batched/logs/*.log | sort -u
 if [ "$SINGLE" = 0 ]; then
   "$PY" -c "import sys; t0, t1 = map(float, sys.argv[1:3]); n = 4 * int(sys.argv[3]); print(f'batched (K = {sys.argv[4]}): {n} runs in {t1 - t0:.1f} s = {n / (t1 - t0) * 3600:,.0f} runs/hour')" "$t0" "$t1" "$SEEDS" "$BATCH"
   exit $status
 fi
 for i in 0 4 9 13 18 22 27 31; do
-  "$B/depthprobe" sweep run "$W/single" --index $i --data-dir "$B/data" --quiet || status=1
+  DEPTHPROBE_PHASES=1 "$B/depthprobe" sweep run "$W/single" --index $i --data-dir "$B/data" --quiet 2>>"$W/single.err" || status=1
 done
 t2=$(date +%s.%N)
-"$PY" - "$W" "$t0" "$t1" "$t2" "$BATCH" <<'PYEOF' || status=1
+grep -v "^phases" "$W/single.err"
+grep -h "^phases" "$W/single.err" | head -2
+# The same 8 (p, seed) runs in PyTorch, one process each, then (TORCH_LOOP=1) in one process.
+TREF=$(dirname "$0")/../torch_run_ref.py
+RUNS=$("$PY" -c "import json, sys; r = json.load(open(sys.argv[1]))['runs']; print(' '.join(f\"{dict(r[i]['values'])['corruption.p']}:{dict(r[i]['values'])['train.seed']}\" for i in (0, 4, 9, 13, 18, 22, 27, 31)))" "$W/single/plan.json")
+for r in $RUNS; do
+  "$PY" "$TREF" --data "$B/data/mnist" --out "$W/torch" --device "$DEV" --epochs "$EPOCHS" --run "$r" >/dev/null || status=1
+done
+t3=$(date +%s.%N)
+if [ "${TORCH_LOOP:-1}" = 1 ]; then
+  "$PY" "$TREF" --data "$B/data/mnist" --out "$W/torch-loop" --device "$DEV" --epochs "$EPOCHS" $(printf -- "--run %s " $RUNS) >/dev/null || status=1
+fi
+t4=$(date +%s.%N)
+"$PY" - "$W" "$t0" "$t1" "$t2" "$BATCH" "$t3" "$t4" <<'PYEOF' || status=1
 import json, sys
 from pathlib import Path
 w, t0, t1, t2 = Path(sys.argv[1]), *map(float, sys.argv[2:5])
+t3, t4 = map(float, sys.argv[6:8])
 plan = json.load(open(w / "batched" / "plan.json"))
 ids = [r["id"] for r in plan["runs"]]
 single = [i for i in (0, 4, 9, 13, 18, 22, 27, 31)]
@@ -75,6 +93,15 @@ rb, rs = len(ids) / (t1 - t0) * 3600, len(single) / (t2 - t1) * 3600
 print(f"batched (K = {sys.argv[5]}, one process per group): {len(ids)} runs in {t1 - t0:.1f} s = {rb:,.0f} runs/hour")
 print(f"one at a time (a process each): {len(single)} runs in {t2 - t1:.1f} s = {rs:,.0f} runs/hour")
 print(f"runs per hour, batched / one at a time: {rb / rs:.1f}x")
+rt = len(single) / (t3 - t2) * 3600
+print(f"PyTorch eager, a process per run: {len(single)} runs in {t3 - t2:.1f} s = {rt:,.0f} runs/hour; batched / PyTorch: {rb / rt:.1f}x")
+if t4 - t3 > 1:
+    rl = len(single) / (t4 - t3) * 3600
+    print(f"PyTorch eager, all 8 in one process: {len(single)} runs in {t4 - t3:.1f} s = {rl:,.0f} runs/hour; batched / PyTorch: {rb / rl:.1f}x")
+tr = [json.load(open(f))["probes"][-1] for f in sorted((w / "torch").glob("*/result.json"))]
+if tr:
+    print(f"PyTorch mean over {len(tr)} runs: top NCC train {sum(t['ncc_train_acc'][-1] for t in tr) / len(tr):.4f}, "
+          f"test acc {sum(t['test_acc'] for t in tr) / len(tr):.4f} (its own init and corruption draws)")
 bad = []
 rows = []
 for i in single:

@@ -126,6 +126,18 @@ pub struct CorruptionConfig {
     pub seed: u64,
 }
 
+/// Where the probe reduces embeddings to per-class statistics.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduction {
+    /// On a GPU there, on the CPU the host engine (the faster one on each).
+    Auto,
+    /// Every batch's embeddings copied to the host engine (f64 accumulation in Rust).
+    Host,
+    /// LibTorch f64 reductions where the network is; only per-class statistics come back.
+    Device,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProbeConfig {
@@ -139,6 +151,8 @@ pub struct ProbeConfig {
     /// Numerical/effective rank for layers of at most this dimension (0 = never, the default:
     /// they need a D×D Gram matrix, N·D² work per probe; 1024 covers the paper's MLPs).
     pub rank_max_dim: usize,
+    /// Where embeddings are reduced: "auto" (default), "host" or "device".
+    pub reduction: Reduction,
 }
 
 impl Default for DataConfig {
@@ -184,7 +198,14 @@ impl Default for CorruptionConfig {
 }
 impl Default for ProbeConfig {
     fn default() -> Self {
-        ProbeConfig { every: 10, at_init: true, eps: vec![0.01, 0.05, 0.1], batch_size: 1000, rank_max_dim: 0 }
+        ProbeConfig {
+            every: 10,
+            at_init: true,
+            eps: vec![0.01, 0.05, 0.1],
+            batch_size: 1000,
+            rank_max_dim: 0,
+            reduction: Reduction::Auto,
+        }
     }
 }
 

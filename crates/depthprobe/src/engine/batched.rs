@@ -318,8 +318,7 @@ impl BatchedTrainer {
     /// reductions). A network whose probe fails (a diverged one: non-finite embeddings) gets
     /// its error; the others are unaffected.
     pub fn probe(&mut self, datasets: &[&Dataset]) -> Vec<Result<ProbeOutcome>> {
-        let r = if self.device == Device::Cpu { ProbeReduction::Host } else { ProbeReduction::Device };
-        self.probe_with(datasets, r)
+        self.probe_with(datasets, ProbeReduction::configured(&self.cfgs[0], self.device))
     }
 
     pub fn probe_with(&mut self, datasets: &[&Dataset], reduction: ProbeReduction) -> Vec<Result<ProbeOutcome>> {

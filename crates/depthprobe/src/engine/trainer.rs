@@ -187,8 +187,7 @@ impl Trainer {
     /// The full probe: train split twice (moments, then NCC decisions), test split once. On a
     /// GPU the reductions run there (`ProbeReduction::Device`); on the CPU the host engine is faster.
     pub fn probe(&mut self, ds: &Dataset) -> Result<ProbeOutcome> {
-        let r = if self.device == Device::Cpu { ProbeReduction::Host } else { ProbeReduction::Device };
-        self.probe_with(ds, r)
+        self.probe_with(ds, ProbeReduction::configured(&self.cfg, self.device))
     }
 
     pub fn probe_with(&mut self, ds: &Dataset, reduction: ProbeReduction) -> Result<ProbeOutcome> {
@@ -253,6 +252,19 @@ impl Trainer {
 pub enum ProbeReduction {
     Host,
     Device,
+}
+
+impl ProbeReduction {
+    /// `probe.reduction` of the config; "auto" is the device's own on a GPU, the host's on the CPU.
+    pub fn configured(cfg: &Config, device: Device) -> ProbeReduction {
+        use crate::config::Reduction as R;
+        match cfg.probe.reduction {
+            R::Host => ProbeReduction::Host,
+            R::Device => ProbeReduction::Device,
+            R::Auto if device == Device::Cpu => ProbeReduction::Host,
+            R::Auto => ProbeReduction::Device,
+        }
+    }
 }
 
 /// Every layer's batch copied into reused host buffers.
