@@ -17,7 +17,7 @@ out.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
 means = rng.integers(40, 216, (10, 3072))
 for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-    y = rng.integers(0, 10, 10_000).astype(np.uint8)
+    y = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), 1_000))  # balanced, as CIFAR-10
     x = np.clip(means[y] + rng.normal(0, 40, (10_000, 3072)), 0, 255).astype(np.uint8)
     (out / f"{name}.bin").write_bytes(np.concatenate([y[:, None], x], 1).tobytes())
 print(f"wrote {out}: 50,000 train + 10,000 test records")
