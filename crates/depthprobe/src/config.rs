@@ -428,4 +428,15 @@ mod tests {
             assert!(e.contains(needle), "{set}: {e}");
         }
     }
+
+    #[test]
+    fn probe_reduction_is_auto_unless_set() {
+        assert_eq!(Config::default().probe.reduction, Reduction::Auto);
+        for (v, want) in [("host", Reduction::Host), ("device", Reduction::Device), ("auto", Reduction::Auto)] {
+            let c = Config::from_toml("", "c", &[format!("probe.reduction=\"{v}\"")]).unwrap();
+            assert_eq!(c.probe.reduction, want);
+        }
+        let e = format!("{:#}", Config::from_toml("[probe]\nreduction = \"gpu\"\n", "c.toml", &[]).unwrap_err());
+        assert!(e.contains("c.toml") && e.contains("gpu") && e.contains("host"), "{e}");
+    }
 }
