@@ -49,9 +49,24 @@ pub fn device_name(d: Device) -> String {
 
 /// Seed LibTorch's generator and fix its CPU thread count (0 = all cores).
 pub fn init_runtime(seed: u64, threads: usize) {
+    keep_freed_memory();
     let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
     tch::set_num_threads(n as i32);
     tch::manual_seed(seed as i64);
+}
+
+/// Every CPU training step allocates and frees the same multi-MB activation and gradient
+/// buffers. glibc serves those with mmap and returns them with munmap (or trims the heap), so
+/// each step page-faults them in again: about 330,000 faults in a CONV-8-64 benchmark process,
+/// against 95,000 with these limits (docs/performance.md). Buffers up to 64 MiB now come from
+/// the heap and stay there for reuse; larger ones are still mapped and returned.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
 }
 
 /// A tensor's values as f32 on the host, into a reused buffer.
