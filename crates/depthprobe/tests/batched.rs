@@ -164,3 +164,29 @@ fn networks_that_cannot_share_a_batch_are_refused() {
     let e = BatchedTrainer::new(&[conv], &[&ds], Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("MLP-L-H"), "{e}");
 }
+
+/// LibTorch's generator is process-global: networks built on several threads at once must
+/// still get exactly their own seed's parameters (tests run in parallel; this raced once in CI).
+#[test]
+fn trainers_built_on_several_threads_get_their_own_seeds_parameters() {
+    let base = base_config(EmbeddingPoint::PreBn);
+    let ds = prepare_data(&base, None).unwrap().0;
+    let build = |seed: u64| {
+        let mut c = base.clone();
+        c.train.seed = seed;
+        let t = Trainer::new(&c, &ds, Device::Cpu).unwrap();
+        t.variables().into_iter().map(|(n, v)| (n, v.copy())).collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let alone: Vec<_> = (0..4).map(build).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..4u64).map(|seed| s.spawn(move || (0..25).map(|_| build(seed)).collect::<Vec<_>>())).collect();
+        for (seed, h) in handles.into_iter().enumerate() {
+            for got in h.join().unwrap() {
+                for (name, v) in &alone[seed] {
+                    assert_eq!((v - &got[name]).abs().max().double_value(&[]), 0.0, "seed {seed} {name}");
+                }
+            }
+        }
+    });
+}

@@ -88,9 +88,8 @@ impl BatchedTrainer {
         let mut nets: Vec<std::collections::HashMap<String, Tensor>> = Vec::new();
         let mut dims = Vec::new();
         for c in cfgs {
-            tch::manual_seed(c.train.seed as i64);
             let tmp = VarStore::new(device);
-            let net = Net::new(&tmp.root(), &c.model, &ds.shape, ds.num_classes)?;
+            let net = super::with_seed(c.train.seed, || Net::new(&tmp.root(), &c.model, &ds.shape, ds.num_classes))?;
             dims = net.dims().to_vec();
             nets.push(tmp.variables());
         }

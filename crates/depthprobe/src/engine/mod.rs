@@ -55,6 +55,16 @@ pub fn init_runtime(seed: u64, threads: usize) {
     tch::manual_seed(seed as i64);
 }
 
+/// Run `draw` right after seeding LibTorch's default generator with `seed`, under a lock. That
+/// generator is process-global, so two networks built on two threads at once (parallel tests,
+/// a library user's threads) would otherwise take each other's draws: a flaky test found it.
+pub fn with_seed<T>(seed: u64, draw: impl FnOnce() -> T) -> T {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed as i64);
+    draw()
+}
+
 /// Every CPU training step allocates and frees the same multi-MB activation and gradient
 /// buffers. glibc serves those with mmap and returns them with munmap (or trims the heap), so
 /// each step page-faults them in again: about 330,000 faults in a CONV-8-64 benchmark process,

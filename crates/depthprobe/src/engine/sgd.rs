@@ -116,12 +116,15 @@ mod tests {
     #[test]
     fn fused_step_matches_the_unfused_update() {
         let run = |fused: bool| {
-            tch::manual_seed(7);
             let vs = VarStore::new(Device::Cpu);
-            let lin = nn::linear(vs.root() / "a", 6, 4, Default::default());
+            let (lin, x) = crate::engine::with_seed(7, || {
+                (
+                    nn::linear(vs.root() / "a", 6, 4, Default::default()),
+                    Tensor::randn([8, 6], (Kind::Float, Device::Cpu)),
+                )
+            });
             let _unused = vs.root().var("unused", &[3], nn::Init::Const(1.0));
             let mut opt = Sgd::new(&vs, 0.9, 5e-4);
-            let x = Tensor::randn([8, 6], (Kind::Float, Device::Cpu));
             for step in 0..4 {
                 opt.zero_grad();
                 lin.forward(&(&x * (step + 1) as f64)).square().mean(Kind::Float).backward();

@@ -46,7 +46,8 @@ pub(crate) fn seed_for(base: u64, salt: u64, epoch: usize) -> u64 {
 impl Trainer {
     pub fn new(cfg: &Config, ds: &Dataset, device: Device) -> Result<Trainer> {
         let vs = nn::VarStore::new(device);
-        let net = Net::new(&vs.root(), &cfg.model, &ds.shape, ds.num_classes)?;
+        // The parameters train.seed draws, whatever other threads do with the generator.
+        let net = super::with_seed(cfg.train.seed, || Net::new(&vs.root(), &cfg.model, &ds.shape, ds.num_classes))?;
         let t = &cfg.train;
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
         Ok(Trainer {
