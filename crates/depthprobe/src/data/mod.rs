@@ -46,6 +46,15 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The test split if `test`, else the train split.
+    pub fn split(&self, test: bool) -> &Split {
+        if test {
+            &self.test
+        } else {
+            &self.train
+        }
+    }
+
     pub fn sample_len(&self) -> usize {
         self.shape.iter().product()
     }

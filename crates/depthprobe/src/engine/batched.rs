@@ -19,7 +19,7 @@ use super::sgd::Sgd;
 use super::trainer::{new_probe, seed_for, EpochStats, ProbeOutcome, ProbeReduction};
 use super::{augments, copy_f32, host_f64};
 use crate::config::{Arch, Config, EmbeddingPoint, Loss};
-use crate::data::{Dataset, Split};
+use crate::data::Dataset;
 use crate::rng::Rng;
 use crate::schedule::lr_at;
 
@@ -131,8 +131,8 @@ impl BatchedTrainer {
         let (head_w, head_b) = (stack("head.weight", true), stack("head.bias", true));
         let t = &cfgs[0].train;
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
-        let resident = resident_inputs(&cfgs[0], datasets, device);
         let probe_shared = [same_inputs(datasets, false), same_inputs(datasets, true)];
+        let resident = resident_inputs(&cfgs[0], datasets, probe_shared[0], device);
         Ok(BatchedTrainer {
             _vs: vs,
             layers,
@@ -218,7 +218,7 @@ impl BatchedTrainer {
         let mut one = Vec::new();
         let mut y = Vec::with_capacity(idx.len() * idx[0].len());
         for (k, (ds, rows)) in datasets.iter().zip(idx).enumerate() {
-            let split: &Split = if test { &ds.test } else { &ds.train };
+            let split = ds.split(test);
             ds.fill_batch(split, rows, aug[k].as_mut(), &mut one);
             self.xbuf.extend_from_slice(&one);
             y.extend(rows.iter().map(|&i| split.labels[i]));
@@ -236,24 +236,11 @@ impl BatchedTrainer {
         if let (Some((xr, _)), false) = (&self.resident, test) {
             return xr.narrow(0, start as i64, n as i64).unsqueeze(0);
         }
-        let split = if test { &ds.test } else { &ds.train };
         let rows: Vec<usize> = (start..start + n).collect();
-        ds.fill_batch(split, &rows, None, &mut self.xbuf);
+        ds.fill_batch(ds.split(test), &rows, None, &mut self.xbuf);
         let mut shape = vec![1, n as i64];
         shape.extend(ds.shape.iter().map(|&s| s as i64));
         Tensor::from_slice(&self.xbuf).view(shape.as_slice()).to_device(self.device)
-    }
-
-    /// Every network's labels of `rows` in its split: [K, n] on the device.
-    fn labels(&self, datasets: &[&Dataset], test: bool, rows: &[usize]) -> Tensor {
-        let y: Vec<i64> = datasets
-            .iter()
-            .flat_map(|d| {
-                let split = if test { &d.test } else { &d.train };
-                rows.iter().map(|&r| split.labels[r])
-            })
-            .collect();
-        Tensor::from_slice(&y).view([datasets.len() as i64, -1]).to_device(self.device)
     }
 
     /// One epoch (1-based) for every network, each in its own seeded order.
@@ -354,15 +341,20 @@ impl BatchedTrainer {
             if reduction == ProbeReduction::Device {
                 dp.begin(&probes.iter().map(|p| p.as_ref().ok()).collect::<Vec<_>>(), s);
             }
-            let n = if test { ds.test.len() } else { ds.train.len() };
+            let n = ds.split(test).len();
             let pb = self.cfgs[0].probe.batch_size;
             let mut loss_sum = Tensor::zeros([k as i64], (Kind::Double, self.device));
             let mut correct = Tensor::zeros([k as i64], (Kind::Int64, self.device));
             let mut start = 0;
             while start < n {
                 let rows: Vec<usize> = (start..(start + pb).min(n)).collect();
+                // Every network's labels of these rows, for the host engine and the device.
+                let labels: Vec<Vec<u32>> =
+                    datasets.iter().map(|d| rows.iter().map(|&r| d.split(test).labels[r] as u32).collect()).collect();
                 let (x, y) = if self.probe_shared[test as usize] {
-                    (self.shared_batch(datasets[0], test, start, rows.len()), self.labels(datasets, test, &rows))
+                    let flat: Vec<i64> = labels.iter().flatten().map(|&l| l as i64).collect();
+                    let y = Tensor::from_slice(&flat).view([k as i64, -1]).to_device(self.device);
+                    (self.shared_batch(datasets[0], test, start, rows.len()), y)
                 } else {
                     self.batch(datasets, test, &vec![rows.clone(); k], &mut vec![None; k])
                 };
@@ -371,14 +363,6 @@ impl BatchedTrainer {
                     loss_sum += self.losses(&logits, &y).to_kind(Kind::Double) * rows.len() as f64;
                     correct += logits.argmax(-1, false).eq_tensor(&y).sum_dim_intlist(1, false, Kind::Int64);
                 });
-
-                let labels: Vec<Vec<u32>> = datasets
-                    .iter()
-                    .map(|d| {
-                        let split = if test { &d.test } else { &d.train };
-                        rows.iter().map(|&r| split.labels[r] as u32).collect()
-                    })
-                    .collect();
                 match reduction {
                     ProbeReduction::Device => {
                         let classes: Vec<Vec<Option<usize>>> = labels
@@ -473,24 +457,16 @@ impl BatchedTrainer {
 /// Whether every data set holds the same inputs in the split (seeds and corruption draws
 /// change only labels and order).
 fn same_inputs(datasets: &[&Dataset], test: bool) -> bool {
-    fn pick(d: &Dataset, test: bool) -> &crate::data::Storage {
-        if test {
-            &d.test.storage
-        } else {
-            &d.train.storage
-        }
-    }
-    datasets.iter().all(|d| d.shape == datasets[0].shape && pick(d, test) == pick(datasets[0], test))
+    let d0 = datasets[0];
+    datasets.iter().all(|d| d.shape == d0.shape && d.split(test).storage == d0.split(test).storage)
 }
 
 /// The shared train inputs and every network's labels on the device, when all networks train on
-/// the same inputs without augmentation (see `BatchedTrainer::resident`).
-fn resident_inputs(cfg: &Config, datasets: &[&Dataset], device: Device) -> Option<(Tensor, Tensor)> {
+/// the same inputs (`shared`, from `same_inputs`) without augmentation (see
+/// `BatchedTrainer::resident`).
+fn resident_inputs(cfg: &Config, datasets: &[&Dataset], shared: bool, device: Device) -> Option<(Tensor, Tensor)> {
     let d0 = datasets[0];
-    if augments(cfg, d0) {
-        return None;
-    }
-    if !same_inputs(datasets, false) {
+    if !shared || augments(cfg, d0) {
         return None;
     }
     let all: Vec<usize> = (0..d0.train.len()).collect();
