@@ -410,8 +410,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {
     phases.lap("load data");
     start_folder(cfg, opts, &changed)?;
     phases.lap("start folder");
-    phases.report("one network, before training");
-    run_from(cfg, opts, (ds, changed), 0, History::default(), None)
+    run_from(cfg, opts, (ds, changed), 0, History::default(), None, phases)
 }
 
 /// A fresh run folder: config.toml and, with corruption, corrupted_labels.csv.
@@ -465,12 +464,14 @@ pub fn resume(opts: &RunOptions) -> Result<RunResult> {
     if !opts.quiet {
         eprintln!("resuming {} from epoch {epoch} of {}", out.display(), cfg.train.epochs);
     }
+    let phases = Phases::from_env();
     let data = prepare_data(&cfg, opts.data_dir.as_deref())?;
-    run_from(&cfg, opts, data, epoch, h, file.as_deref())
+    phases.lap("load data");
+    run_from(&cfg, opts, data, epoch, h, file.as_deref(), phases)
 }
 
 /// The training loop from `start` (0 = a fresh network) on data already prepared (loaded,
-/// subset, corrupted), optionally restoring a checkpoint.
+/// subset, corrupted), optionally restoring a checkpoint; `phases` has timed the data so far.
 fn run_from(
     cfg: &Config,
     opts: &RunOptions,
@@ -478,9 +479,9 @@ fn run_from(
     start: usize,
     mut h: History,
     ckpt: Option<&Path>,
+    phases: Phases,
 ) -> Result<RunResult> {
     let t0 = Instant::now();
-    let phases = Phases::from_env();
     let out = opts.out.as_path();
     let device = resolve_device(&cfg.train.device)?;
     init_runtime(cfg.train.seed, cfg.train.threads);
@@ -527,8 +528,10 @@ fn run_from(
     };
     if start == 0 && cfg.probe.at_init {
         let o = trainer.probe(&ds).map_err(|e| fail(&h, 0, e))?;
+        phases.lap("probe");
         h.record(0, o, None, None);
         write_state(out, cfg, &h, &state("running", None, 0))?;
+        phases.lap("write state");
     }
     for epoch in start + 1..=cfg.train.epochs {
         let st = trainer.train_epoch(&ds, epoch);
@@ -561,8 +564,8 @@ fn run_from(
         // (deterministic) for the final result, without adding a metrics block.
         let o = trainer.probe(&ds).map_err(|e| fail(&h, cfg.train.epochs, e))?;
         h.last = Some((cfg.train.epochs, o));
+        phases.lap("probe");
     }
-    phases.lap("probe");
     figures(out, cfg, &h.blocks)?;
     let summary = write_state(out, cfg, &h, &state("done", None, cfg.train.epochs))?;
     phases.lap("figures and results");
