@@ -92,21 +92,22 @@ fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
     spec.rank_max_dim = 16;
     type Batch = (Vec<Tensor>, Tensor, Vec<u32>);
     let batches = |seed: i64, n: i64| -> Vec<Batch> {
-        tch::manual_seed(seed);
-        (0..3)
-            .map(|b| {
-                let y: Vec<u32> = (0..n).map(|i| ((i * 7 + b * 3 + seed) % 6) as u32).collect();
-                let yt = Tensor::from_slice(&y.iter().map(|&v| v as i64).collect::<Vec<_>>());
-                let embs = dims
-                    .iter()
-                    .map(|&d| {
-                        let centre = yt.to_kind(Kind::Float).unsqueeze(1) * 0.4;
-                        Tensor::randn([n, d as i64], (Kind::Float, Device::Cpu)) + centre
-                    })
-                    .collect();
-                (embs, Tensor::randn([n, 6], (Kind::Float, Device::Cpu)), y)
-            })
-            .collect()
+        depthprobe::engine::with_seed(seed as u64, || {
+            (0..3)
+                .map(|b| {
+                    let y: Vec<u32> = (0..n).map(|i| ((i * 7 + b * 3 + seed) % 6) as u32).collect();
+                    let yt = Tensor::from_slice(&y.iter().map(|&v| v as i64).collect::<Vec<_>>());
+                    let embs = dims
+                        .iter()
+                        .map(|&d| {
+                            let centre = yt.to_kind(Kind::Float).unsqueeze(1) * 0.4;
+                            Tensor::randn([n, d as i64], (Kind::Float, Device::Cpu)) + centre
+                        })
+                        .collect();
+                    (embs, Tensor::randn([n, 6], (Kind::Float, Device::Cpu)), y)
+                })
+                .collect()
+        })
     };
     // Network 0 and network 1: their own embeddings and labels, the same row counts.
     let nets = [(batches(1, 97), batches(2, 41)), (batches(3, 97), batches(4, 41))];

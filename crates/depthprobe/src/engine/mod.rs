@@ -52,7 +52,9 @@ pub fn init_runtime(seed: u64, threads: usize) {
     keep_freed_memory();
     let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
     tch::set_num_threads(n as i32);
-    tch::manual_seed(seed as i64);
+    // Through the lock: an unlocked reseed on another thread would land in the middle of a
+    // with_seed draw (the thread test caught it in CI).
+    with_seed(seed, || ());
 }
 
 /// Run `draw` right after seeding LibTorch's default generator with `seed`, under a lock. That
