@@ -33,6 +33,41 @@ fn main() {
     println!("cargo:rustc-link-search=native={lib}");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     shim(&lib);
+    commit();
+}
+
+/// The commit the binary is built from, for the provenance of results (summary.json's
+/// `producer`, the report). "+dirty" when tracked files differ from it; "unknown" outside git.
+fn commit() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let id = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(id) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            format!("{id}{}", if dirty { "+dirty" } else { "" })
+        }
+        None => "unknown".into(),
+    };
+    println!("cargo:rustc-env=DEPTHPROBE_COMMIT={id}");
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        // Rebuild when HEAD moves (a commit, a checkout), the index changes (staging) or any
+        // source changes (a build from a changed tree is "+dirty").
+        for src in ["src", "csrc", "../measures/src", "../config/src", "../runfolder/src", "../formats/src"] {
+            println!("cargo:rerun-if-changed={src}");
+        }
+        for f in ["HEAD", "index"] {
+            println!("cargo:rerun-if-changed={dir}/{f}");
+        }
+        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={dir}/{r}");
+        }
+    }
 }
 
 /// csrc/shim.cpp: the ATen ops tch does not wrap (fused SGD), against the headers of the

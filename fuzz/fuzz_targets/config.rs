@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| depthprobe::fuzz_entry::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| depthprobe_config::fuzz::config(data));

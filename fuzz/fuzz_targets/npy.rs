@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| depthprobe::fuzz_entry::npy(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| depthprobe_formats::fuzz::npy(data));

@@ -1,34 +1,28 @@
-//! Sweep throughput: K MLP-L-H+BN networks (seeds 0..K) trained as one batched model
-//! (engine/batched.rs) on MNIST-shaped random data, batch 128 each, for bench/sweep_bench.py.
+//! Sweep throughput: K MLP-L-H+BN (or CONV-L-H) networks (seeds 0..K) trained as one model
+//! (engine/trainer.rs) on MNIST-shaped random data, batch 128 each, for bench/sweep_bench.py.
 //!
-//!     sweep_throughput --k 32 [--depth 10] [--width 100] [--batches 50] [--rounds 3]
-//!                      [--threads 2] [--device cpu|cuda]
+//!     sweep_throughput --k 32 [--arch mlp|conv] [--depth 10] [--width 100] [--batches 50]
+//!                      [--rounds 3] [--threads 2] [--device cpu|cuda]
 //! prints one JSON line: {"k": …, "network_steps_per_s": [...]}
 
 mod common;
 
-use depthprobe::config::{Arch, Config};
-use depthprobe::engine::batched::BatchedTrainer;
-use depthprobe::engine::{init_runtime, resolve_device};
+use depthprobe::config::{Arch, Numerics};
+use depthprobe::engine::init_runtime;
+use depthprobe::engine::trainer::{Group, Trainer};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |k: &str, d: &str| common::arg(&args, k, d);
     let num = |k: &str, d: &str| -> usize { arg(k, d).parse().unwrap() };
     let (k, batches, rounds) = (num("--k", "8"), num("--batches", "50"), num("--rounds", "3"));
-    let device = resolve_device(&arg("--device", "cpu")).unwrap();
-    let cfg = common::bench_config(Arch::Mlp, num("--depth", "10"), num("--width", "100"));
+    let arch = if arg("--arch", "mlp") == "conv" { Arch::Conv } else { Arch::Mlp };
+    let cfg = common::bench_config(arch, num("--depth", "10"), num("--width", "100"), &arg("--device", "cpu"));
     let ds = common::random_dataset(vec![1, 32, 32], 128 * batches);
-    init_runtime(0, num("--threads", "2"));
-    let cfgs: Vec<Config> = (0..k)
-        .map(|s| {
-            let mut c = cfg.clone();
-            c.train.seed = s as u64;
-            c
-        })
-        .collect();
+    init_runtime(0, num("--threads", "2"), Numerics::Native);
+    let g = Group { model: &cfg.model, train: &cfg.train, seeds: (0..k as u64).collect(), augment: false };
     let data = vec![&ds; k];
-    let mut t = BatchedTrainer::new(&cfgs, &data, device).unwrap();
+    let mut t = Trainer::new(&g, &data).unwrap();
     t.train_epoch(&data, 1); // warm-up (and the device-resident copy of the inputs)
     let rates: Vec<f64> = (0..rounds)
         .map(|i| {

@@ -9,9 +9,9 @@
 
 mod common;
 
-use depthprobe::config::Arch;
-use depthprobe::engine::trainer::Trainer;
-use depthprobe::engine::{init_runtime, resolve_device};
+use depthprobe::config::{Arch, Numerics};
+use depthprobe::engine::init_runtime;
+use depthprobe::engine::trainer::{Group, Trainer};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -19,23 +19,24 @@ fn main() {
     let model = arg("--model", "mlp");
     let rounds: usize = arg("--rounds", "5").parse().unwrap();
     let threads: usize = arg("--threads", "2").parse().unwrap();
-    let device = resolve_device(&arg("--device", "cpu")).unwrap();
+    let device = arg("--device", "cpu");
     let (shape, default_batches) = if model == "conv" { (vec![3, 32, 32], 6) } else { (vec![1, 32, 32], 40) };
     let batches: usize = arg("--batches", &default_batches.to_string()).parse().unwrap();
     let cfg = if model == "conv" {
-        common::bench_config(Arch::Conv, 8, 64)
+        common::bench_config(Arch::Conv, 8, 64, &device)
     } else {
-        common::bench_config(Arch::Mlp, 10, 512)
+        common::bench_config(Arch::Mlp, 10, 512, &device)
     };
     let n = 128 * batches;
     let ds = common::random_dataset(shape, n);
-    init_runtime(0, threads);
-    let mut trainer = Trainer::new(&cfg, &ds, device).unwrap();
-    trainer.train_epoch(&ds, 1); // warm-up
+    init_runtime(0, threads, Numerics::Native);
+    let g = Group { model: &cfg.model, train: &cfg.train, seeds: vec![0], augment: false };
+    let mut trainer = Trainer::new(&g, &[&ds]).unwrap();
+    trainer.train_epoch(&[&ds], 1); // warm-up
     let (rates, cpu_rates): (Vec<f64>, Vec<f64>) = (0..rounds)
         .map(|i| {
             let (t0, c0) = (std::time::Instant::now(), cpu_seconds());
-            trainer.train_epoch(&ds, i + 2);
+            trainer.train_epoch(&[&ds], i + 2);
             (n as f64 / t0.elapsed().as_secs_f64(), n as f64 / (cpu_seconds() - c0))
         })
         .unzip();

@@ -1,32 +1,42 @@
 //! depthprobe: train deep classifiers and measure, layer by layer, how class structure forms
-//! inside them (Galanti, Galanti & Ben-Shaul; effective depth, NCC separability, CDNV).
+//! inside them (effective depth, NCC separability, CDNV; docs/method.md). The data flow and which
+//! files a change touches are in docs/architecture.md.
 //!
-//! | concept | module |
+//! | stage | module or crate |
 //! |---|---|
-//! | the layer measures (framework-free) | crate `depthprobe-measures` |
-//! | run configuration and its checks | `config` |
-//! | MNIST / Fashion-MNIST / CIFAR-10 / demo data, label corruption | `data` |
-//! | models and SGD (the only tch code) | `engine` |
+//! | run configuration and its checks | crate `depthprobe-config` |
+//! | file formats (IDX, CIFAR, .npy, .safetensors) | crate `depthprobe-formats` |
+//! | data sets, subsets, label corruption | `data` |
+//! | networks and training, K ≥ 1 at once (the only tch code) | `engine` |
 //! | learning-rate schedule | `schedule` |
-//! | a training run and its run directory | `run` |
-//! | `measure` on dumped embeddings (.npy / .safetensors) | `measure`, `embeddings` |
-//! | result files (summary.json, metrics.csv) | `results` |
+//! | the layer measures and the two-pass probe (framework-free) | crate `depthprobe-measures` |
+//! | a run (or a batched group of runs) from start to finish | `pipeline` |
+//! | the run folder as types (summary.json, metrics.csv, checkpoints) | crate `depthprobe-runfolder` |
+//! | `measure` on dumped embeddings | `measure` |
 //! | figures (SVG + PNG) | `figures` |
-//! | sweeps: plan, run locally or on SLURM | `sweep::plan`, `sweep::exec` |
-//! | the comparative generalization bound | `sweep::bound` |
+//! | sweeps: plan, run locally or on SLURM | `sweep` |
+//! | the comparative generalization bound | `bound` |
+//! | the sweep report: tables, figures, checks of the claims | `report` |
+//! | what the terminal shows | `progress`, `console` |
 
-pub mod config;
+pub mod bound;
+pub mod console;
 pub mod data;
-pub mod embeddings;
 pub mod engine;
 pub mod figures;
-pub mod fuzz_entry;
 pub mod measure;
-pub mod results;
+pub mod phases;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
 pub mod rng;
-pub mod run;
 pub mod schedule;
 pub mod sweep;
 
+pub use depthprobe_config as config;
+
 /// The configuration `depthprobe demo` trains (also in configs/demo.toml).
 pub const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");
+
+/// This build: the version and the commit it was built from ("+dirty" with uncommitted changes).
+pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DEPTHPROBE_COMMIT"), ")");

@@ -6,15 +6,18 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use depthprobe::config::Config;
+use depthprobe::console;
 use depthprobe::measure::{measure, MeasureOptions};
-use depthprobe::results;
-use depthprobe::run::{train, RunOptions};
+use depthprobe::pipeline::{train, RunOptions, RunResult};
 
 #[derive(Parser)]
 #[command(
     name = "depthprobe",
     version,
-    about = "Train deep classifiers and measure, layer by layer, how class structure forms inside them."
+    about = "Train deep classifiers and measure, layer by layer, how class structure forms inside them.",
+    long_about = "Train deep classifiers and measure, layer by layer, how class structure forms inside them: \
+NCC separability, CDNV, neural-collapse measures and the effective depth. Definitions: docs/method.md in \
+the repository."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -60,7 +63,7 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         classes: Option<Vec<usize>>,
         /// Rank measures for layers of at most this dimension (D×D memory; 0 = never).
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = depthprobe_measures::DEFAULT_RANK_MAX_DIM)]
         rank_max_dim: usize,
     },
     /// Probe the last checkpoint of a run again, e.g. on another device (CPU against GPU).
@@ -86,7 +89,8 @@ enum Cmd {
         /// Sweep folder.
         dir: PathBuf,
     },
-    /// The comparative generalization bound (spec §1.10) from a sweep planned with [bound].
+    /// The comparative generalization bound (docs/method.md, "The comparative bound") from a sweep
+    /// planned with a [bound] section.
     Bound {
         /// Sweep folder.
         dir: PathBuf,
@@ -106,8 +110,8 @@ enum SweepCmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run planned run I (what a SLURM array task calls). Done runs are skipped. Several
-    /// indices (I,J,...) train as one batched model: they must differ only in seeds and corruption.
+    /// Run planned runs I,J,... (what a SLURM array task calls). Done runs are skipped, interrupted
+    /// ones resume; runs that differ only in seeds and label corruption train as one batched model.
     Run {
         dir: PathBuf,
         #[arg(long, value_delimiter = ',', required = true)]
@@ -123,8 +127,8 @@ enum SweepCmd {
         /// Runs at once (set train.threads so that N × threads ≤ cores).
         #[arg(short = 'j', long = "jobs", default_value_t = 1)]
         jobs: usize,
-        /// Train up to K runs that differ only in seeds and label corruption (MLPs) as one
-        /// batched model per process: on a GPU many times the runs per hour (docs/performance.md).
+        /// Train up to K runs that differ only in seeds and label corruption as one batched model
+        /// per process: on a GPU many times the runs per hour (docs/performance.md).
         #[arg(long, default_value_t = 1)]
         batch: usize,
         #[arg(long)]
@@ -185,21 +189,13 @@ fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: Ru
     Ok(())
 }
 
-fn report(run: &depthprobe::run::RunResult, out: &std::path::Path) {
-    let summary = &run.summary;
-    print!("{}", results::table(&run.result));
-    let f = |k: &str| summary[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
-    println!(
-        "network: train acc {} · test acc {} · train loss {} · test loss {}",
-        f("train_acc"),
-        f("test_acc"),
-        f("train_loss"),
-        f("test_loss")
-    );
+fn report(run: &RunResult, out: &std::path::Path) {
+    print!("{}", console::table(&run.result));
+    println!("{}", console::network_line(&run.summary));
     println!(
         "wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv, config.toml, checkpoint.json, ncc_by_epoch.svg/.png, layer_profile.svg/.png}} in {:.1}s",
         out.display(),
-        summary["wall_s"].as_f64().unwrap_or(0.0)
+        run.summary.wall_s
     );
 }
 
@@ -211,7 +207,7 @@ fn main() -> ExitCode {
                 Err(anyhow::anyhow!("--resume continues the run exactly as configured in DIR/config.toml: --set, --out, --force and --device do not apply"))
             } else {
                 let opts = RunOptions { out: dir, data_dir: run.data_dir, force: false, quiet: run.quiet };
-                depthprobe::run::resume(&opts).map(|r| report(&r, &opts.out))
+                depthprobe::pipeline::resume(&opts).map(|r| report(&r, &opts.out))
             }
         }
         Cmd::Train { config: Some(config), run, .. } => {
@@ -230,7 +226,7 @@ fn main() -> ExitCode {
         Cmd::Measure { train, test, out, eps, num_classes, classes, rank_max_dim } => {
             let opts = MeasureOptions { train, test, eps, num_classes, classes, rank_max_dim };
             measure(&opts, &out).map(|r| {
-                print!("{}", results::table(&r));
+                print!("{}", console::table(&r));
                 println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());
             })
         }
@@ -238,14 +234,14 @@ fn main() -> ExitCode {
             let out = out.unwrap_or_else(|| {
                 run.join(format!("probe-{}", device.as_deref().unwrap_or("default").replace(':', "")))
             });
-            depthprobe::run::probe_checkpoint(&run, device.as_deref(), &out, data_dir.as_deref()).map(|r| {
-                print!("{}", results::table(&r.result));
+            depthprobe::pipeline::probe_checkpoint(&run, device.as_deref(), &out, data_dir.as_deref()).map(|r| {
+                print!("{}", console::table(&r.result));
                 println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());
             })
         }
         Cmd::Sweep { cmd } => sweep(cmd),
         Cmd::Bound { dir } => bound(&dir),
-        Cmd::Report { dir } => depthprobe::sweep::report::report(&dir).map(|r| {
+        Cmd::Report { dir } => depthprobe::report::report(&dir).map(|r| {
             for c in &r.checks {
                 println!("{}", c.replace("**", ""));
             }
@@ -276,13 +272,16 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             Ok(())
         }
         SweepCmd::Run { dir, index, data_dir, quiet } => {
-            if index.len() > 1 {
-                sweep::run_batched(&SweepDir(dir), &index, data_dir.as_deref(), quiet)?;
-                return Ok(());
+            let mut failed = Vec::new();
+            for (i, o) in sweep::run_indices(&SweepDir(dir), &index, data_dir.as_deref(), quiet)? {
+                match o {
+                    sweep::Outcome::AlreadyDone if !quiet => eprintln!("run {i} is already done; skipped"),
+                    sweep::Outcome::Failed(why) => failed.push(why),
+                    _ => {}
+                }
             }
-            let o = sweep::run_index(&SweepDir(dir), index[0], data_dir.as_deref(), quiet)?;
-            if o == sweep::Outcome::AlreadyDone && !quiet {
-                eprintln!("run {} is already done; skipped", index[0]);
+            if !failed.is_empty() {
+                anyhow::bail!("{} of {} runs failed:\n  {}", failed.len(), index.len(), failed.join("\n  "));
             }
             Ok(())
         }
@@ -327,15 +326,16 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
 }
 
 fn bound(dir: &std::path::Path) -> Result<()> {
-    use depthprobe::sweep::{bound, SweepDir};
+    use depthprobe::bound;
+    use depthprobe::sweep::SweepDir;
     let rows = bound::compute(&SweepDir(dir.to_path_buf()))?;
     if rows.is_empty() {
         anyhow::bail!("{}: no finished clean and noisy runs yet; run the sweep first", dir.display());
     }
     print!("{}", bound::markdown(&rows));
-    results::write_all_atomic(&[
+    depthprobe_runfolder::write_all_atomic(&[
         (dir.join("bound.csv"), bound::csv(&rows).into_bytes()),
-        (dir.join("bound.json"), results::json_text(&serde_json::to_value(&rows)?)?.into_bytes()),
+        (dir.join("bound.json"), depthprobe_runfolder::json_text(&rows)?.into_bytes()),
     ])?;
     println!("wrote {}/bound.csv and bound.json", dir.display());
     Ok(())

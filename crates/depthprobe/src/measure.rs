@@ -1,14 +1,13 @@
-//! `depthprobe measure`: the layer measures over embeddings dumped by any framework.
+//! `depthprobe measure`: the layer measures of embeddings dumped by any framework, streamed from
+//! the files through the measures' two-pass driver and the host reduction.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use depthprobe_measures::{LayerProbe, ProbeError, ProbeResult, ProbeSpec, Split};
+use depthprobe_formats::SplitEmbeddings;
+use depthprobe_measures::{drive, HostReducer, NetworkRows, Probe, ProbeError, ProbeResult, ProbeSpec, Split};
+use depthprobe_runfolder::{RunFolder, Source, Summary};
 use rayon::prelude::*;
-use serde_json::{json, Map};
-
-use crate::embeddings::SplitEmbeddings;
-use crate::results;
 
 /// Rows read per chunk and layer: bounds memory at CHUNK × Σ D_i × 4 bytes.
 pub const CHUNK_ROWS: usize = 4096;
@@ -37,18 +36,15 @@ fn locate(e: ProbeError, train: &SplitEmbeddings, test: &SplitEmbeddings) -> any
     }
 }
 
-/// Stream one split through the probe, chunk by chunk, layers in parallel.
+/// Stream one split's files chunk by chunk (layers read in parallel) into `sink`.
 fn feed(
-    probe: &mut LayerProbe,
-    split: Split,
     data: &SplitEmbeddings,
-    other: &SplitEmbeddings,
-    agreement: bool,
+    logits: bool,
+    sink: &mut dyn for<'a> FnMut(&'a [NetworkRows<'a>]) -> Result<(), ProbeError>,
 ) -> Result<()> {
-    let (train, test) = if split == Split::Train { (data, other) } else { (other, data) };
     let mut labels = Vec::new();
     let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); data.layers.len()];
-    let mut logits = Vec::new();
+    let mut lg = Vec::new();
     let mut start = 0;
     while start < data.rows() {
         let n = CHUNK_ROWS.min(data.rows() - start);
@@ -57,16 +53,19 @@ fn feed(
             .zip(data.layers.par_iter())
             .map(|(b, m)| m.read_f32(start, n, b))
             .collect::<Result<Vec<()>>>()?;
-        let refs: Vec<&[f32]> = bufs.iter().map(|b| b.as_slice()).collect();
-        probe.update_all(split, &refs, &labels).map_err(|e| locate(e, train, test))?;
-        if agreement {
-            if let Some(lg) = &data.logits {
-                lg.read_f32(start, n, &mut logits)?;
-                probe
-                    .update_agreement(split, refs.last().unwrap(), &logits, &labels)
-                    .map_err(|e| locate(e, train, test))?;
+        let with_logits = match (&data.logits, logits) {
+            (Some(m), true) => {
+                m.read_f32(start, n, &mut lg)?;
+                true
             }
-        }
+            _ => false,
+        };
+        let rows = NetworkRows {
+            layers: bufs.iter().map(|b| b.as_slice()).collect(),
+            logits: with_logits.then_some(lg.as_slice()),
+            labels: &labels,
+        };
+        sink(std::slice::from_ref(&rows))?;
         start += n;
     }
     Ok(())
@@ -109,39 +108,34 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
     spec.eps = opts.eps.clone();
     spec.classes = opts.classes.clone();
     spec.rank_max_dim = opts.rank_max_dim;
-    let mut probe = LayerProbe::new(spec)?;
+    let mut probe = Probe::new(spec)?;
     if let Some(w) = &train.classifier_weight {
         let mut buf = Vec::new();
         w.read_f32(0, w.rows, &mut buf)?;
         probe.set_classifier(&buf).with_context(|| w.origin.clone())?;
     }
-    feed(&mut probe, Split::Train, &train, &test, false)?;
-    probe.next_pass().map_err(|e| locate(e, &train, &test))?;
-    feed(&mut probe, Split::Train, &train, &test, true)?;
-    feed(&mut probe, Split::Test, &test, &train, true)?;
-    let res = probe.finish().map_err(|e| locate(e, &train, &test))?;
+    let mut reducer = HostReducer::new(1);
+    let results = drive(vec![Ok(probe)], &mut reducer, |pass, split, sink| match split {
+        // NC4 needs the final train means: logits are read in pass 2 only.
+        Split::Train => feed(&train, pass == depthprobe_measures::Pass::Decisions, sink),
+        Split::Test => feed(&test, true, sink),
+    })?;
+    let res = results.into_iter().next().expect("one network").map_err(|e| locate(e, &train, &test))?;
     Ok((res, train, test))
 }
 
 /// Write summary.json, metrics.csv and cdnv_pairs.csv into `out`.
-pub fn write_outputs(out: &Path, res: &ProbeResult, extra: Map<String, serde_json::Value>) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
-    let summary = results::json_text(&results::summary_value(res, extra))?;
-    let metrics = results::metrics_csv(&[results::MetricBlock { epoch: None, rows: results::metric_rows(res) }]);
-    results::write_all_atomic(&[
-        (out.join("summary.json"), summary.into_bytes()),
-        (out.join("metrics.csv"), metrics.into_bytes()),
-        (out.join("cdnv_pairs.csv"), results::cdnv_pairs_csv(res).into_bytes()),
-    ])?;
-    Ok(())
+pub fn write_outputs(out: &Path, summary: &Summary) -> Result<()> {
+    RunFolder::new(out).write_probe(summary, None)
 }
 
 pub fn measure(opts: &MeasureOptions, out: &Path) -> Result<ProbeResult> {
     let t0 = std::time::Instant::now();
     let (res, train, test) = run_probe(opts)?;
-    let mut extra = Map::new();
-    extra.insert("source".into(), json!({"train": train.source, "test": test.source}));
-    extra.insert("wall_s".into(), json!(t0.elapsed().as_secs_f64()));
-    write_outputs(out, &res, extra)?;
+    let mut s = Summary::of_probe(res.clone(), t0.elapsed().as_secs_f64());
+    s.source =
+        Some(Source::Embeddings { train: train.source.display().to_string(), test: test.source.display().to_string() });
+    s.producer = Some(crate::BUILD.to_string());
+    write_outputs(out, &s)?;
     Ok(res)
 }

@@ -1,7 +1,7 @@
-//! Learning-rate schedule (spec §2.3): linear per-iteration warm-up over the first epochs, then
-//! MultiStepLR (×γ at each milestone epoch).
+//! Learning-rate schedule (docs/method.md, "Training protocol"): linear per-iteration warm-up over
+//! the first epochs, then MultiStepLR (×γ at each milestone epoch).
 
-use crate::config::TrainConfig;
+use depthprobe_config::TrainConfig;
 
 /// LR for iteration `iter` (0-based) of `epoch` (1-based) with `iters` iterations per epoch.
 /// Warm-up ramps linearly to the base LR, reaching it on the last warm-up iteration (the
@@ -27,7 +27,7 @@ mod tests {
         assert!(close(lr_at(&t, 1, 0, 100), 0.001));
         assert!(close(lr_at(&t, 1, 49, 100), 0.05));
         assert!(close(lr_at(&t, 1, 99, 100), 0.1));
-        // The closed form of spec §2.3.
+        // The closed form: 0.1 to epoch 59, then 0.02, 0.004 and from epoch 200 on 0.0008.
         for (epoch, want) in
             [(2, 0.1), (59, 0.1), (60, 0.02), (99, 0.02), (100, 0.004), (199, 0.004), (200, 0.0008), (500, 0.0008)]
         {

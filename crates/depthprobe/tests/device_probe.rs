@@ -1,12 +1,12 @@
-//! The probe's device reductions (engine/device_probe.rs) against the host engine: the same
+//! The probe's device reduction (engine/device_reducer.rs) against the host reduction: the same
 //! embeddings must give the same measures. Run on CPU tensors here; bench/gpu/check.sh repeats
 //! the comparison on a GPU.
 
-use depthprobe::config::{Arch, Config, EmbeddingPoint};
+use depthprobe::config::{Arch, Config, EmbeddingPoint, Numerics};
 use depthprobe::data::{self, Dataset};
-use depthprobe::engine::device_probe::DeviceProbe;
-use depthprobe::engine::trainer::{ProbeReduction, Trainer};
-use depthprobe_measures::{LayerProbe, ProbeResult, ProbeSpec, Split};
+use depthprobe::engine::device_reducer::{DeviceBatch, DeviceReducer};
+use depthprobe::engine::trainer::{Group, Trainer};
+use depthprobe_measures::{LayerProbe, Probe, ProbeResult, ProbeSpec, Reducer, Split};
 use tch::{Device, Kind, Tensor};
 
 fn close(a: Option<f64>, b: Option<f64>, rel: f64, what: &str) {
@@ -57,7 +57,7 @@ fn as_images(mut ds: Dataset) -> Dataset {
 
 #[test]
 fn trained_networks_probe_the_same_on_host_and_device_reductions() {
-    depthprobe::engine::init_runtime(0, 1);
+    depthprobe::engine::init_runtime(0, 1, Numerics::Native);
     for (arch, emb) in [(Arch::Mlp, EmbeddingPoint::PreBn), (Arch::Conv, EmbeddingPoint::PostActivation)] {
         let mut cfg = Config::from_toml(depthprobe::DEMO_CONFIG, "demo", &[]).unwrap();
         cfg.model.arch = arch;
@@ -67,11 +67,12 @@ fn trained_networks_probe_the_same_on_host_and_device_reductions() {
         cfg.probe.batch_size = 700; // batches that split classes unevenly, and a ragged last one
         let ds = data::synthetic::generate(3);
         let ds = if arch == Arch::Conv { as_images(ds) } else { ds };
-        let mut t = Trainer::new(&cfg, &ds, Device::Cpu).unwrap();
-        t.train_epoch(&ds, 1);
-        t.train_epoch(&ds, 2);
-        let host = t.probe_with(&ds, ProbeReduction::Host).unwrap();
-        let dev = t.probe_with(&ds, ProbeReduction::Device).unwrap();
+        let g = Group { model: &cfg.model, train: &cfg.train, seeds: vec![0], augment: false };
+        let mut t = Trainer::new(&g, &[&ds]).unwrap();
+        t.train_epoch(&[&ds], 1);
+        t.train_epoch(&[&ds], 2);
+        let host = t.probe_with(&[&ds], &cfg.probe, false).unwrap().pop().unwrap().unwrap();
+        let dev = t.probe_with(&[&ds], &cfg.probe, true).unwrap().pop().unwrap().unwrap();
         assert_eq!((host.train_loss, host.test_acc), (dev.train_loss, dev.test_acc));
         let accs: Vec<f64> = host.result.layers.iter().map(|l| l.ncc_train_acc).collect();
         assert!(accs.iter().any(|&a| a > 0.3 && a < 0.99), "{arch:?}: a probe with decisions to get wrong: {accs:?}");
@@ -138,28 +139,27 @@ fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
             hp.finish().unwrap()
         })
         .collect();
-    // Device reductions, both networks in one DeviceProbe (tensors stacked [K, n, ...]).
-    let mut ps = vec![LayerProbe::new(spec.clone()).unwrap(), LayerProbe::new(spec).unwrap()];
-    let mut dp = DeviceProbe::new(Device::Cpu, &ps[0], 2);
+    // The device reduction, both networks at once (tensors stacked [K, n, ...]), test rows fed
+    // in both passes.
+    let mut ps = vec![Probe::new(spec.clone()).unwrap(), Probe::new(spec).unwrap()];
+    let mut dr = DeviceReducer::new(Device::Cpu, 2);
     for pass in 0..2 {
-        if pass == 1 {
-            ps.iter_mut().for_each(|p| p.next_pass().unwrap());
-        }
+        dr.begin(ps.iter().map(|p| Some(p.plan())).collect());
         for s in [Split::Train, Split::Test] {
-            dp.begin(&ps.iter().map(Some).collect::<Vec<_>>(), s);
             for b in 0..3 {
                 let pick = |n: usize| if s == Split::Train { &nets[n].0[b] } else { &nets[n].1[b] };
                 let (b0, b1) = (pick(0), pick(1));
                 let embs: Vec<Tensor> = (0..dims.len()).map(|l| Tensor::stack(&[&b0.0[l], &b1.0[l]], 0)).collect();
                 let logits = Tensor::stack(&[&b0.1, &b1.1], 0);
-                let classes: Vec<Vec<Option<usize>>> = [&b0.2, &b1.2]
-                    .iter()
-                    .map(|y| y.iter().map(|&l| ps[0].class_index(l as usize).unwrap()).collect())
-                    .collect();
-                dp.update(&embs, &logits, &classes);
+                let labels = vec![b0.2.clone(), b1.2.clone()];
+                dr.update(s, DeviceBatch { embeddings: &embs, logits: &logits, labels: &labels }).unwrap();
             }
-            let mut live: Vec<Option<&mut LayerProbe>> = ps.iter_mut().map(Some).collect();
-            dp.flush(&mut live).into_iter().for_each(|r| r.unwrap());
+        }
+        for (p, st) in ps.iter_mut().zip(dr.end()) {
+            p.absorb(st.unwrap().unwrap()).unwrap();
+            if pass == 0 {
+                p.next_pass().unwrap();
+            }
         }
     }
     for (h, p) in host.iter().zip(ps) {
@@ -174,21 +174,34 @@ fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
 
 #[test]
 fn non_finite_embeddings_are_named_by_split_and_layer() {
-    let mut ps = [
-        LayerProbe::new(ProbeSpec::new(2, vec![3, 3])).unwrap(),
-        LayerProbe::new(ProbeSpec::new(2, vec![3, 3])).unwrap(),
-    ];
-    let mut dp = DeviceProbe::new(Device::Cpu, &ps[0], 2);
-    dp.begin(&ps.iter().map(Some).collect::<Vec<_>>(), Split::Train);
+    let ps = [Probe::new(ProbeSpec::new(2, vec![3, 3])).unwrap(), Probe::new(ProbeSpec::new(2, vec![3, 3])).unwrap()];
+    let mut dr = DeviceReducer::new(Device::Cpu, 2);
+    dr.begin(ps.iter().map(|p| Some(p.plan())).collect());
     let good = Tensor::ones([2, 4, 3], (Kind::Float, Device::Cpu));
     let bad = good.copy();
     let _ = bad.get(1).get(2).get(1).fill_(f64::NAN); // network 1, row 2, layer 2
     let lg = Tensor::zeros([2, 4, 2], (Kind::Float, Device::Cpu));
-    let classes = vec![vec![Some(0), Some(1), Some(0), Some(1)]; 2];
-    dp.update(&[good, bad], &lg, &classes);
-    let mut live: Vec<Option<&mut LayerProbe>> = ps.iter_mut().map(Some).collect();
-    let r = dp.flush(&mut live);
+    let labels = vec![vec![0, 1, 0, 1]; 2];
+    dr.update(Split::Train, DeviceBatch { embeddings: &[good, bad], logits: &lg, labels: &labels }).unwrap();
+    let r: Vec<_> = ps.into_iter().zip(dr.end()).map(|(mut p, s)| p.absorb(s.unwrap().unwrap())).collect();
     assert!(r[0].is_ok(), "network 0 is finite: {:?}", r[0]);
     let e = r[1].as_ref().unwrap_err().to_string();
     assert!(e.contains("train layer 2") && e.contains("non-finite"), "{e}");
+}
+
+/// A label beyond the class count fails its own network only; the other goes on.
+#[test]
+fn a_bad_label_fails_only_its_network() {
+    let ps = [Probe::new(ProbeSpec::new(2, vec![3])).unwrap(), Probe::new(ProbeSpec::new(2, vec![3])).unwrap()];
+    let mut dr = DeviceReducer::new(Device::Cpu, 2);
+    dr.begin(ps.iter().map(|p| Some(p.plan())).collect());
+    let x = Tensor::ones([2, 4, 3], (Kind::Float, Device::Cpu));
+    let lg = Tensor::zeros([2, 4, 2], (Kind::Float, Device::Cpu));
+    let labels = vec![vec![0, 1, 0, 1], vec![0, 1, 7, 1]];
+    dr.update(Split::Train, DeviceBatch { embeddings: std::slice::from_ref(&x), logits: &lg, labels: &labels })
+        .unwrap();
+    let ends = dr.end();
+    assert!(ends[0].as_ref().unwrap().is_ok());
+    let e = ends[1].as_ref().unwrap().as_ref().unwrap_err().to_string();
+    assert!(e.contains("label 7 at row 2"), "{e}");
 }

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use depthprobe::embeddings::{npy_bytes, npy_bytes_f32, npy_bytes_i64};
 use depthprobe::measure::{measure, MeasureOptions};
 use depthprobe::rng::Rng;
+use depthprobe_formats::{npy_bytes, npy_bytes_f32, npy_bytes_i64};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {

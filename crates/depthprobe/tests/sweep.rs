@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use depthprobe::bound;
+use depthprobe::config::{DatasetName, Device};
 use depthprobe::sweep::plan::expand;
-use depthprobe::sweep::{bound, SweepDir};
+use depthprobe::sweep::SweepDir;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_depthprobe"))
@@ -353,7 +355,8 @@ fn every_recipe_plans() {
                 assert!(!plan.runs.is_empty() && cfgs.len() == plan.runs.len());
                 if sub == "quick" {
                     // Quick recipes run on 2 CPU cores with the shared MNIST / Fashion-MNIST.
-                    assert!(cfgs.iter().all(|c| c.train.device == "cpu" && c.data.dataset.contains("mnist")));
+                    assert!(cfgs.iter().all(|c| c.train.device == Device::Cpu
+                        && matches!(c.data.dataset, DatasetName::Mnist | DatasetName::FashionMnist)));
                 }
                 n += 1;
             }

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use depthprobe::config::{Arch, Config, EmbeddingPoint, ModelConfig};
+use depthprobe::config::{Arch, Config, DatasetName, Device as Dev, EmbeddingPoint, ModelConfig};
 use depthprobe::data;
-use depthprobe::engine::model::Net;
-use depthprobe::run::{train, RunOptions};
+use depthprobe::engine::layers::Builder;
+use depthprobe::engine::network::build;
+use depthprobe::pipeline::{train, RunOptions};
+use depthprobe_formats::{cifar, idx};
 use depthprobe_measures::{LayerProbe, ProbeSpec, Split};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -21,17 +23,18 @@ fn model_shapes_and_embedding_count_per_depth() {
         for depth in [1usize, 3, 5] {
             for emb in [EmbeddingPoint::PreBn, EmbeddingPoint::PostActivation] {
                 let vs = nn::VarStore::new(Device::Cpu);
-                let cfg = ModelConfig { arch, depth, width: 8, batch_norm: true, embedding: emb };
-                let net = Net::new(&vs.root(), &cfg, &[3, 32, 32], 10).unwrap();
+                let cfg = ModelConfig { arch, depth, width: 8, embedding: emb, ..Default::default() };
+                let net = build(Builder { k: 1, draw: true }, &vs.root(), &cfg, &[3, 32, 32], 10).unwrap();
                 let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
-                let (logits, embs) = net.forward(&x, false, true);
+                let out = net.forward(&x, false, false, true);
+                let (logits, embs) = (out.logits, out.embeddings);
                 assert_eq!(logits.size(), vec![4, 10]);
                 assert_eq!(embs.len(), depth, "{arch:?} L={depth}");
                 let d = if arch == Arch::Mlp { 8 } else { 8 * 8 * 8 };
                 for e in &embs {
                     assert_eq!(e.size(), vec![4, d as i64]);
                 }
-                assert_eq!(net.dims(), vec![d; depth].as_slice());
+                assert_eq!(net.layers().iter().map(|l| l.dim).collect::<Vec<_>>(), vec![d; depth]);
                 if emb == EmbeddingPoint::PostActivation {
                     assert!(
                         embs.iter().all(|e| e.min().double_value(&[]) >= 0.0),
@@ -55,6 +58,7 @@ fn model_shapes_and_embedding_count_per_depth() {
                             + depth as i64 * (h * h * 9 + h + 2 * h)
                             + (h * 64 * 10 + 10)
                     }
+                    _ => unreachable!("MLP and CONV only here; tests/architectures.rs has the others"),
                 };
                 assert_eq!(n, want, "{arch:?} L={depth} parameter count");
             }
@@ -65,8 +69,8 @@ fn model_shapes_and_embedding_count_per_depth() {
 #[test]
 fn init_is_pytorch_default_uniform() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let cfg = ModelConfig { arch: Arch::Mlp, depth: 2, width: 400, batch_norm: true, embedding: EmbeddingPoint::PreBn };
-    let _net = Net::new(&vs.root(), &cfg, &[1, 32, 32], 10).unwrap();
+    let cfg = ModelConfig { arch: Arch::Mlp, depth: 2, width: 400, ..Default::default() };
+    let _net = build(Builder { k: 1, draw: true }, &vs.root(), &cfg, &[1, 32, 32], 10).unwrap();
     let vars = vs.variables();
     let w = &vars["layers.1.linear.weight"];
     let bound = 1.0 / (400f64).sqrt();
@@ -91,7 +95,7 @@ fn quick_cfg(epochs: usize) -> Config {
     c
 }
 
-fn run(cfg: &Config, dir: &Path) -> depthprobe::run::RunResult {
+fn run(cfg: &Config, dir: &Path) -> depthprobe::pipeline::RunResult {
     train(cfg, &RunOptions { out: dir.into(), data_dir: None, force: true, quiet: true }).unwrap()
 }
 
@@ -125,8 +129,8 @@ fn training_reduces_loss_and_raises_top_layer_ncc() {
     let (ncc0, ncc6) = (get(0, "4", "train", "ncc_acc"), get(6, "4", "train", "ncc_acc"));
     assert!(loss6 < 0.5 * loss0, "loss {loss0} → {loss6}");
     assert!(ncc6 > ncc0 + 0.2 && ncc6 > 0.9, "top-layer NCC {ncc0} → {ncc6}");
-    assert_eq!(r.summary["status"], "done");
-    assert_eq!(r.summary["epochs"], 6);
+    assert_eq!(r.summary.status, Some(depthprobe_runfolder::Status::Done));
+    assert_eq!(r.summary.epochs, Some(6));
     for f in [
         "config.toml",
         "summary.json",
@@ -162,7 +166,7 @@ fn corrupted_run_records_changed_indices() {
     let n = data::synthetic::CLASSES * data::synthetic::TRAIN_PER_CLASS;
     let rows = std::fs::read_to_string(tmp.path().join("corrupted_labels.csv")).unwrap().lines().count() - 1;
     assert_eq!(rows, (0.2 * n as f64).floor() as usize);
-    assert_eq!(r.summary["corruption"]["changed"], rows);
+    assert_eq!(r.summary.corruption.as_ref().unwrap().changed, rows);
 }
 
 #[test]
@@ -171,7 +175,7 @@ fn cuda_without_gpu_is_a_clear_error() {
         return; // Only meaningful where there is no GPU (CI and the development machines).
     }
     let mut cfg = quick_cfg(1);
-    cfg.train.device = "cuda".into();
+    cfg.train.device = Dev::Cuda(0);
     let e = train(
         &cfg,
         &RunOptions { out: tempfile::tempdir().unwrap().path().into(), data_dir: None, force: true, quiet: true },
@@ -200,7 +204,7 @@ fn demo_data_is_not_ncc_separable_at_the_input() {
 #[test]
 fn real_mnist_and_fashion_mnist_load_with_paper_preprocessing() {
     let root = shared_data();
-    let m = data::load("mnist", Some(&root), 0).unwrap();
+    let m = data::load(DatasetName::Mnist, Some(&root), 0).unwrap();
     assert_eq!((m.train.len(), m.test.len(), m.shape.clone()), (60_000, 10_000, vec![1, 32, 32]));
     let mut hist = [0usize; 10];
     for &l in &m.train.labels {
@@ -221,7 +225,7 @@ fn real_mnist_and_fashion_mnist_load_with_paper_preprocessing() {
         .collect();
     let mean = inner.iter().sum::<f64>() / inner.len() as f64;
     assert!(mean.abs() < 0.05, "mean {mean}");
-    let f = data::load("fashion-mnist", Some(&root), 0).unwrap();
+    let f = data::load(DatasetName::FashionMnist, Some(&root), 0).unwrap();
     assert_eq!((f.train.len(), f.test.len()), (60_000, 10_000));
     let sub = data::balanced_subset(&f, &f.train, 100, "train").unwrap();
     let mut h = [0usize; 10];
@@ -239,24 +243,24 @@ fn torchvision_layout_and_raw_files_work() {
     for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     {
         // Uncompressed copies: the loader must read raw IDX too.
-        let bytes = data::idx::read_maybe_gz(&shared_data().join("mnist").join(format!("{f}.gz"))).unwrap();
+        let bytes = idx::read_maybe_gz(&shared_data().join("mnist").join(format!("{f}.gz"))).unwrap();
         std::fs::write(raw.join(f), bytes).unwrap();
     }
-    let m = data::load("mnist", Some(tmp.path()), 0).unwrap();
+    let m = data::load(DatasetName::Mnist, Some(tmp.path()), 0).unwrap();
     assert_eq!(m.train.len(), 60_000);
-    let e = data::load("fashion-mnist", Some(tmp.path()), 0).unwrap_err().to_string();
+    let e = data::load(DatasetName::FashionMnist, Some(tmp.path()), 0).unwrap_err().to_string();
     assert!(e.contains("fashion-mnist/train-images-idx3-ubyte.gz") && e.contains("FashionMNIST/raw"), "{e}");
 }
 
 #[test]
 fn cifar_sample_loads_and_augments() {
     let p = shared_data().join("cifar-10-sample/test_batch_first500.bin");
-    let (labels, px) = data::cifar::parse_batch(&p).unwrap();
+    let (labels, px) = cifar::parse_batch(&p).unwrap();
     assert_eq!(labels.len(), 500);
     assert_eq!(&labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
     assert_eq!(px.len(), 500 * 3072);
     let ds = data::Dataset {
-        name: "cifar10".into(),
+        name: DatasetName::Cifar10,
         shape: vec![3, 32, 32],
         num_classes: 10,
         train: data::Split {
@@ -279,7 +283,7 @@ fn cifar_sample_loads_and_augments() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("data_batch_1.bin");
     std::fs::write(&bad, vec![0u8; 3073 * 2 + 5]).unwrap();
-    let e = data::cifar::parse_batch(&bad).unwrap_err().to_string();
+    let e = cifar::parse_batch(&bad).unwrap_err().to_string();
     assert!(e.contains("data_batch_1.bin") && e.contains("3073"), "{e}");
 }
 
@@ -289,12 +293,12 @@ fn broken_idx_files_are_named() {
     let src = std::fs::read(shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let p = tmp.path().join("t.gz");
     std::fs::write(&p, &src[..src.len() / 2]).unwrap();
-    let e = format!("{:#}", data::idx::read_maybe_gz(&p).unwrap_err());
+    let e = format!("{:#}", idx::read_maybe_gz(&p).unwrap_err());
     assert!(e.contains("t.gz") && e.contains("truncated"), "{e}");
-    let raw = data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
-    let e = data::idx::parse_images(&p, &raw).unwrap_err().to_string();
+    let raw = idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let e = idx::parse_images(&p, &raw).unwrap_err().to_string();
     assert!(e.contains("wrong IDX magic 0x00000801"), "{e}");
-    let e = data::idx::parse_labels(&p, &raw[..raw.len() - 3]).unwrap_err().to_string();
+    let e = idx::parse_labels(&p, &raw[..raw.len() - 3]).unwrap_err().to_string();
     assert!(e.contains("10000 labels but the file holds 9997"), "{e}");
 }
 
@@ -436,9 +440,9 @@ fn mnist_with_labels(labels: &[u8]) -> tempfile::TempDir {
 
 #[test]
 fn image_and_label_count_mismatch_is_named() {
-    let real = data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let real = idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let tmp = mnist_with_labels(&real[8..8 + 9_999]);
-    let e = format!("{:#}", data::load("mnist", Some(tmp.path()), 0).unwrap_err());
+    let e = format!("{:#}", data::load(DatasetName::Mnist, Some(tmp.path()), 0).unwrap_err());
     assert!(
         e.contains("t10k-images-idx3-ubyte.gz has 10000 images")
             && e.contains("t10k-labels-idx1-ubyte has 9999 labels"),
@@ -448,11 +452,11 @@ fn image_and_label_count_mismatch_is_named() {
 
 #[test]
 fn idx_label_beyond_the_class_count_is_named() {
-    let real = data::idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let real = idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let mut labels = real[8..].to_vec();
     labels[1234] = 10;
     let tmp = mnist_with_labels(&labels);
-    let e = format!("{:#}", data::load("mnist", Some(tmp.path()), 0).unwrap_err());
+    let e = format!("{:#}", data::load(DatasetName::Mnist, Some(tmp.path()), 0).unwrap_err());
     assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("label 10 at index 1234"), "{e}");
 }
 

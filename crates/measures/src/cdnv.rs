@@ -1,7 +1,8 @@
-//! CDNV, the class-distance normalized variance (Galanti, György & Hutter, ICLR 2022; spec §1.3):
+//! CDNV, the class-distance normalized variance (Galanti, György & Hutter, ICLR 2022;
+//! docs/method.md, "CDNV"):
 //! V(S_i, S_j) = (Var(S_i) + Var(S_j)) / (2 ‖μ_i − μ_j‖²).
 
-use crate::moments::ClassMoments;
+use crate::statistics::ClassMoments;
 
 /// Relative distance below which two class means are treated as the same point.
 pub const COINCIDENT_RELATIVE: f64 = 1e-12;

@@ -1,5 +1,5 @@
-//! Neural-collapse measures built on class means (spec §4): NC1 trace ratio, He–Su separation
-//! fuzziness, NC2 equinorm / equiangularity, NC3 self-duality.
+//! Neural-collapse measures built on class means (docs/method.md, "Neural-collapse measures"):
+//! NC1 trace ratio, He–Su separation fuzziness, NC2 equinorm / equiangularity, NC3 self-duality.
 //!
 //! Σ_B and SS_b have rank ≤ C−1 and live in the span of the centred class means, so
 //! Tr(Σ_W Σ_B⁺) = Tr(QᵀΣ_W Q · (QᵀΣ_B Q)⁺) for an orthonormal basis Q (D×r, r ≤ C) of that span.
@@ -7,9 +7,9 @@
 //! measures cost O(C·D) memory, never a D×D covariance.
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, Par, Side};
 
-use crate::moments::ClassMoments;
+use crate::statistics::{ClassMoments, WithinClassProjection};
 
 /// Eigenvalues of Σ_B below this fraction of the largest are treated as zero by the
 /// pseudo-inverse (in addition to keeping at most C−1 of them).
@@ -66,30 +66,6 @@ impl BetweenClassSubspace {
                 .map(|k| weights[k] * self.centred_coords[k * r + a] * self.centred_coords[k * r + b])
                 .sum()
         })
-    }
-}
-
-/// Streaming accumulator of QᵀΣ_W Q: Σ over samples of (Qᵀ(x − μ_y))(Qᵀ(x − μ_y))ᵀ.
-#[derive(Clone, Debug)]
-pub struct WithinClassProjection {
-    pub rank: usize,
-    pub sum: Mat<f64>,
-    pub count: u64,
-}
-
-impl WithinClassProjection {
-    pub fn new(rank: usize) -> Self {
-        WithinClassProjection { rank, sum: Mat::zeros(rank, rank), count: 0 }
-    }
-
-    /// `projected` is row-major [rows, r] holding Qᵀ(x − μ_y) for each counted row.
-    pub fn update(&mut self, projected: &[f64], rows: usize) {
-        if rows == 0 {
-            return;
-        }
-        let p = MatRef::from_row_major_slice(projected, rows, self.rank);
-        matmul(self.sum.as_mut(), Accum::Add, p.transpose(), p, 1.0, Par::Seq);
-        self.count += rows as u64;
     }
 }
 

@@ -1,4 +1,5 @@
-//! ε-effective depth (spec §1.5): the first layer (1-based) whose NCC train error is ≤ ε.
+//! ε-effective depth (docs/method.md, "Effective depth"): the first layer (1-based) whose NCC
+//! train error is ≤ ε.
 
 /// `ncc_train_err[i]` is the NCC train error of layer i+1. Returns `None` ("not separable")
 /// when no layer qualifies.

@@ -34,3 +34,29 @@ pub fn f64_text(v: f64) -> String {
         format!("{v}")
     }
 }
+
+/// Reads what `f64_value` writes: a number, "inf" / "-inf", or null (NaN).
+pub fn de_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(de_opt_f64(d)?.unwrap_or(f64::NAN))
+}
+
+/// Reads what `opt_f64` writes: a number, "inf" / "-inf", or null (None).
+pub fn de_opt_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        N(f64),
+        S(String),
+    }
+    match <Option<Num> as serde::Deserialize>::deserialize(d)? {
+        None => Ok(None),
+        Some(Num::N(v)) => Ok(Some(v)),
+        Some(Num::S(s)) => match s.as_str() {
+            "inf" => Ok(Some(f64::INFINITY)),
+            "-inf" => Ok(Some(f64::NEG_INFINITY)),
+            other => {
+                Err(serde::de::Error::custom(format!("expected a number, \"inf\" or \"-inf\", found \"{other}\"")))
+            }
+        },
+    }
+}

@@ -1,20 +1,23 @@
-//! depthprobe's layer measures engine: framework-free, streaming, exact.
+//! depthprobe's layer measures engine: framework-free, streaming, exact. Definitions and
+//! conventions are in docs/method.md.
 //!
-//! Feed `f32` batches of every layer's embeddings with integer labels to a [`LayerProbe`]; all
-//! accumulation is in `f64`. Each concept lives in one file:
+//! Embeddings go in as f32 batches; every statistic accumulates in f64. Each concept lives in
+//! one file:
 //!
 //! | concept | file |
 //! |---|---|
-//! | per-class moments (Chan merges) | `moments.rs` |
+//! | what to measure, and the defaults | `spec.rs` |
+//! | the statistics (accumulators), one per file: class moments, Gram matrix, NCC decisions, projected within-class scatter, NC4 agreement | `statistics/` |
+//! | the reductions that fill them: host (here) and device (the engine) | `reducer/` |
+//! | the probe and its two-pass driver | `probe.rs` |
+//! | the push-style probe for Python and tests | `layer_probe.rs` |
+//! | results, and their assembly from the statistics | `result.rs` |
 //! | NCC classifier and accuracy | `ncc.rs` |
 //! | CDNV | `cdnv.rs` |
 //! | NC1, He–Su fuzziness, NC2, NC3 | `collapse.rs` |
 //! | numerical / effective rank | `rank.rs` |
 //! | ε-effective depth | `effective_depth.rs` |
 //! | He–Su log-linear fit | `separation.rs` |
-//! | the two-pass driver | `probe.rs` |
-//!
-//! Definitions follow `shared/docs/paper-spec.md` §1, §2.4 and §4.
 
 pub mod cdnv;
 pub mod collapse;
@@ -22,16 +25,25 @@ pub mod effective_depth;
 pub mod error;
 pub mod json;
 pub mod kernels;
-pub mod moments;
+pub mod layer_probe;
 pub mod ncc;
 pub mod probe;
 pub mod rank;
+pub mod reducer;
+pub mod result;
 pub mod separation;
+pub mod spec;
+pub mod statistics;
 
 pub use effective_depth::effective_depth;
 pub use error::ProbeError;
-pub use probe::{
-    eps_key, ClassMoments, DecisionOperands, LayerProbe, LayerReduction, LayerResult, Pass, ProbeResult, ProbeSpec,
-    Split, DEFAULT_EPS,
-};
+pub use layer_probe::LayerProbe;
+pub use probe::{drive, Probe};
+pub use reducer::{HostReducer, NetworkRows, PassPlans, PassStats, Reducer};
+pub use result::{LayerResult, ProbeResult};
 pub use separation::LogLinearFit;
+pub use spec::{eps_key, Pass, ProbeSpec, Split, DEFAULT_EPS, DEFAULT_RANK_MAX_DIM};
+pub use statistics::{
+    Agreement, ClassMoments, DecisionOperands, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats,
+    WithinClassProjection,
+};

@@ -1,8 +1,16 @@
-//! The nearest-class-center classifier (spec §1.4): argmin_c ‖f(x) − μ_c‖ with the class means
-//! of the training split, distances in GEMM form ‖x‖² − 2x·μ + ‖μ‖², lowest index on ties.
+//! The nearest-class-center classifier (docs/method.md, "NCC accuracy"): argmin_c ‖f(x) − μ_c‖
+//! with the class means of the training split, distances in GEMM form ‖x‖² − 2x·μ + ‖μ‖², lowest
+//! index on ties; and the NCC accuracy from the decisions counted in pass 2.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+
+use crate::statistics::NccDecisions;
+
+/// NCC accuracy: the fraction of decided rows assigned to their own class (None: no rows).
+pub fn ncc_accuracy(d: &NccDecisions) -> Option<f64> {
+    (d.counted > 0).then(|| d.correct as f64 / d.counted as f64)
+}
 
 /// Class means prepared for fast NCC decisions.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct LogLinearFit {
     /// Slope of log D_l against l: log ρ, the per-layer decay.
     pub slope: f64,

@@ -224,7 +224,7 @@ fn every_measure_matches_brute_force_reference() {
     let train = make_data(1, 400, c, &dims, &[0.3, 1.0, 3.0]);
     let test = make_data(2, 150, c, &dims, &[0.3, 1.0, 3.0]);
     let order: Vec<usize> = (0..400).collect();
-    let res = run_probe(&train, &test, c, 37, &order, |_| {});
+    let res = run_probe(&train, &test, c, 37, &order, |s| s.rank_max_dim = 1024);
     let mut errs = Vec::new();
     for (l, lr) in res.layers.iter().enumerate() {
         let xtr = rows(&train, l);

@@ -14,7 +14,8 @@ pub fn random_dataset(shape: Vec<usize>, n: usize) -> Dataset {
     };
     let train = split(&mut r, n);
     let test = split(&mut r, 128);
-    Dataset { name: "random".into(), shape, num_classes: 10, train, test }
+    // Generated data: the synthetic kind (no file behind it).
+    Dataset { name: depthprobe::config::DatasetName::Synthetic, shape, num_classes: 10, train, test }
 }
 
 /// The value after flag `key` in the command line, or `default`.
@@ -24,8 +25,14 @@ pub fn arg(args: &[String], key: &str, default: &str) -> String {
 
 /// The benchmark networks' training settings, as bench/torch_train_ref.py uses them: SGD at a
 /// constant lr 0.01 (momentum 0.9, weight decay 5e-4 by default), batch 128.
-pub fn bench_config(arch: depthprobe::config::Arch, depth: usize, width: usize) -> depthprobe::config::Config {
+pub fn bench_config(
+    arch: depthprobe::config::Arch,
+    depth: usize,
+    width: usize,
+    device: &str,
+) -> depthprobe::config::Config {
     let mut cfg = depthprobe::config::Config::default();
+    cfg.train.device = depthprobe::config::Device::parse(device).unwrap();
     cfg.model.arch = arch;
     (cfg.model.depth, cfg.model.width) = (depth, width);
     cfg.train.lr = 0.01;

@@ -1,4 +1,4 @@
-//! Label corruption, both variants of spec §1.9.
+//! Label corruption, both variants (docs/method.md, "Label corruption").
 //!
 //! * `Exact` (the bound's): exactly ⌊p·m⌋ indices, drawn uniformly without replacement, each
 //!   given a uniformly drawn *wrong* label.
@@ -6,24 +6,10 @@
 //!   probability p, is redrawn uniformly from all C classes (it may stay the same), so about
 //!   p(1 − 1/C)·m labels change.
 
-use serde::{Deserialize, Serialize};
+pub use depthprobe_config::CorruptionMode;
+pub use depthprobe_runfolder::Relabel;
 
 use crate::rng::Rng;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CorruptionMode {
-    Exact,
-    PerSample,
-}
-
-/// A train label that corruption changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Relabel {
-    pub index: usize,
-    pub original: i64,
-    pub corrupted: i64,
-}
 
 /// Corrupt `labels` in place; returns the labels that changed, by ascending index.
 pub fn corrupt(labels: &mut [i64], num_classes: usize, p: f64, mode: CorruptionMode, seed: u64) -> Vec<Relabel> {

@@ -2,6 +2,8 @@
 //! places, centred on the origin, so the class means nearly coincide and NCC on the raw inputs is poor, while an MLP
 //! learns the blobs and separates the classes in its hidden layers.
 
+use depthprobe_config::DatasetName;
+
 use super::{Dataset, Split, Storage};
 use crate::rng::Rng;
 
@@ -41,5 +43,5 @@ pub fn generate(seed: u64) -> Dataset {
     };
     let train = make(TRAIN_PER_CLASS);
     let test = make(TEST_PER_CLASS);
-    Dataset { name: "synthetic".into(), shape: vec![DIM], num_classes: CLASSES, train, test }
+    Dataset { name: DatasetName::Synthetic, shape: vec![DIM], num_classes: CLASSES, train, test }
 }

@@ -1,56 +1,68 @@
 //! Everything that touches the tensor library (tch / LibTorch) lives under this module, so the
-//! engine can change in one place. The measures engine never sees a tensor: it gets `f32` slices.
+//! engine can change in one place. The measures never see a tensor: they get f32 slices (host
+//! reduction) or the statistics a device reduction computed.
+//!
+//! | concept | file |
+//! |---|---|
+//! | layers of K networks at once | `layers.rs` |
+//! | the network abstraction and the architecture registry | `network.rs` |
+//! | one file per architecture | `arch/` |
+//! | the trainer of K ≥ 1 networks: epochs, probes, checkpoints | `trainer.rs` |
+//! | the probe's reduction on the device | `device_reducer.rs` |
+//! | SGD (fused kernel through `shim.rs` / `csrc/shim.cpp`) | `sgd.rs` |
 
-pub mod batched;
-pub mod device_probe;
-pub mod model;
-pub mod sgd;
+pub mod arch;
+pub mod device_reducer;
+pub mod layers;
+pub mod network;
+mod sgd;
 mod shim;
 pub mod trainer;
 
 use anyhow::{bail, Result};
-pub use tch::Device;
+use depthprobe_config::{Device, Numerics};
 use tch::{Kind, Tensor};
 
-/// Parse `cpu`, `cuda` or `cuda:N` (availability is checked by `resolve_device`).
-pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Ok(Device::Cuda(n)),
-            _ => bail!("device '{s}': expected cpu, cuda or cuda:N"),
-        },
-    }
-}
-
-/// The device, refusing clearly when the GPU asked for is not there.
-pub fn resolve_device(s: &str) -> Result<Device> {
-    let d = parse_device(s)?;
-    if let Device::Cuda(n) = d {
-        let count = tch::Cuda::device_count() as usize;
-        if count == 0 {
-            bail!("device '{s}': no CUDA GPU is visible to LibTorch (tch::Cuda::device_count() = 0); use --device cpu");
-        }
-        if n >= count {
-            bail!("device '{s}': only {count} CUDA device(s) visible (cuda:0..cuda:{})", count - 1);
-        }
-    }
-    Ok(d)
-}
-
-pub fn device_name(d: Device) -> String {
+/// The LibTorch device of a configured one, refusing clearly when the GPU asked for is not there.
+pub fn resolve_device(d: Device) -> Result<tch::Device> {
     match d {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(n) => format!("cuda:{n}"),
-        other => format!("{other:?}"),
+        Device::Cpu => Ok(tch::Device::Cpu),
+        Device::Cuda(n) => {
+            let count = tch::Cuda::device_count() as usize;
+            if count == 0 {
+                bail!("device '{d}': no CUDA GPU is visible to LibTorch (tch::Cuda::device_count() = 0); use --device cpu");
+            }
+            if n >= count {
+                bail!("device '{d}': only {count} CUDA device(s) visible (cuda:0..cuda:{})", count - 1);
+            }
+            Ok(tch::Device::Cuda(n))
+        }
     }
 }
 
-/// Seed LibTorch's generator and fix its CPU thread count (0 = all cores).
-pub fn init_runtime(seed: u64, threads: usize) {
+/// Refuse a configured GPU that is not there, before anything is written.
+pub fn check_device(d: Device) -> Result<()> {
+    resolve_device(d).map(|_| ())
+}
+
+/// Set up LibTorch for a run: CPU kernels and thread count (`numerics`), the allocator, and the
+/// generator's seed. Call before the first tensor operation of the process: the kernel choice
+/// is read once, at the first operation.
+pub fn init_runtime(seed: u64, threads: usize, numerics: Numerics) {
     keep_freed_memory();
-    let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+    let n = match numerics {
+        // One thread and AVX2 kernels: the same numbers on every x86-64 CPU with AVX2 (reduction
+        // order depends on the thread count, kernel choice on the instruction set; measured in
+        // docs/method.md, "Reproducibility").
+        Numerics::Portable => {
+            for (k, v) in [("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_CBWR", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2")] {
+                std::env::set_var(k, v);
+            }
+            1
+        }
+        Numerics::Native if threads == 0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        Numerics::Native => threads,
+    };
     tch::set_num_threads(n as i32);
     // Through the lock: an unlocked reseed on another thread would land in the middle of a
     // with_seed draw (the thread test caught it in CI).
@@ -83,7 +95,7 @@ fn keep_freed_memory() {
 
 /// A tensor's values as f32 on the host, into a reused buffer.
 pub(crate) fn copy_f32(t: &Tensor, buf: &mut Vec<f32>) {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
     buf.resize(t.numel(), 0.0);
     t.copy_data(buf, t.numel());
 }
@@ -97,13 +109,8 @@ pub(crate) fn host_f32(t: &Tensor) -> Vec<f32> {
 
 /// A tensor's values as f64 on the host.
 pub(crate) fn host_f64(t: &Tensor) -> Vec<f64> {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view([-1]);
+    let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Double).contiguous().view([-1]);
     let mut v = vec![0.0; t.numel()];
     t.copy_data(&mut v, t.numel());
     v
-}
-
-/// Whether a config's training augmentation applies to this data (images only).
-pub(crate) fn augments(cfg: &crate::config::Config, ds: &crate::data::Dataset) -> bool {
-    cfg.data.augment && ds.shape.len() == 3
 }

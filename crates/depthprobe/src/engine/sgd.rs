@@ -88,20 +88,9 @@ impl Sgd {
         self.params.iter().zip(&self.momentum_buffers).map(|((n, _), b)| (n.clone(), b)).collect()
     }
 
-    /// Restore momentum buffers; every parameter must have one.
-    pub fn load_state(&mut self, get: &mut dyn FnMut(&str) -> Option<Tensor>) -> anyhow::Result<()> {
-        for ((name, _), buf) in self.params.iter().zip(self.momentum_buffers.iter_mut()) {
-            let t = get(name).ok_or_else(|| anyhow::anyhow!("checkpoint has no momentum buffer for '{name}'"))?;
-            if t.size() != buf.size() {
-                anyhow::bail!(
-                    "checkpoint momentum buffer '{name}' has shape {:?}, the model {:?}",
-                    t.size(),
-                    buf.size()
-                );
-            }
-            tch::no_grad(|| buf.copy_(&t));
-        }
-        Ok(())
+    /// Momentum buffers by parameter name, to restore them from a checkpoint.
+    pub fn state_mut(&mut self) -> Vec<(&str, &mut Tensor)> {
+        self.params.iter().zip(self.momentum_buffers.iter_mut()).map(|((n, _), b)| (n.as_str(), b)).collect()
     }
 }
 

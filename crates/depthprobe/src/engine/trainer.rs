@@ -1,17 +1,27 @@
-//! SGD training and the in-training probe. Batches are built from the data set on the host and
-//! moved to the device; per-epoch statistics stay on the device until the epoch ends (one sync).
+//! The trainer of K ≥ 1 networks of one architecture as one model (a single run is K = 1):
+//! SGD epochs, the probe of every network through the measures' two-pass driver (reduced on the
+//! host or on the device), and per-network checkpoints.
+//!
+//! Network k starts from the parameters a lone network draws with its seed and sees its own data
+//! order, augmentation and labels, so it follows the trajectory it follows alone, up to the
+//! rounding of the batched kernels (tests/batched.rs). The loss is the sum of the K networks'
+//! mean losses, so each gets exactly its own gradient; one fused SGD step updates all of them.
 
-use anyhow::{Context, Result};
-use depthprobe_measures::{LayerProbe, ProbeResult, ProbeSpec, Split as ProbeSplit};
-use tch::nn;
-use tch::{Device, Kind, Reduction, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
 
-use super::device_probe::DeviceProbe;
-use super::model::Net;
+use anyhow::{bail, Context, Result};
+use depthprobe_config::{Loss, ModelConfig, ProbeConfig, Reduction, TrainConfig};
+use depthprobe_measures::{drive, NetworkRows, Pass, Probe, ProbeError, ProbeResult, ProbeSpec, Split as ProbeSplit};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::device_reducer::{DeviceBatch, DeviceReducer};
+use super::layers::Builder;
+use super::network::{build, EmbeddedLayer, Network};
 use super::sgd::Sgd;
-use super::{augments, copy_f32, host_f32};
-use crate::config::{Config, EmbeddingPoint, Loss};
-use crate::data::{Dataset, Split};
+use super::{copy_f32, host_f32, host_f64, resolve_device};
+use crate::data::Dataset;
 use crate::rng::Rng;
 use crate::schedule::lr_at;
 
@@ -20,6 +30,7 @@ pub struct EpochStats {
     pub acc: f64,
 }
 
+/// One network's probe: the layer measures and the network's own loss and accuracy (eval mode).
 pub struct ProbeOutcome {
     pub result: ProbeResult,
     pub train_loss: f64,
@@ -28,263 +39,480 @@ pub struct ProbeOutcome {
     pub test_acc: f64,
 }
 
-pub struct Trainer {
-    vs: nn::VarStore,
-    net: Net,
-    opt: Sgd,
-    device: Device,
-    cfg: Config,
-    shape: Vec<i64>,
-    num_classes: usize,
-    xbuf: Vec<f32>,
-}
+/// Where the probe sends each batch: every layer's embeddings [B, K·D_i], the logits [B, K·C]
+/// and each network's labels.
+type BatchSink<'a> = dyn FnMut(&[Tensor], &Tensor, &[Vec<u32>]) -> Result<(), ProbeError> + 'a;
 
+/// The seed of epoch `epoch`'s shuffle (salt 1) or augmentation (salt 2) for a run seeded `base`.
 pub(crate) fn seed_for(base: u64, salt: u64, epoch: usize) -> u64 {
     base.wrapping_mul(0x9E37_79B9).wrapping_add(salt.wrapping_mul(1_000_003)).wrapping_add(epoch as u64)
 }
 
+/// What the trainer needs besides the data: the architecture, the shared training settings, and
+/// each network's seed.
+pub struct Group<'a> {
+    pub model: &'a ModelConfig,
+    pub train: &'a TrainConfig,
+    /// Network k's `train.seed`: its initial parameters, data order and augmentation.
+    pub seeds: Vec<u64>,
+    /// CIFAR training augmentation.
+    pub augment: bool,
+}
+
+pub struct Trainer {
+    vs: VarStore,
+    net: Box<dyn Network>,
+    opt: Sgd,
+    device: Device,
+    train: TrainConfig,
+    seeds: Vec<u64>,
+    augment: bool,
+    shape: Vec<i64>,
+    num_classes: usize,
+    xbuf: Vec<f32>,
+    one: Vec<f32>,
+    /// The shared train inputs [N, …] on the device (see `resident_inputs`).
+    resident: Option<Tensor>,
+    /// Whether all networks see the same inputs in the train / test split: the probe then sends
+    /// one copy of each batch through the first layer against all K weights.
+    shared: [bool; 2],
+}
+
 impl Trainer {
-    pub fn new(cfg: &Config, ds: &Dataset, device: Device) -> Result<Trainer> {
-        let vs = nn::VarStore::new(device);
-        // The parameters train.seed draws, whatever other threads do with the generator.
-        let net = super::with_seed(cfg.train.seed, || Net::new(&vs.root(), &cfg.model, &ds.shape, ds.num_classes))?;
-        let t = &cfg.train;
+    /// K = `g.seeds.len()` networks on `data[k]` (same shapes and sizes; only labels and, for
+    /// generated data, inputs may differ).
+    pub fn new(g: &Group, data: &[&Dataset]) -> Result<Trainer> {
+        let k = g.seeds.len();
+        if k == 0 || k != data.len() {
+            bail!("{k} networks for {} data sets", data.len());
+        }
+        let d0 = data[0];
+        for (i, d) in data.iter().enumerate() {
+            if (d.shape.as_slice(), d.num_classes, d.train.len(), d.test.len())
+                != (d0.shape.as_slice(), d0.num_classes, d0.train.len(), d0.test.len())
+            {
+                bail!("network {i}: its data set differs from network 0's in shape, classes or split sizes");
+            }
+        }
+        let device = resolve_device(g.train.device)?;
+        let vs = VarStore::new(device);
+        let (input, classes) = (&d0.shape, d0.num_classes);
+        let net = if k == 1 {
+            // The lone network draws its parameters in place, under its seed.
+            super::with_seed(g.seeds[0], || build(Builder { k: 1, draw: true }, &vs.root(), g.model, input, classes))?
+        } else {
+            let net = build(Builder { k: k as i64, draw: false }, &vs.root(), g.model, input, classes)?;
+            // Network k's slice gets exactly what a lone network draws with its seed.
+            let mut vars = vs.variables();
+            for (i, &seed) in g.seeds.iter().enumerate() {
+                let one = VarStore::new(device);
+                super::with_seed(seed, || build(Builder { k: 1, draw: true }, &one.root(), g.model, input, classes))?;
+                for (name, t) in one.variables() {
+                    let v = vars.get_mut(&name).with_context(|| format!("variable {name} missing in the stack"))?;
+                    tch::no_grad(|| slice(v, i, k).copy_(&t));
+                }
+            }
+            net
+        };
+        let t = g.train;
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
+        let shared = [same_inputs(data, false), same_inputs(data, true)];
+        let resident = resident_inputs(d0, shared[0] && !(g.augment && d0.shape.len() == 3), k, device);
         Ok(Trainer {
             vs,
             net,
             opt,
             device,
-            cfg: cfg.clone(),
-            shape: ds.shape.iter().map(|&s| s as i64).collect(),
-            num_classes: ds.num_classes,
+            train: t.clone(),
+            seeds: g.seeds.clone(),
+            augment: g.augment && d0.shape.len() == 3,
+            shape: d0.shape.iter().map(|&s| s as i64).collect(),
+            num_classes: classes,
             xbuf: Vec::new(),
+            one: Vec::new(),
+            resident,
+            shared,
         })
     }
 
-    /// Model variables by name (parameters and BatchNorm statistics).
-    pub fn variables(&self) -> std::collections::HashMap<String, Tensor> {
-        self.vs.variables()
+    pub fn networks(&self) -> usize {
+        self.seeds.len()
     }
 
-    pub fn dims(&self) -> &[usize] {
-        self.net.dims()
+    pub fn layers(&self) -> &[EmbeddedLayer] {
+        self.net.layers()
     }
 
-    /// Write model variables (parameters and BatchNorm statistics, under `model.<name>`) and
-    /// momentum buffers (`momentum.<name>`) to a safetensors file. Model names follow the
-    /// PyTorch module layout (docs/checkpoints.md).
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let vars = self.vs.variables();
-        let mut named: Vec<(String, Tensor)> =
-            vars.iter().map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu))).collect();
-        for (n, b) in self.opt.state() {
-            named.push((format!("momentum.{n}"), b.to_device(Device::Cpu)));
+    /// Whether the train inputs live on the device.
+    pub fn inputs_resident(&self) -> bool {
+        self.resident.is_some()
+    }
+
+    /// Rows `rows[k]` of each network's split as one channel-stacked batch [B, K·C, …] on the
+    /// device, and the labels [B·K] (row b, network k at b·K + k).
+    fn batch(&mut self, data: &[&Dataset], test: bool, rows: &[&[usize]], aug: &mut [Option<Rng>]) -> (Tensor, Tensor) {
+        let k = rows.len();
+        let b = rows[0].len();
+        let n: usize = self.shape.iter().product::<i64>() as usize;
+        let mut y = vec![0i64; b * k];
+        if k == 1 {
+            let split = data[0].split(test);
+            data[0].fill_batch(split, rows[0], aug[0].as_mut(), &mut self.xbuf);
+            for (o, &i) in y.iter_mut().zip(rows[0]) {
+                *o = split.labels[i];
+            }
+        } else {
+            self.xbuf.resize(b * k * n, 0.0);
+            for (j, (ds, r)) in data.iter().zip(rows).enumerate() {
+                let split = ds.split(test);
+                ds.fill_batch(split, r, aug[j].as_mut(), &mut self.one);
+                for (i, &row) in r.iter().enumerate() {
+                    self.xbuf[(i * k + j) * n..(i * k + j + 1) * n].copy_from_slice(&self.one[i * n..(i + 1) * n]);
+                    y[i * k + j] = split.labels[row];
+                }
+            }
+        }
+        let mut shape = vec![b as i64, k as i64 * self.shape[0]];
+        shape.extend(&self.shape[1..]);
+        let x = Tensor::from_slice(&self.xbuf).view(shape.as_slice()).to_device(self.device);
+        (x, Tensor::from_slice(&y).to_device(self.device))
+    }
+
+    /// Rows start..start+n of a split all networks share: [n, C, …] on the device (a slice of the
+    /// resident train inputs when they are there).
+    fn shared_batch(&mut self, ds: &Dataset, test: bool, start: usize, n: usize) -> Tensor {
+        if let (Some(xr), false) = (&self.resident, test) {
+            return xr.narrow(0, start as i64, n as i64);
+        }
+        let rows: Vec<usize> = (start..start + n).collect();
+        ds.fill_batch(ds.split(test), &rows, None, &mut self.xbuf);
+        let mut shape = vec![n as i64];
+        shape.extend(&self.shape);
+        Tensor::from_slice(&self.xbuf).view(shape.as_slice()).to_device(self.device)
+    }
+
+    /// The loss to differentiate (the sum of the networks' mean losses) and each network's mean
+    /// loss over its batch, [K]; `logits` [B, K·C], `y` [B·K].
+    fn losses(&self, logits: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
+        let k = self.networks() as i64;
+        let c = self.num_classes as i64;
+        if k == 1 {
+            // The lone network's loss exactly as it was always computed.
+            let l = match self.train.loss {
+                Loss::CrossEntropy => logits.cross_entropy_for_logits(y),
+                Loss::Mse => logits.mse_loss(&y.onehot(c).to_kind(Kind::Float), tch::Reduction::Mean),
+            };
+            let per = l.view([1]);
+            return (l, per);
+        }
+        let b = logits.size()[0];
+        let per =
+            match self.train.loss {
+                Loss::CrossEntropy => logits
+                    .view([b * k, c])
+                    .cross_entropy_loss::<Tensor>(y, None, tch::Reduction::None, -100, 0.0)
+                    .view([b, k])
+                    .mean_dim(0, false, Kind::Float),
+                Loss::Mse => (logits.view([b, k, c]) - y.view([b, k]).onehot(c).to_kind(Kind::Float))
+                    .square()
+                    .mean_dim([0, 2].as_slice(), false, Kind::Float),
+            };
+        (per.sum(Kind::Float), per)
+    }
+
+    /// Rows each network's argmax gets right, [K].
+    fn correct(&self, logits: &Tensor, y: &Tensor) -> Tensor {
+        let k = self.networks() as i64;
+        let b = logits.size()[0];
+        logits.view([b, k, -1]).argmax(-1, false).eq_tensor(&y.view([b, k])).sum_dim_intlist(0, false, Kind::Int64)
+    }
+
+    /// One epoch (1-based) of SGD for every network, each in its own seeded order.
+    pub fn train_epoch(&mut self, data: &[&Dataset], epoch: usize) -> Vec<EpochStats> {
+        let k = self.networks();
+        let n = data[0].train.len();
+        let bs = self.train.batch_size;
+        let orders: Vec<Vec<usize>> = self
+            .seeds
+            .iter()
+            .map(|&s| {
+                let mut o: Vec<usize> = (0..n).collect();
+                Rng::new(seed_for(s, 1, epoch)).shuffle(&mut o);
+                o
+            })
+            .collect();
+        let mut aug: Vec<Option<Rng>> =
+            self.seeds.iter().map(|&s| self.augment.then(|| Rng::new(seed_for(s, 2, epoch)))).collect();
+        // A trailing batch of one sample is dropped: BatchNorm cannot normalise it in training.
+        let starts: Vec<usize> = (0..n).step_by(bs).filter(|&s| (s + bs).min(n) - s > 1).collect();
+        let iters = starts.len();
+        let mut loss_sum = Tensor::zeros([k as i64], (Kind::Float, self.device));
+        let mut correct = Tensor::zeros([k as i64], (Kind::Int64, self.device));
+        let mut seen = 0usize;
+        for (it, &s) in starts.iter().enumerate() {
+            let e = (s + bs).min(n);
+            let (x, y) = match &self.resident {
+                Some(xr) => {
+                    // Row b of network k at b·K + k: the gather lands channel-stacked.
+                    let idx: Vec<i64> = (s..e).flat_map(|i| orders.iter().map(move |o| o[i] as i64)).collect();
+                    let y: Vec<i64> =
+                        (s..e).flat_map(|i| orders.iter().zip(data).map(move |(o, d)| d.train.labels[o[i]])).collect();
+                    let idx = Tensor::from_slice(&idx).to_device(self.device);
+                    let mut shape = vec![(e - s) as i64, k as i64 * self.shape[0]];
+                    shape.extend(&self.shape[1..]);
+                    (xr.index_select(0, &idx).view(shape.as_slice()), Tensor::from_slice(&y).to_device(self.device))
+                }
+                None => {
+                    let rows: Vec<&[usize]> = orders.iter().map(|o| &o[s..e]).collect();
+                    self.batch(data, false, &rows, &mut aug)
+                }
+            };
+            let logits = self.net.forward(&x, false, true, false).logits;
+            let (loss, per) = self.losses(&logits, &y);
+            self.opt.zero_grad();
+            loss.backward();
+            self.opt.step(lr_at(&self.train, epoch, it, iters));
+            tch::no_grad(|| {
+                loss_sum += per.detach() * (e - s) as f64;
+                correct += self.correct(&logits, &y);
+            });
+            seen += e - s;
+        }
+        let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
+        (0..k).map(|i| EpochStats { loss: l[i] / seen as f64, acc: c[i] / seen as f64 }).collect()
+    }
+
+    /// Every network's full probe: the measures' two-pass driver over the train and test
+    /// splits, one batched forward per batch. `probe.reduction` picks where embeddings are
+    /// reduced: on a GPU all K networks together there (`device_reducer.rs`), on the CPU by the
+    /// host engine, networks in parallel. A network whose probe fails (a diverged one:
+    /// non-finite embeddings) gets its error; the others are unaffected.
+    pub fn probe(&mut self, data: &[&Dataset], cfg: &ProbeConfig) -> Vec<Result<ProbeOutcome>> {
+        let use_device = match cfg.reduction {
+            Reduction::Host => false,
+            Reduction::Device => true,
+            Reduction::Auto => self.device != Device::Cpu,
+        };
+        match self.probe_with(data, cfg, use_device) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                (0..self.networks()).map(|_| Err(anyhow::anyhow!("{msg}"))).collect()
+            }
+        }
+    }
+
+    pub fn probe_with(
+        &mut self,
+        data: &[&Dataset],
+        cfg: &ProbeConfig,
+        on_device: bool,
+    ) -> Result<Vec<Result<ProbeOutcome>>> {
+        let k = self.networks();
+        let dims: Vec<usize> = self.net.layers().iter().map(|l| l.dim).collect();
+        let classifier = self.net.nc3_classifier().map(|w| w.shallow_clone());
+        let c = self.num_classes;
+        let probes: Vec<Result<Probe, ProbeError>> = (0..k)
+            .map(|i| {
+                let mut spec = ProbeSpec::new(c, dims.clone());
+                spec.eps = cfg.eps.clone();
+                spec.rank_max_dim = cfg.rank_max_dim;
+                let mut p = Probe::new(spec)?;
+                if let Some(w) = &classifier {
+                    p.set_classifier(&host_f32(&w.narrow(0, (i * c) as i64, c as i64)))?;
+                }
+                Ok(p)
+            })
+            .collect();
+        // The network's own loss and accuracy: on train in pass 1, on test in pass 2.
+        let mut metrics: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+        let pb = cfg.batch_size;
+        let results = if on_device {
+            let mut reducer = DeviceReducer::new(self.device, k);
+            drive(probes, &mut reducer, |pass, split, sink| {
+                self.stream(data, pass, split, pb, &mut metrics, &mut |embs, logits, labels| {
+                    let e: Vec<Tensor> = embs.iter().map(|t| per_network(t, k)).collect();
+                    sink(DeviceBatch { embeddings: &e, logits: &per_network(logits, k), labels })
+                })
+            })?
+        } else {
+            let mut reducer = depthprobe_measures::HostReducer::new(k);
+            let mut host: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); dims.len()]; k];
+            let mut host_logits: Vec<Vec<f32>> = vec![Vec::new(); k];
+            drive(probes, &mut reducer, |pass, split, sink| {
+                self.stream(data, pass, split, pb, &mut metrics, &mut |embs, logits, labels| {
+                    let nb = logits.size()[0];
+                    for j in 0..k {
+                        for (b, e) in host[j].iter_mut().zip(embs) {
+                            copy_f32(&network_slice(e, nb, j, k), b);
+                        }
+                        copy_f32(&network_slice(logits, nb, j, k), &mut host_logits[j]);
+                    }
+                    let rows: Vec<NetworkRows> = (0..k)
+                        .map(|j| NetworkRows {
+                            layers: host[j].iter().map(|v| v.as_slice()).collect(),
+                            logits: Some(&host_logits[j]),
+                            labels: &labels[j],
+                        })
+                        .collect();
+                    sink(&rows)
+                })
+            })?
+        };
+        let [(train_loss, train_acc), (test_loss, test_acc)] = metrics;
+        Ok(results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let result = r?;
+                Ok(ProbeOutcome {
+                    result,
+                    train_loss: train_loss[i],
+                    train_acc: train_acc[i],
+                    test_loss: test_loss[i],
+                    test_acc: test_acc[i],
+                })
+            })
+            .collect())
+    }
+
+    /// Stream one split through the networks in eval mode, a probe batch at a time; each batch's
+    /// embeddings, logits and every network's labels go to `sink`. In the pass where a split is
+    /// seen first (train in pass 1, test in pass 2) the networks' loss and accuracy accumulate on
+    /// the device into `metrics` (one sync per split).
+    fn stream(
+        &mut self,
+        data: &[&Dataset],
+        pass: Pass,
+        split: ProbeSplit,
+        pb: usize,
+        metrics: &mut [(Vec<f64>, Vec<f64>); 2],
+        sink: &mut BatchSink,
+    ) -> Result<()> {
+        let k = self.networks();
+        let test = split == ProbeSplit::Test;
+        let measure = matches!((pass, split), (Pass::Moments, ProbeSplit::Train) | (Pass::Decisions, ProbeSplit::Test));
+        let n = data[0].split(test).len();
+        let mut loss_sum = Tensor::zeros([k as i64], (Kind::Double, self.device));
+        let mut correct = Tensor::zeros([k as i64], (Kind::Int64, self.device));
+        let mut start = 0;
+        while start < n {
+            let rows: Vec<usize> = (start..(start + pb).min(n)).collect();
+            let labels: Vec<Vec<u32>> =
+                data.iter().map(|d| rows.iter().map(|&r| d.split(test).labels[r] as u32).collect()).collect();
+            let shared = self.shared[test as usize];
+            let (x, y) = if shared {
+                let y: Vec<i64> = (0..rows.len()).flat_map(|i| labels.iter().map(move |l| l[i] as i64)).collect();
+                (self.shared_batch(data[0], test, start, rows.len()), Tensor::from_slice(&y).to_device(self.device))
+            } else {
+                let r: Vec<&[usize]> = vec![&rows[..]; k];
+                self.batch(data, test, &r, &mut vec![None; k])
+            };
+            let out = tch::no_grad(|| self.net.forward(&x, shared, false, true));
+            if measure {
+                tch::no_grad(|| {
+                    loss_sum += self.losses(&out.logits, &y).1.to_kind(Kind::Double) * rows.len() as f64;
+                    correct += self.correct(&out.logits, &y);
+                });
+            }
+            sink(&out.embeddings, &out.logits, &labels)?;
+            start += rows.len();
+        }
+        if measure {
+            let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
+            metrics[test as usize] =
+                (l.iter().map(|v| v / n as f64).collect(), c.iter().map(|v| v / n as f64).collect());
+        }
+        Ok(())
+    }
+
+    /// Network k's variables under their PyTorch names and shapes.
+    pub fn network_variables(&self, k: usize) -> HashMap<String, Tensor> {
+        let n = self.networks();
+        self.vs.variables().into_iter().map(|(name, t)| (name, slice(&t, k, n))).collect()
+    }
+
+    /// Write network k's variables (`model.<name>`, parameters and BatchNorm statistics) and
+    /// momentum buffers (`momentum.<name>`) to a safetensors file; names and shapes are those of
+    /// the PyTorch module (docs/checkpoints.md), whatever K is.
+    pub fn save(&self, k: usize, path: &Path) -> Result<()> {
+        let n = self.networks();
+        let mut named: Vec<(String, Tensor)> = self
+            .network_variables(k)
+            .into_iter()
+            .map(|(name, t)| (format!("model.{name}"), t.to_device(Device::Cpu).contiguous()))
+            .collect();
+        for (name, b) in self.opt.state() {
+            named.push((format!("momentum.{name}"), slice(b, k, n).to_device(Device::Cpu).contiguous()));
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
         Tensor::write_safetensors(&named, path).with_context(|| format!("{}: writing checkpoint", path.display()))
     }
 
-    /// Restore what `save` wrote.
-    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
-        let mut saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
+    /// Restore network k from what `save` wrote.
+    pub fn load(&mut self, k: usize, path: &Path) -> Result<()> {
+        let n = self.networks();
+        let mut saved: HashMap<String, Tensor> = Tensor::read_safetensors(path)
             .with_context(|| format!("{}: reading checkpoint", path.display()))?
             .into_iter()
             .collect();
-        for (name, mut var) in self.vs.variables() {
-            let t = saved
-                .remove(&format!("model.{name}"))
-                .with_context(|| format!("{}: no tensor 'model.{name}'", path.display()))?;
-            if t.size() != var.size() {
-                anyhow::bail!(
-                    "{}: 'model.{name}' has shape {:?}, the model {:?}",
-                    path.display(),
-                    t.size(),
-                    var.size()
-                );
+        let mut put = |key: String, var: &Tensor| -> Result<()> {
+            let t = saved.remove(&key).with_context(|| format!("{}: no tensor '{key}'", path.display()))?;
+            let mut dst = slice(var, k, n);
+            if t.size() != dst.size() {
+                bail!("{}: '{key}' has shape {:?}, the model {:?}", path.display(), t.size(), dst.size());
             }
-            tch::no_grad(|| var.copy_(&t));
-        }
-        self.opt.load_state(&mut |n| saved.remove(&format!("momentum.{n}"))).with_context(|| path.display().to_string())
-    }
-
-    fn batch(&mut self, ds: &Dataset, split: &Split, idx: &[usize], aug: Option<&mut Rng>) -> (Tensor, Tensor) {
-        ds.fill_batch(split, idx, aug, &mut self.xbuf);
-        let mut shape = vec![idx.len() as i64];
-        shape.extend(&self.shape);
-        let x = Tensor::from_slice(&self.xbuf).view(shape.as_slice()).to_device(self.device);
-        let y: Vec<i64> = idx.iter().map(|&i| split.labels[i]).collect();
-        (x, Tensor::from_slice(&y).to_device(self.device))
-    }
-
-    fn loss(&self, logits: &Tensor, y: &Tensor) -> Tensor {
-        match self.cfg.train.loss {
-            Loss::CrossEntropy => logits.cross_entropy_for_logits(y),
-            Loss::Mse => logits.mse_loss(&y.onehot(self.num_classes as i64).to_kind(Kind::Float), Reduction::Mean),
-        }
-    }
-
-    /// One epoch (1-based) of SGD over the train split in a seeded random order.
-    pub fn train_epoch(&mut self, ds: &Dataset, epoch: usize) -> EpochStats {
-        let n = ds.train.len();
-        let bs = self.cfg.train.batch_size;
-        let mut order: Vec<usize> = (0..n).collect();
-        Rng::new(seed_for(self.cfg.train.seed, 1, epoch)).shuffle(&mut order);
-        let mut aug = augments(&self.cfg, ds).then(|| Rng::new(seed_for(self.cfg.train.seed, 2, epoch)));
-        // A trailing batch of one sample is dropped: BatchNorm cannot normalise it in training.
-        let batches: Vec<&[usize]> = order.chunks(bs).filter(|c| c.len() > 1).collect();
-        let iters = batches.len();
-        let mut loss_sum = Tensor::zeros([], (Kind::Float, self.device));
-        let mut correct = Tensor::zeros([], (Kind::Int64, self.device));
-        let mut seen = 0usize;
-        for (it, idx) in batches.into_iter().enumerate() {
-            let (x, y) = self.batch(ds, &ds.train, idx, aug.as_mut());
-            let (logits, _) = self.net.forward(&x, true, false);
-            let loss = self.loss(&logits, &y);
-            self.opt.zero_grad();
-            loss.backward();
-            self.opt.step(lr_at(&self.cfg.train, epoch, it, iters));
-            tch::no_grad(|| {
-                loss_sum += loss.detach() * idx.len() as f64;
-                correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
-            });
-            seen += idx.len();
-        }
-        EpochStats {
-            loss: loss_sum.double_value(&[]) / seen as f64,
-            acc: correct.int64_value(&[]) as f64 / seen as f64,
-        }
-    }
-
-    /// Stream one split through the network in eval mode; each batch's embeddings and logits
-    /// (still on the device) and its labels go to `sink`. Returns the split's loss and accuracy;
-    /// both accumulate on the device (one sync per split).
-    fn stream(
-        &mut self,
-        ds: &Dataset,
-        split: &Split,
-        mut sink: impl FnMut(&[Tensor], &Tensor, &[u32]) -> Result<()>,
-    ) -> Result<(f64, f64)> {
-        let pb = self.cfg.probe.batch_size;
-        let n = split.len();
-        let mut loss_sum = Tensor::zeros([], (Kind::Double, self.device));
-        let mut correct = Tensor::zeros([], (Kind::Int64, self.device));
-        let mut start = 0;
-        while start < n {
-            let idx: Vec<usize> = (start..(start + pb).min(n)).collect();
-            let (x, y) = self.batch(ds, split, &idx, None);
-            let (logits, embs) = tch::no_grad(|| self.net.forward(&x, false, true));
-            tch::no_grad(|| {
-                loss_sum += self.loss(&logits, &y).to_kind(Kind::Double) * idx.len() as f64;
-                correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
-            });
-            let labels: Vec<u32> = idx.iter().map(|&i| split.labels[i] as u32).collect();
-            sink(&embs, &logits, &labels)?;
-            start += idx.len();
-        }
-        Ok((loss_sum.double_value(&[]) / n as f64, correct.int64_value(&[]) as f64 / n as f64))
-    }
-
-    /// The full probe: train split twice (moments, then NCC decisions), test split once. On a
-    /// GPU the reductions run there (`ProbeReduction::Device`); on the CPU the host engine is faster.
-    pub fn probe(&mut self, ds: &Dataset) -> Result<ProbeOutcome> {
-        self.probe_with(ds, ProbeReduction::configured(&self.cfg, self.device))
-    }
-
-    pub fn probe_with(&mut self, ds: &Dataset, reduction: ProbeReduction) -> Result<ProbeOutcome> {
-        let mut probe = new_probe(&self.cfg, ds.num_classes, self.net.dims(), self.net.head_weight())?;
-        let ((train_loss, train_acc), (test_loss, test_acc)) = match reduction {
-            ProbeReduction::Host => self.probe_on_host(ds, &mut probe)?,
-            ProbeReduction::Device => self.probe_on_device(ds, &mut probe)?,
+            tch::no_grad(|| dst.copy_(&t));
+            Ok(())
         };
-        Ok(ProbeOutcome { result: probe.finish()?, train_loss, train_acc, test_loss, test_acc })
-    }
-
-    /// Every batch's embeddings copied to the host and streamed through the probe.
-    fn probe_on_host(&mut self, ds: &Dataset, probe: &mut LayerProbe) -> Result<((f64, f64), (f64, f64))> {
-        let mut bufs: Vec<Vec<f32>> = self.net.dims().iter().map(|_| Vec::new()).collect();
-        let mut lbuf = Vec::new();
-        let train = self
-            .stream(ds, &ds.train, |e, _, y| Ok(probe.update_all(ProbeSplit::Train, &to_host(e, &mut bufs), y)?))?;
-        probe.next_pass()?;
-        let mut decide = |s: ProbeSplit, e: &[Tensor], lg: &Tensor, y: &[u32]| -> Result<()> {
-            let refs = to_host(e, &mut bufs);
-            copy_f32(lg, &mut lbuf);
-            probe.update_all(s, &refs, y)?;
-            Ok(probe.update_agreement(s, refs.last().unwrap(), &lbuf, y)?)
-        };
-        self.stream(ds, &ds.train, |e, lg, y| decide(ProbeSplit::Train, e, lg, y))?;
-        let test = self.stream(ds, &ds.test, |e, lg, y| decide(ProbeSplit::Test, e, lg, y))?;
-        Ok((train, test))
-    }
-
-    /// Reductions on the device; only per-class statistics come back (engine/device_probe.rs).
-    fn probe_on_device(&mut self, ds: &Dataset, probe: &mut LayerProbe) -> Result<((f64, f64), (f64, f64))> {
-        let mut dp = DeviceProbe::new(self.device, probe, 1);
-        let mut out = Vec::new();
-        for (split, s) in [(&ds.train, ProbeSplit::Train), (&ds.train, ProbeSplit::Train), (&ds.test, ProbeSplit::Test)]
-        {
-            if out.len() == 1 {
-                probe.next_pass()?;
-            }
-            dp.begin(&[Some(&*probe)], s);
-            let p = &*probe;
-            out.push(self.stream(ds, split, |e, lg, y| {
-                let classes = y
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &l)| {
-                        p.class_index(l as usize)
-                            .with_context(|| format!("{} label {l} at row {i} is out of range", s.name()))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let e: Vec<Tensor> = e.iter().map(|t| t.unsqueeze(0)).collect();
-                dp.update(&e, &lg.unsqueeze(0), &[classes]);
-                Ok(())
-            })?);
-            dp.flush(&mut [Some(&mut *probe)]).into_iter().try_for_each(|r| r)?;
+        for (name, var) in self.vs.variables() {
+            put(format!("model.{name}"), &var)?;
         }
-        Ok((out[0], out[2]))
-    }
-}
-
-/// How the probe reduces embeddings: streamed to the host engine, or reduced on the device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeReduction {
-    Host,
-    Device,
-}
-
-impl ProbeReduction {
-    /// `probe.reduction` of the config; "auto" is the device's own on a GPU, the host's on the CPU.
-    pub fn configured(cfg: &Config, device: Device) -> ProbeReduction {
-        use crate::config::Reduction as R;
-        match cfg.probe.reduction {
-            R::Host => ProbeReduction::Host,
-            R::Device => ProbeReduction::Device,
-            R::Auto if device == Device::Cpu => ProbeReduction::Host,
-            R::Auto => ProbeReduction::Device,
+        for (name, buf) in self.opt.state_mut() {
+            put(format!("momentum.{name}"), buf)?;
         }
+        Ok(())
     }
 }
 
-/// Every layer's batch copied into reused host buffers.
-fn to_host<'a>(embs: &[Tensor], bufs: &'a mut [Vec<f32>]) -> Vec<&'a [f32]> {
-    for (b, e) in bufs.iter_mut().zip(embs) {
-        copy_f32(e, b);
-    }
-    bufs.iter().map(|b| b.as_slice()).collect()
+/// Network k's slice of a variable stacked for `n` networks along dimension 0 (a view).
+fn slice(t: &Tensor, k: usize, n: usize) -> Tensor {
+    let rows = t.size()[0] / n as i64;
+    t.narrow(0, k as i64 * rows, rows)
 }
 
-/// The probe a config asks for, over layers of `dims`; `head_weight` is the classifier (C × D_L)
-/// that NC3 compares with the class means of its own input (post-activation embeddings).
-pub(crate) fn new_probe(cfg: &Config, num_classes: usize, dims: &[usize], head_weight: &Tensor) -> Result<LayerProbe> {
-    let mut spec = ProbeSpec::new(num_classes, dims.to_vec());
-    spec.eps = cfg.probe.eps.clone();
-    spec.rank_max_dim = cfg.probe.rank_max_dim;
-    let mut probe = LayerProbe::new(spec)?;
-    if cfg.model.embedding == EmbeddingPoint::PostActivation {
-        probe.set_classifier(&host_f32(head_weight))?;
+/// A channel-stacked [B, K·D] batch as [K, B, D] (a view).
+fn per_network(t: &Tensor, k: usize) -> Tensor {
+    let b = t.size()[0];
+    t.reshape([b, k as i64, -1]).transpose(0, 1)
+}
+
+/// Network k's [B, D] of a channel-stacked [B, K·D] batch.
+fn network_slice(t: &Tensor, b: i64, k: usize, n: usize) -> Tensor {
+    if n == 1 {
+        return t.shallow_clone();
     }
-    Ok(probe)
+    t.reshape([b, n as i64, -1]).select(1, k as i64)
+}
+
+/// Whether every data set holds the same inputs in the split (seeds and corruption draws
+/// change only labels and order).
+fn same_inputs(data: &[&Dataset], test: bool) -> bool {
+    let d0 = data[0];
+    data.iter().all(|d| d.shape == d0.shape && d.split(test).storage == d0.split(test).storage)
+}
+
+/// The shared train inputs on the device, when every network trains on the same inputs without
+/// augmentation (`shared`) and there is something to gain: several networks gathering their
+/// batches there, or a GPU. A lone CPU network assembles its batches on the host as before.
+fn resident_inputs(d0: &Dataset, shared: bool, k: usize, device: Device) -> Option<Tensor> {
+    if !shared || (k == 1 && device == Device::Cpu) {
+        return None;
+    }
+    let all: Vec<usize> = (0..d0.train.len()).collect();
+    let mut x0 = Vec::new();
+    d0.fill_batch(&d0.train, &all, None, &mut x0);
+    let mut shape = vec![all.len() as i64];
+    shape.extend(d0.shape.iter().map(|&s| s as i64));
+    Some(Tensor::from_slice(&x0).view(shape.as_slice()).to_device(device))
 }

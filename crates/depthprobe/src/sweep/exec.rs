@@ -13,10 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+
+use depthprobe_config::Config;
+use depthprobe_runfolder::{RunFolder, Status};
 
 use super::plan::{Plan, PlannedRun, SweepDir};
-use crate::run::{resume, train, RunOptions};
+use crate::pipeline::{batch_key, train_group, RunOptions, RunSpec};
+use crate::progress::Progress;
 
 /// Where a run stands, read from its folder.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,22 +69,18 @@ fn try_lock(path: &Path) -> Result<Option<RunLock>> {
     }
 }
 
-fn summary_status(run_dir: &Path) -> Option<(String, Option<String>)> {
-    let text = std::fs::read_to_string(run_dir.join("summary.json")).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    Some((v["status"].as_str()?.to_string(), v["reason"].as_str().map(str::to_string)))
+/// A run folder's summary status and reason, if it has a readable summary.json.
+fn summary_status(run_dir: &Path) -> Option<(Status, Option<String>)> {
+    let s = RunFolder::new(run_dir).summary().ok()??;
+    Some((s.status?, s.reason))
 }
 
 pub fn run_status(dir: &SweepDir, r: &PlannedRun) -> Result<RunStatus> {
     let rd = dir.run_dir(&r.id);
-    let st = summary_status(&rd);
-    if let Some((s, reason)) = &st {
-        if s == "done" {
-            return Ok(RunStatus::Done);
-        }
-        if s == "failed" {
-            return Ok(RunStatus::Failed(reason.clone().unwrap_or_default()));
-        }
+    match summary_status(&rd) {
+        Some((Status::Done, _)) => return Ok(RunStatus::Done),
+        Some((Status::Failed, reason)) => return Ok(RunStatus::Failed(reason.unwrap_or_default())),
+        _ => {}
     }
     if !rd.exists() {
         return Ok(RunStatus::Pending);
@@ -93,15 +92,16 @@ pub fn run_status(dir: &SweepDir, r: &PlannedRun) -> Result<RunStatus> {
     Ok(if rd.join("config.toml").exists() { RunStatus::Interrupted } else { RunStatus::Pending })
 }
 
-/// What `run_index` did.
+/// What `run_indices` did with one run.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     AlreadyDone,
+    /// Another process holds the run's lock.
     Busy,
     Trained,
+    Failed(String),
 }
 
-/// Run planned run `index` to completion (or skip it). Errors carry the run id.
 /// Planned run `index`, or an error naming the sweep and the valid range.
 fn planned<'a>(dir: &SweepDir, plan: &'a Plan, index: usize) -> Result<&'a PlannedRun> {
     plan.runs.get(index).with_context(|| {
@@ -114,92 +114,75 @@ fn planned<'a>(dir: &SweepDir, plan: &'a Plan, index: usize) -> Result<&'a Plann
     })
 }
 
-pub fn run_index(dir: &SweepDir, index: usize, data_dir: Option<&Path>, quiet: bool) -> Result<Outcome> {
-    let plan = dir.read_plan()?;
-    let r = planned(dir, &plan, index)?;
-    std::fs::create_dir_all(dir.0.join("runs"))?;
-    let Some(_lock) = try_lock(&dir.lock_path(&r.id))? else {
-        if !quiet {
-            eprintln!("{}: another process is running it; skipped", r.id);
-        }
-        return Ok(Outcome::Busy);
-    };
-    let out = dir.run_dir(&r.id);
-    let mut cfg = dir.run_config(&r.id)?;
-    let opts = RunOptions { out: out.clone(), data_dir: data_dir.map(Path::to_path_buf), force: true, quiet };
-    // A SLURM task gets the CPUs it was allotted when the config leaves threads to us.
-    if cfg.train.threads == 0 {
-        if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok()) {
-            cfg.train.threads = n;
-        }
-    }
-    match summary_status(&out).map(|s| s.0) {
-        Some(s) if s == "done" => return Ok(Outcome::AlreadyDone),
-        Some(s) if s == "running" && out.join("checkpoint.json").exists() && same_config(&out, &cfg) => {
-            resume(&opts).with_context(|| format!("run {} ({})", r.index, r.id))?;
-            return Ok(Outcome::Trained);
-        }
-        _ => {}
-    }
-    train(&cfg, &opts).with_context(|| format!("run {} ({})", r.index, r.id))?;
-    Ok(Outcome::Trained)
-}
-
-/// Run the planned runs `indices` as one batched model (engine/batched.rs): they must differ
-/// only in seeds and label corruption. Done and busy runs are left out; one run left trains
-/// alone. Returns the runs trained.
-pub fn run_batched(dir: &SweepDir, indices: &[usize], data_dir: Option<&Path>, quiet: bool) -> Result<usize> {
+/// Run the planned runs `indices` to completion (what `sweep run` and each SLURM task do):
+/// done runs are skipped, runs another process holds are left alone, an interrupted run
+/// resumes from its checkpoint, any other starts afresh. Runs that differ only in seeds and
+/// label corruption train as one batched model (`pipeline.rs`); others train one group each.
+pub fn run_indices(
+    dir: &SweepDir,
+    indices: &[usize],
+    data_dir: Option<&Path>,
+    quiet: bool,
+) -> Result<Vec<(usize, Outcome)>> {
     let plan = dir.read_plan()?;
     std::fs::create_dir_all(dir.0.join("runs"))?;
-    let (mut ids, mut runs, mut locks) = (Vec::new(), Vec::new(), Vec::new());
+    let mut outcomes = Vec::new();
+    let mut specs: Vec<(usize, RunSpec)> = Vec::new();
+    let mut locks = Vec::new();
     for &index in indices {
         let r = planned(dir, &plan, index)?;
         let out = dir.run_dir(&r.id);
-        if summary_status(&out).is_some_and(|s| s.0 == "done") {
+        if summary_status(&out).is_some_and(|s| s.0 == Status::Done) {
+            outcomes.push((index, Outcome::AlreadyDone));
             continue;
         }
-        let Some(lock) = try_lock(&dir.lock_path(&r.id))? else { continue };
+        let Some(lock) = try_lock(&dir.lock_path(&r.id))? else {
+            if !quiet {
+                eprintln!("{}: another process is running it; skipped", r.id);
+            }
+            outcomes.push((index, Outcome::Busy));
+            continue;
+        };
         locks.push(lock);
-        ids.push((r.index, format!("{} ({})", r.index, r.id)));
-        let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet };
-        runs.push((dir.run_config(&r.id)?, opts));
-    }
-    match ids.len() {
-        0 => return Ok(0),
-        1 => {
-            drop(locks);
-            run_index(dir, ids[0].0, data_dir, quiet)?;
-            return Ok(1);
+        let mut cfg = dir.run_config(&r.id)?;
+        // A SLURM task gets the CPUs it was allotted when the config leaves threads to us.
+        if cfg.train.threads == 0 {
+            if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok()) {
+                cfg.train.threads = n;
+            }
         }
-        _ => {}
+        let resume = summary_status(&out).is_some_and(|s| s.0 == Status::Running)
+            && out.join("checkpoint.json").exists()
+            && same_config(&out, &cfg);
+        let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet };
+        specs.push((index, RunSpec { cfg, opts, resume }));
     }
-    let ids: Vec<String> = ids.into_iter().map(|i| i.1).collect();
-    let results = crate::run::train_batched(&runs).with_context(|| format!("batched runs {}", ids.join(", ")))?;
-    let failed: Vec<String> =
-        results.iter().zip(&ids).filter_map(|(r, id)| r.as_ref().err().map(|e| format!("{id}: {e:#}"))).collect();
-    if !failed.is_empty() {
-        bail!("{} of {} batched runs failed:\n  {}", failed.len(), ids.len(), failed.join("\n  "));
+    // One group per batch key, in plan order.
+    let mut groups: Vec<(String, Vec<(usize, RunSpec)>)> = Vec::new();
+    for (i, s) in specs {
+        let key = batch_key(&s.cfg);
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push((i, s)),
+            None => groups.push((key, vec![(i, s)])),
+        }
     }
-    Ok(ids.len())
+    for (_, g) in groups {
+        let (idx, runs): (Vec<usize>, Vec<RunSpec>) = g.into_iter().unzip();
+        let ids: Vec<String> = idx.iter().map(|&i| format!("run {i} ({})", plan.runs[i].id)).collect();
+        let results = train_group(runs).with_context(|| ids.join(", "))?;
+        for ((i, id), r) in idx.into_iter().zip(ids).zip(results) {
+            outcomes.push((i, r.map_or_else(|e| Outcome::Failed(format!("{id}: {e:#}")), |_| Outcome::Trained)));
+        }
+    }
+    drop(locks);
+    Ok(outcomes)
 }
 
-/// Runs that can share one batched model have equal configs once seeds and corruption are set
-/// aside (and an MLP architecture); None for a run that trains alone.
-fn batch_key(cfg: &crate::config::Config) -> Option<String> {
-    if cfg.model.arch != crate::config::Arch::Mlp {
-        return None;
-    }
-    let mut c = cfg.clone();
-    c.train.seed = 0;
-    c.corruption = Default::default();
-    Some(c.to_toml())
-}
-
-/// The queue as groups of at most `batch` runs that can train batched, in plan order.
+/// The queue as groups of at most `batch` runs that can train as one model, in plan order.
 fn batch_groups<'a>(dir: &SweepDir, queue: Vec<&'a PlannedRun>, batch: usize) -> Result<Vec<Vec<&'a PlannedRun>>> {
     let mut groups: Vec<(Option<String>, Vec<&PlannedRun>)> = Vec::new();
     for r in queue {
-        let key = if batch > 1 { batch_key(&dir.run_config(&r.id)?) } else { None };
+        let key = if batch > 1 { Some(batch_key(&dir.run_config(&r.id)?)) } else { None };
         match groups.iter_mut().find(|(k, g)| key.is_some() && *k == key && g.len() < batch) {
             Some((_, g)) => g.push(r),
             None => groups.push((key, vec![r])),
@@ -208,8 +191,8 @@ fn batch_groups<'a>(dir: &SweepDir, queue: Vec<&'a PlannedRun>, batch: usize) ->
     Ok(groups.into_iter().map(|g| g.1).collect())
 }
 
-fn same_config(out: &Path, cfg: &crate::config::Config) -> bool {
-    crate::config::Config::from_file(&out.join("config.toml"), &[]).map(|c| &c == cfg).unwrap_or(false)
+fn same_config(out: &Path, cfg: &Config) -> bool {
+    Config::from_file(&out.join("config.toml"), &[]).map(|c| &c == cfg).unwrap_or(false)
 }
 
 /// Counts and the failed runs' reasons.
@@ -287,7 +270,7 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
         }
     }
     let total = plan.runs.len();
-    let progress = Progress::new(total, done_before, quiet);
+    let progress = Progress::new("runs", total, done_before, quiet);
     progress.line(&format!(
         "{}: {total} runs, {done_before} already done, {} to run, {jobs} at a time (logs in {}/logs)",
         plan.name,
@@ -304,7 +287,8 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
             let child = spawn_run(dir, &g, data_dir)?;
             running.push((g, child, Instant::now()));
         }
-        progress.update(finished, failed, running.iter().flat_map(|x| x.0.iter().map(|r| r.id.as_str())));
+        let names: Vec<&str> = running.iter().flat_map(|x| x.0.iter().map(|r| r.id.as_str())).collect();
+        progress.step(finished, &format!("{failed} failed · running {}", names.join(", ")));
         std::thread::sleep(Duration::from_millis(100));
         let mut i = 0;
         while i < running.len() {
@@ -332,47 +316,6 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
     }
     progress.finish();
     Ok(failed)
-}
-
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(total: usize, done: usize, quiet: bool) -> Progress {
-        use std::io::IsTerminal;
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} runs · {msg}")
-                    .unwrap()
-                    .progress_chars("=> "),
-            );
-            b.set_position(done as u64);
-            b
-        });
-        Progress { bar, quiet }
-    }
-    fn line(&self, s: &str) {
-        match &self.bar {
-            Some(b) => b.println(s),
-            None if !self.quiet => eprintln!("{s}"),
-            None => {}
-        }
-    }
-    fn update<'a>(&self, finished: usize, failed: usize, running: impl Iterator<Item = &'a str>) {
-        if let Some(b) = &self.bar {
-            b.set_position(finished as u64);
-            let names: Vec<&str> = running.collect();
-            b.set_message(format!("{failed} failed · running {}", names.join(", ")));
-        }
-    }
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
 
 fn shell_quote(s: &str) -> String {
@@ -425,7 +368,7 @@ pub fn write_slurm(
     s.push_str(&cmd);
     s.push('\n');
     let path = abs.join("submit.sbatch");
-    crate::results::write_atomic(&path, s.as_bytes())?;
+    depthprobe_runfolder::write_atomic(&path, s.as_bytes())?;
     Ok(Some((path, todo.len())))
 }
 

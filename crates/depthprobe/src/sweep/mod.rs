@@ -1,12 +1,9 @@
-//! Sweeps: families of runs planned from one file, run one at a time, locally in parallel or
-//! as a SLURM job array, and the comparative bound computed from them.
+//! Sweeps: families of runs planned from one file (`plan.rs`), run locally in parallel or as a
+//! SLURM job array (`exec.rs`), and read back for the bound and the report (`record.rs`).
 
-pub mod bound;
 pub mod exec;
-pub mod parquet;
 pub mod plan;
 pub mod record;
-pub mod report;
 
 /// Mean of the values; NaN for none.
 pub(crate) fn mean(v: &[f64]) -> f64 {
@@ -33,5 +30,5 @@ pub(crate) fn distinct<T: PartialEq>(v: impl IntoIterator<Item = T>) -> Vec<T> {
     out
 }
 
-pub use exec::{run_batched, run_index, run_local, status_report, submit, write_slurm, Outcome, RunStatus};
+pub use exec::{run_indices, run_local, status_report, submit, write_slurm, Outcome, RunStatus};
 pub use plan::{write_plan, Plan, PlannedRun, Role, SweepDir};

@@ -1,5 +1,5 @@
 //! Sweep files and plans. A sweep file is a base run config plus axes (any config key) expanded
-//! as a grid, optionally with the comparative bound's run families (spec §1.10). Planning writes
+//! as a grid, optionally with the comparative bound's run families (`bound.rs`). Planning writes
 //! one resolved config per run under a stable id: the axis values plus a hash of the resolved
 //! config, so replanning the same file gives the same ids and a changed config a new one.
 //!
@@ -25,26 +25,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{check_key, set_key, Config};
-use crate::results::{write_all_atomic, write_atomic};
+use depthprobe_config::{check_key, set_key, Config};
+use depthprobe_runfolder::{json_text, write_all_atomic, write_atomic};
+
+use crate::bound::{self, BoundSpec};
 
 pub const PLAN_FORMAT: &str = "depthprobe-sweep-1";
-
-/// The `[bound]` section: K clean networks on S1, K' noisy networks on S1 ∪ S̃2 per p.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BoundSpec {
-    /// K: clean networks trained on S1 (train seeds 0..K, offset by the base train.seed).
-    pub clean_seeds: usize,
-    /// K': corruption draws per p, each with its own train seed and corruption seed.
-    pub noisy_draws: usize,
-    /// The grid of corruption fractions p ∈ (0, 1/2).
-    pub p: Vec<f64>,
-    /// α ∈ (0, 1) of Proposition 1.
-    pub alpha: f64,
-    /// ε of the effective depth; must be one of probe.eps.
-    pub eps: f64,
-}
 
 /// What a planned run is for.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -156,7 +142,7 @@ pub fn value_text(v: &toml::Value) -> String {
     }
 }
 
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
 }
 
@@ -206,7 +192,7 @@ pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
         values.push(list.clone());
     }
     if let Some(b) = &file.bound {
-        check_bound(b, &base_cfg, &axes, &origin)?;
+        bound::validate(b, &base_cfg, &axes, &origin)?;
     }
 
     // The grid, first axis outermost.
@@ -241,7 +227,7 @@ pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
             }
             let mut slug: Vec<String> =
                 labels.iter().zip(point).map(|(l, (_, v))| sanitize(&format!("{l}{}", value_text(v)))).collect();
-            apply_role(&mut t, role, &base_cfg, &mut slug)?;
+            bound::apply_role(&mut t, role, &base_cfg, &mut slug)?;
             let what = format!("{origin}: run {}", slug.join(" "));
             let cfg = Config::from_table(t, &what)?;
             let hash = fnv1a(cfg.to_toml().as_bytes()) as u32;
@@ -266,52 +252,6 @@ pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
     Ok((Plan { format: PLAN_FORMAT.into(), name, axes, bound: file.bound, runs }, configs))
 }
 
-fn check_bound(b: &BoundSpec, base: &Config, axes: &[String], origin: &str) -> Result<()> {
-    let bad = |m: String| -> Result<()> { bail!("{origin}: [bound] {m}") };
-    if b.clean_seeds < 1 || b.noisy_draws < 1 {
-        bad(format!("clean_seeds = {} and noisy_draws = {} must both be ≥ 1", b.clean_seeds, b.noisy_draws))?;
-    }
-    if b.p.is_empty() || !b.p.iter().all(|p| *p > 0.0 && *p < 0.5) {
-        bad(format!("p = {:?}: need at least one value, each in (0, 0.5) (Proposition 1)", b.p))?;
-    }
-    if !(b.alpha > 0.0 && b.alpha < 1.0) {
-        bad(format!("alpha = {}: must be in (0, 1)", b.alpha))?;
-    }
-    if !base.probe.eps.iter().any(|e| (e - b.eps).abs() < 1e-12) {
-        bad(format!("eps = {} is not among probe.eps = {:?}; add it there", b.eps, base.probe.eps))?;
-    }
-    for k in ["train.seed", "corruption.p", "corruption.seed", "corruption.mode", "data.bound_split"] {
-        if axes.iter().any(|a| a == k) {
-            bad(format!("'{k}' is set by the bound itself and cannot be an axis"))?;
-        }
-    }
-    Ok(())
-}
-
-/// The bound's settings for one run (spec §1.10): clean runs train on S1; noisy runs on
-/// S1 ∪ S̃2 with exactly ⌊p·m⌋ wrong labels in S2.
-fn apply_role(t: &mut toml::Table, role: &Role, base: &Config, slug: &mut Vec<String>) -> Result<()> {
-    let seed0 = base.train.seed as i64;
-    match *role {
-        Role::Grid => {}
-        Role::Clean { seed } => {
-            set_key(t, "data.bound_split", "s1".into())?;
-            set_key(t, "corruption.p", 0.0.into())?;
-            set_key(t, "train.seed", (seed0 + seed as i64).into())?;
-            slug.push(format!("clean-seed{seed}"));
-        }
-        Role::Noisy { p, draw } => {
-            set_key(t, "data.bound_split", "s1_s2".into())?;
-            set_key(t, "corruption.p", p.into())?;
-            set_key(t, "corruption.mode", "exact".into())?;
-            set_key(t, "corruption.seed", (base.corruption.seed as i64 + draw as i64).into())?;
-            set_key(t, "train.seed", (seed0 + draw as i64).into())?;
-            slug.push(sanitize(&format!("p{p}-draw{draw}")));
-        }
-    }
-    Ok(())
-}
-
 /// Write the plan into `out`: plan.json, configs/<id>.toml and a copy of the sweep file.
 /// Runs already in `out` keep their results: a run whose config is unchanged keeps its id.
 pub fn write_plan(sweep_path: &Path, out: &Path) -> Result<Plan> {
@@ -324,7 +264,7 @@ pub fn write_plan(sweep_path: &Path, out: &Path) -> Result<Plan> {
     files.push((out.join("sweep.toml"), src));
     write_all_atomic(&files)?;
     // The plan last: a folder with plan.json always has every config it names.
-    write_atomic(&dir.plan_path(), crate::results::json_text(&plan)?.as_bytes())?;
+    write_atomic(&dir.plan_path(), json_text(&plan)?.as_bytes())?;
     Ok(plan)
 }
 

@@ -1,13 +1,19 @@
-//! Run configuration (TOML). Defaults are the paper's (spec §2.3); every key can be set in the
-//! file or with `--set section.key=value`. Unknown keys are refused with the nearest valid key
-//! suggested, and out-of-range values are refused before anything runs.
+//! Run configuration (TOML). Defaults are the paper's training protocol (docs/method.md,
+//! "Training protocol"); every key can be set in the file or with `--set section.key=value`.
+//! Unknown keys are refused with the nearest valid key suggested, and out-of-range values are
+//! refused before anything runs. No tensor library here: the engine takes the parts it needs.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::data::corruption::CorruptionMode;
+mod enums;
+pub mod fuzz;
+
+pub use enums::{
+    Arch, BoundSplit, CorruptionMode, DatasetName, Device, EmbeddingPoint, Loss, Numerics, Reduction, TopKind,
+};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -22,8 +28,7 @@ pub struct Config {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// mnist | fashion-mnist | cifar10 | synthetic
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Folder with one subfolder per data set ("" = use --data-dir or DEPTHPROBE_DATA).
     pub root: String,
     /// Balanced subset: first n samples of each class (0 = all).
@@ -31,66 +36,42 @@ pub struct DataConfig {
     pub test_per_class: usize,
     /// CIFAR-10 training augmentation (crop with padding 4, flip, rotation 15°).
     pub augment: bool,
-    /// The comparative bound's balanced halves of the train set (spec §1.10): `s1` trains on
-    /// S1 only; `s1_s2` trains on S1 ∪ S2 with label corruption applied to S2 alone, so
-    /// `corruption.p` is then the fraction of m = |S2| (exactly ⌊p·m⌋ labels in `exact` mode).
+    /// The comparative bound's balanced halves of the train set (docs/method.md, "The
+    /// comparative bound"): `s1` trains on S1 only; `s1_s2` trains on S1 ∪ S2 with label
+    /// corruption applied to S2 alone, so `corruption.p` is then the fraction of m = |S2|.
     pub bound_split: BoundSplit,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BoundSplit {
-    /// The whole (subset) train split.
-    None,
-    S1,
-    S1S2,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Arch {
-    Mlp,
-    Conv,
-}
-
-impl ModelConfig {
-    /// The paper's name for the network: MLP-L-H or CONV-L-H.
-    pub fn name(&self) -> String {
-        let a = match self.arch {
-            Arch::Mlp => "MLP",
-            Arch::Conv => "CONV",
-        };
-        format!("{a}-{}-{}", self.depth, self.width)
-    }
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EmbeddingPoint {
-    /// Output of each linear/conv before BatchNorm (the paper's code).
-    PreBn,
-    /// Output of each block after its ReLU.
-    PostActivation,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     pub arch: Arch,
-    /// L: hidden layers (MLP) or 3×3 conv blocks after the stem (CONV).
+    /// L: hidden layers (MLP) or 3×3 conv blocks after the stem (CONV). Not used by resnet18/vgg*.
     pub depth: usize,
-    /// H: hidden width (MLP) or channels (CONV).
+    /// H: hidden width (MLP) or channels (CONV). Not used by resnet18/vgg*.
     pub width: usize,
     pub batch_norm: bool,
+    /// Where MLP/CONV layers are embedded (resnet18/vgg* have fixed embedding points).
     pub embedding: EmbeddingPoint,
+    /// resnet18/vgg*: extra 128-wide top layers between the fc-128 layer and the classifier.
+    pub top_layers: usize,
+    /// resnet18/vgg*: `res` (Linear 128→50, ReLU, Linear 50→128, plus the identity, ReLU) or `fc`.
+    pub top_kind: TopKind,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Loss {
-    CrossEntropy,
-    /// MSE between softmax-free outputs and one-hot targets.
-    Mse,
+impl ModelConfig {
+    /// The network's name as the paper writes it: MLP-L-H, CONV-L-H, ResNet-18+2res, VGG-11-BN+2res.
+    pub fn name(&self) -> String {
+        let top = format!("+{}{}", self.top_layers, self.top_kind.as_str());
+        match self.arch {
+            Arch::Mlp => format!("MLP-{}-{}", self.depth, self.width),
+            Arch::Conv => format!("CONV-{}-{}", self.depth, self.width),
+            Arch::Resnet18 => format!("ResNet-18{top}"),
+            Arch::Vgg11 | Arch::Vgg13 | Arch::Vgg16 | Arch::Vgg19 => {
+                format!("VGG-{}-BN{top}", self.arch.vgg_depth().unwrap_or(0))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -109,9 +90,13 @@ pub struct TrainConfig {
     pub loss: Loss,
     pub seed: u64,
     /// cpu | cuda | cuda:N
-    pub device: String,
+    pub device: Device,
     /// CPU threads for LibTorch (0 = all cores).
     pub threads: usize,
+    /// CPU kernels: "native" (the fastest this CPU has; results repeat exactly on the same kind
+    /// of CPU and thread count) or "portable" (AVX2 kernels, one thread: results repeat exactly
+    /// on every x86-64 CPU with AVX2, about 15% slower).
+    pub numerics: Numerics,
     /// Write a checkpoint (model, momentum buffers, epoch) every N epochs and after the last
     /// (0 = after the last only); `depthprobe train --resume DIR` continues from it.
     pub checkpoint_every: usize,
@@ -126,18 +111,6 @@ pub struct CorruptionConfig {
     pub seed: u64,
 }
 
-/// Where the probe reduces embeddings to per-class statistics.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Reduction {
-    /// On a GPU there, on the CPU the host engine (the faster one on each).
-    Auto,
-    /// Every batch's embeddings copied to the host engine (f64 accumulation in Rust).
-    Host,
-    /// LibTorch f64 reductions where the network is; only per-class statistics come back.
-    Device,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProbeConfig {
@@ -149,7 +122,7 @@ pub struct ProbeConfig {
     /// Rows per forward pass while probing.
     pub batch_size: usize,
     /// Numerical/effective rank for layers of at most this dimension (0 = never, the default:
-    /// they need a D×D Gram matrix, N·D² work per probe; 1024 covers the paper's MLPs).
+    /// they need a D×D Gram matrix, N·D² work per probe).
     pub rank_max_dim: usize,
     /// Where embeddings are reduced: "auto" (default), "host" or "device".
     pub reduction: Reduction,
@@ -158,7 +131,7 @@ pub struct ProbeConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
-            dataset: "mnist".into(),
+            dataset: DatasetName::Mnist,
             root: String::new(),
             train_per_class: 0,
             test_per_class: 0,
@@ -169,7 +142,15 @@ impl Default for DataConfig {
 }
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { arch: Arch::Mlp, depth: 10, width: 512, batch_norm: true, embedding: EmbeddingPoint::PreBn }
+        ModelConfig {
+            arch: Arch::Mlp,
+            depth: 10,
+            width: 512,
+            batch_norm: true,
+            embedding: EmbeddingPoint::PreBn,
+            top_layers: 2,
+            top_kind: TopKind::Res,
+        }
     }
 }
 impl Default for TrainConfig {
@@ -185,8 +166,9 @@ impl Default for TrainConfig {
             warmup_epochs: 1,
             loss: Loss::CrossEntropy,
             seed: 0,
-            device: "cpu".into(),
+            device: Device::Cpu,
             threads: 0,
+            numerics: Numerics::Native,
             checkpoint_every: 10,
         }
     }
@@ -201,9 +183,9 @@ impl Default for ProbeConfig {
         ProbeConfig {
             every: 10,
             at_init: true,
-            eps: vec![0.01, 0.05, 0.1],
+            eps: depthprobe_measures::DEFAULT_EPS.to_vec(),
             batch_size: 1000,
-            rank_max_dim: 0,
+            rank_max_dim: depthprobe_measures::DEFAULT_RANK_MAX_DIM,
             reduction: Reduction::Auto,
         }
     }
@@ -324,15 +306,8 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let t = &self.train;
         let m = &self.model;
+        let image_arch = !matches!(m.arch, Arch::Mlp);
         let checks: Vec<(bool, String)> = vec![
-            (
-                crate::data::DATASETS.contains(&self.data.dataset.as_str()),
-                format!(
-                    "data.dataset = '{}': known data sets are {}",
-                    self.data.dataset,
-                    crate::data::DATASETS.join(", ")
-                ),
-            ),
             (m.depth >= 1, format!("model.depth = {}: must be ≥ 1", m.depth)),
             (m.width >= 1, format!("model.width = {}: must be ≥ 1", m.width)),
             (t.epochs >= 1, format!("train.epochs = {}: must be ≥ 1", t.epochs)),
@@ -362,8 +337,8 @@ impl Config {
                 format!("probe.eps = {:?}: need at least one value, each in [0, 1]", self.probe.eps),
             ),
             (
-                self.data.dataset != "synthetic" || m.arch == Arch::Mlp,
-                "model.arch = 'conv' needs image data; the synthetic set is vectors".to_string(),
+                self.data.dataset != DatasetName::Synthetic || !image_arch,
+                format!("model.arch = '{}' needs image data; the synthetic set is vectors", m.arch.as_str()),
             ),
         ];
         for (ok, msg) in checks {
@@ -371,7 +346,6 @@ impl Config {
                 bail!(msg);
             }
         }
-        crate::engine::parse_device(&t.device)?;
         Ok(())
     }
 }
@@ -385,14 +359,16 @@ mod tests {
         let cfg = Config::from_toml(
             "[model]\ndepth = 4\n[train]\nlr = 0.05\nmilestones = [3, 7]\n",
             "t",
-            &["corruption.p=0.25".into(), "data.dataset=fashion-mnist".into()],
+            &["corruption.p=0.25".into(), "data.dataset=fashion-mnist".into(), "train.device=cuda:1".into()],
         )
         .unwrap();
         assert_eq!(cfg.model.depth, 4);
         assert_eq!(cfg.corruption.p, 0.25);
-        assert_eq!(cfg.data.dataset, "fashion-mnist");
+        assert_eq!(cfg.data.dataset, DatasetName::FashionMnist);
+        assert_eq!(cfg.train.device, Device::Cuda(1));
         let again = Config::from_toml(&cfg.to_toml(), "resolved", &[]).unwrap();
         assert_eq!(cfg, again);
+        assert!(cfg.to_toml().contains("dataset = \"fashion-mnist\"") && cfg.to_toml().contains("device = \"cuda:1\""));
     }
 
     #[test]
@@ -400,6 +376,8 @@ mod tests {
         let c = Config::default();
         assert_eq!((c.train.batch_size, c.train.lr, c.train.momentum, c.train.weight_decay), (128, 0.1, 0.9, 5e-4));
         assert_eq!((c.train.milestones.clone(), c.train.gamma, c.train.epochs), (vec![60, 100, 200], 0.2, 500));
+        assert_eq!(c.probe.eps, depthprobe_measures::DEFAULT_EPS.to_vec());
+        assert_eq!(c.probe.rank_max_dim, depthprobe_measures::DEFAULT_RANK_MAX_DIM);
     }
 
     #[test]
@@ -421,12 +399,20 @@ mod tests {
             ("model.depth=0", "model.depth"),
             ("train.batch_size=1", "train.batch_size"),
             ("train.milestones=[5, 3]", "milestones"),
-            ("train.device=tpu", "device"),
-            ("data.dataset=imagenet", "data.dataset"),
+            ("train.device=tpu", "tpu"),
+            ("train.device=cuda:x", "cuda:x"),
+            ("data.dataset=imagenet", "imagenet"),
+            ("model.arch=resnet50", "resnet50"),
+            ("train.numerics=exact", "exact"),
         ] {
             let e = format!("{:#}", Config::from_toml("", "c", &[set.into()]).unwrap_err());
             assert!(e.contains(needle), "{set}: {e}");
         }
+        let e = format!(
+            "{:#}",
+            Config::from_toml("", "c", &["model.arch=vgg11".into(), "data.dataset=synthetic".into()]).unwrap_err()
+        );
+        assert!(e.contains("vgg11") && e.contains("image data"), "{e}");
     }
 
     #[test]
@@ -438,5 +424,17 @@ mod tests {
         }
         let e = format!("{:#}", Config::from_toml("[probe]\nreduction = \"gpu\"\n", "c.toml", &[]).unwrap_err());
         assert!(e.contains("c.toml") && e.contains("gpu") && e.contains("host"), "{e}");
+    }
+
+    #[test]
+    fn names_follow_the_paper() {
+        let mut m = ModelConfig { depth: 8, width: 400, arch: Arch::Conv, ..Default::default() };
+        assert_eq!(m.name(), "CONV-8-400");
+        m.arch = Arch::Resnet18;
+        assert_eq!(m.name(), "ResNet-18+2res");
+        m.arch = Arch::Vgg16;
+        m.top_kind = TopKind::Fc;
+        m.top_layers = 0;
+        assert_eq!(m.name(), "VGG-16-BN+0fc");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use depthprobe::fuzz_entry;
+use depthprobe_formats::fuzz;
 
 fn replay(target: &str, f: fn(&[u8])) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
@@ -24,25 +24,20 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 
 #[test]
 fn idx_inputs() {
-    assert!(replay("idx", fuzz_entry::idx) >= 5);
+    assert!(replay("idx", fuzz::idx) >= 5);
 }
 
 #[test]
 fn cifar_inputs() {
-    assert!(replay("cifar", fuzz_entry::cifar) >= 3);
+    assert!(replay("cifar", fuzz::cifar) >= 3);
 }
 
 #[test]
 fn npy_inputs() {
-    assert!(replay("npy", fuzz_entry::npy) >= 5);
+    assert!(replay("npy", fuzz::npy) >= 5);
 }
 
 #[test]
 fn safetensors_inputs() {
-    assert!(replay("safetensors", fuzz_entry::safetensors) >= 2);
-}
-
-#[test]
-fn config_inputs() {
-    assert!(replay("config", fuzz_entry::config) >= 3);
+    assert!(replay("safetensors", fuzz::safetensors) >= 2);
 }

@@ -1,12 +1,14 @@
 //! Figures as self-contained SVG (and PNG rendered from it): small line charts in a grid of
-//! panels, one line per layer, coloured from dark (layer 1) to bright (top layer).
+//! panels, one line per layer, coloured from dark (layer 1) to bright (top layer). The figures
+//! of a run are in `run.rs`, those of a sweep report in `report/figures.rs`.
+
+pub mod run;
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-
-use crate::results::write_atomic;
+use depthprobe_runfolder::write_atomic;
 
 pub struct Series {
     pub name: String,

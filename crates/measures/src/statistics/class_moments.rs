@@ -1,4 +1,4 @@
-//! Streaming per-class first and second moments (count, mean, sum of squared deviations).
+//! Accumulator: per-class first and second moments (count, mean, sum of squared deviations).
 //!
 //! Batches are merged with Chan et al.'s pairwise update in f64, so the result does not depend
 //! on batch size or order beyond rounding, and never suffers the cancellation of

@@ -19,9 +19,6 @@ impl Column {
             Column::Str(v) => v.len(),
         }
     }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     /// Parquet physical type: INT64 = 2, DOUBLE = 5, BYTE_ARRAY = 6.
     fn physical(&self) -> i32 {
         match self {

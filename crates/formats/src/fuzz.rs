@@ -1,13 +1,14 @@
-//! Entry points for the fuzz targets (`fuzz/`, run with `scripts/fuzz.sh`) and for the test
-//! that replays their stored corpus (`tests/fuzz_corpus.rs`): each feeds arbitrary bytes to one
-//! input parser and must return (Ok or a clear error), never panic or hang.
+//! Entry points for the fuzz targets (`fuzz/`, run with `scripts/fuzz.sh`) and for the test that
+//! replays their stored corpus (`tests/fuzz_corpus.rs`): each feeds arbitrary bytes to one
+//! parser, which must return (Ok or a clear error), never panic or hang.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::config::Config;
-use crate::data::{cifar, idx};
-use crate::embeddings::{open_npy, Matrix, SplitEmbeddings};
+use crate::embeddings::SplitEmbeddings;
+use crate::matrix::Matrix;
+use crate::npy::open_npy;
+use crate::{cifar, idx};
 
 /// IDX images and labels, gzipped or raw.
 pub fn idx(data: &[u8]) {
@@ -21,13 +22,6 @@ pub fn idx(data: &[u8]) {
 /// One CIFAR-10 binary batch.
 pub fn cifar(data: &[u8]) {
     let _ = cifar::parse_batch_bytes(Path::new("fuzz.bin"), data);
-}
-
-/// A run config (TOML), as `depthprobe train` reads it.
-pub fn config(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = Config::from_toml(text, "fuzz.toml", &[]);
-    }
 }
 
 /// The parsers read files with positioned reads, so the input goes through a temp file.

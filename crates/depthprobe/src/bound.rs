@@ -1,0 +1,358 @@
+//! The comparative generalization bound (docs/method.md, "The comparative bound"), all of it:
+//! the `[bound]` section of a sweep file, the run families it plans (K clean networks on S1;
+//! for each p, K' networks on S1 ∪ S̃2 with exactly ⌊p·m⌋ wrong labels in S2), the balanced halves
+//! S1, S2 of the train split, the estimate from the finished runs, its tables and the check of
+//! the paper's claim.
+//!
+//! * D̄ = mean ε-effective depth of the clean networks on S1; test error = their mean;
+//! * first term(p) = fraction of noisy networks j with D̄ ≥ d_min,j (their effective depths
+//!   estimate the minimal depth);
+//! * bound(p) = first term + (1+α)·p (the δ terms are not estimated, as in the paper).
+//!
+//! Not separable counts as L and is reported. Taking the smallest bound over the p grid is our
+//! extension (it costs a union bound in theory) and is marked as such.
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Result};
+use depthprobe_config::{set_key, Config};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Split;
+use crate::sweep::plan::{sanitize, value_text, Role, SweepDir};
+use crate::sweep::record::{load_all, RunRecord};
+use crate::sweep::{distinct, mean, min_max};
+
+/// The `[bound]` section: K clean networks on S1, K' noisy networks on S1 ∪ S̃2 per p.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BoundSpec {
+    /// K: clean networks trained on S1 (train seeds 0..K, offset by the base train.seed).
+    pub clean_seeds: usize,
+    /// K': corruption draws per p, each with its own train seed and corruption seed.
+    pub noisy_draws: usize,
+    /// The grid of corruption fractions p ∈ (0, 1/2).
+    pub p: Vec<f64>,
+    /// α ∈ (0, 1) of Proposition 1.
+    pub alpha: f64,
+    /// ε of the effective depth; must be one of probe.eps.
+    pub eps: f64,
+}
+
+/// Refuse a `[bound]` section that cannot give an estimate, naming the value.
+pub fn validate(b: &BoundSpec, base: &Config, axes: &[String], origin: &str) -> Result<()> {
+    let bad = |m: String| -> Result<()> { bail!("{origin}: [bound] {m}") };
+    if b.clean_seeds < 1 || b.noisy_draws < 1 {
+        bad(format!("clean_seeds = {} and noisy_draws = {} must both be ≥ 1", b.clean_seeds, b.noisy_draws))?;
+    }
+    if b.p.is_empty() || !b.p.iter().all(|p| *p > 0.0 && *p < 0.5) {
+        bad(format!("p = {:?}: need at least one value, each in (0, 0.5) (Proposition 1)", b.p))?;
+    }
+    if !(b.alpha > 0.0 && b.alpha < 1.0) {
+        bad(format!("alpha = {}: must be in (0, 1)", b.alpha))?;
+    }
+    if !base.probe.eps.iter().any(|e| (e - b.eps).abs() < 1e-12) {
+        bad(format!("eps = {} is not among probe.eps = {:?}; add it there", b.eps, base.probe.eps))?;
+    }
+    for k in ["train.seed", "corruption.p", "corruption.seed", "corruption.mode", "data.bound_split"] {
+        if axes.iter().any(|a| a == k) {
+            bad(format!("'{k}' is set by the bound itself and cannot be an axis"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The bound's settings for one run: clean runs train on S1; noisy runs on S1 ∪ S̃2 with exactly
+/// ⌊p·m⌋ wrong labels in S2.
+pub fn apply_role(t: &mut toml::Table, role: &Role, base: &Config, slug: &mut Vec<String>) -> Result<()> {
+    let seed0 = base.train.seed as i64;
+    match *role {
+        Role::Grid => {}
+        Role::Clean { seed } => {
+            set_key(t, "data.bound_split", "s1".into())?;
+            set_key(t, "corruption.p", 0.0.into())?;
+            set_key(t, "train.seed", (seed0 + seed as i64).into())?;
+            slug.push(format!("clean-seed{seed}"));
+        }
+        Role::Noisy { p, draw } => {
+            set_key(t, "data.bound_split", "s1_s2".into())?;
+            set_key(t, "corruption.p", p.into())?;
+            set_key(t, "corruption.mode", "exact".into())?;
+            set_key(t, "corruption.seed", (base.corruption.seed as i64 + draw as i64).into())?;
+            set_key(t, "train.seed", (seed0 + draw as i64).into())?;
+            slug.push(sanitize(&format!("p{p}-draw{draw}")));
+        }
+    }
+    Ok(())
+}
+
+/// The bound's balanced halves: within each class, the first ⌊n_c/2⌋ samples go
+/// to S1 and the next ⌊n_c/2⌋ to S2 (an odd one out is dropped), so |S1| = |S2| and both are
+/// balanced when the split is. Returns (S1 indices, S2 indices) into `split`, each in order.
+pub fn halves(split: &Split, num_classes: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut count = vec![0usize; num_classes];
+    for &l in &split.labels {
+        count[l as usize] += 1;
+    }
+    let mut seen = vec![0usize; num_classes];
+    let (mut s1, mut s2) = (Vec::new(), Vec::new());
+    for (i, &l) in split.labels.iter().enumerate() {
+        let c = l as usize;
+        let half = count[c] / 2;
+        if seen[c] < half {
+            s1.push(i);
+        } else if seen[c] < 2 * half {
+            s2.push(i);
+        }
+        seen[c] += 1;
+    }
+    (s1, s2)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BoundRow {
+    /// The axis values this row is for (empty without axes), e.g. "depth=8".
+    pub group: String,
+    pub p: f64,
+    pub alpha: f64,
+    pub eps: f64,
+    /// Clean networks done / planned, their mean effective depth D̄ and how many were not separable.
+    pub clean_done: usize,
+    pub clean_planned: usize,
+    pub clean_mean_depth: f64,
+    pub clean_not_separable: usize,
+    /// Mean (and min, max) test error of the clean networks: what the bound bounds.
+    pub test_error: f64,
+    pub test_error_min: f64,
+    pub test_error_max: f64,
+    pub noisy_done: usize,
+    pub noisy_planned: usize,
+    /// Effective depths of the noisy networks (d_min estimates), in draw order.
+    pub noisy_depths: Vec<usize>,
+    pub noisy_not_separable: usize,
+    /// Mean train accuracy of the noisy networks on their (corrupted) labels.
+    pub noisy_train_acc: f64,
+    pub first_term: f64,
+    pub bound: f64,
+    /// Bound ≥ measured test error (the claim to check).
+    pub holds: bool,
+    /// This row is the smallest bound of its group (our extension; union bound not applied).
+    pub best: bool,
+}
+
+fn group_key(r: &RunRecord) -> String {
+    r.run.values.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" ")
+}
+
+/// Bound rows for every group and p. Runs that are not done are left out and counted.
+pub fn compute(dir: &SweepDir) -> Result<Vec<BoundRow>> {
+    let plan = dir.read_plan()?;
+    let Some(spec) = plan.bound.clone() else {
+        bail!(
+            "{}: this sweep has no [bound] section; plan one with a [bound] section to estimate the bound",
+            dir.0.display()
+        );
+    };
+    let recs = load_all(dir)?;
+    let groups = distinct(recs.iter().map(group_key));
+    let mut rows = Vec::new();
+    for g in &groups {
+        let in_group: Vec<&RunRecord> = recs.iter().filter(|r| &group_key(r) == g).collect();
+        let clean: Vec<&RunRecord> =
+            in_group.iter().copied().filter(|r| matches!(r.run.role, Role::Clean { .. })).collect();
+        let clean_done: Vec<&RunRecord> = clean.iter().copied().filter(|r| r.done()).collect();
+        if clean_done.is_empty() {
+            continue;
+        }
+        let depths: Vec<(usize, bool)> = clean_done.iter().filter_map(|r| r.depth_at(spec.eps)).collect();
+        let dbar = mean(&depths.iter().map(|d| d.0 as f64).collect::<Vec<_>>());
+        let errs: Vec<f64> = clean_done.iter().map(|r| 1.0 - r.test_acc).collect();
+        let test_error = mean(&errs);
+        let mut group_rows = Vec::new();
+        for &p in &spec.p {
+            let noisy: Vec<&RunRecord> = in_group
+                .iter()
+                .copied()
+                .filter(|r| matches!(r.run.role, Role::Noisy { p: q, .. } if (q - p).abs() < 1e-12))
+                .collect();
+            let done: Vec<&RunRecord> = noisy.iter().copied().filter(|r| r.done()).collect();
+            if done.is_empty() {
+                continue;
+            }
+            let nd: Vec<(usize, bool)> = done.iter().filter_map(|r| r.depth_at(spec.eps)).collect();
+            let first_term = nd.iter().filter(|(d, _)| dbar >= *d as f64).count() as f64 / nd.len() as f64;
+            let bound = first_term + (1.0 + spec.alpha) * p;
+            group_rows.push(BoundRow {
+                group: g.clone(),
+                p,
+                alpha: spec.alpha,
+                eps: spec.eps,
+                clean_done: clean_done.len(),
+                clean_planned: clean.len(),
+                clean_mean_depth: dbar,
+                clean_not_separable: depths.iter().filter(|d| d.1).count(),
+                test_error,
+                test_error_min: min_max(errs.iter().copied()).0,
+                test_error_max: min_max(errs.iter().copied()).1,
+                noisy_done: done.len(),
+                noisy_planned: noisy.len(),
+                noisy_depths: nd.iter().map(|d| d.0).collect(),
+                noisy_not_separable: nd.iter().filter(|d| d.1).count(),
+                noisy_train_acc: mean(&done.iter().map(|r| r.train_acc).collect::<Vec<_>>()),
+                first_term,
+                bound,
+                holds: bound >= test_error,
+                best: false,
+            });
+        }
+        if let Some(b) =
+            group_rows.iter_mut().min_by(|a, b| a.bound.partial_cmp(&b.bound).unwrap_or(std::cmp::Ordering::Equal))
+        {
+            b.best = true;
+        }
+        rows.extend(group_rows);
+    }
+    Ok(rows)
+}
+
+/// The bound table in Markdown (the paper's Tab. 1 columns plus the counts behind them).
+pub fn markdown(rows: &[BoundRow]) -> String {
+    let mut s = String::from(
+        "| group | test error (mean, min–max) | p | α | ε | clean D̄ (K) | noisy d_min per draw (K') | noisy train acc | first term | bound | bound ≥ test error |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let depths: Vec<String> = r.noisy_depths.iter().map(|d| d.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {:.4} ({:.4}–{:.4}) | {} | {} | {} | {:.2} ({}/{}{}) | {} ({}/{}{}) | {:.4} | {:.3} | {}{:.4}{} | {} |",
+            if r.group.is_empty() { "all" } else { &r.group },
+            r.test_error,
+            r.test_error_min,
+            r.test_error_max,
+            r.p,
+            r.alpha,
+            r.eps,
+            r.clean_mean_depth,
+            r.clean_done,
+            r.clean_planned,
+            if r.clean_not_separable > 0 { format!(", {} not separable", r.clean_not_separable) } else { String::new() },
+            depths.join(", "),
+            r.noisy_done,
+            r.noisy_planned,
+            if r.noisy_not_separable > 0 { format!(", {} not separable", r.noisy_not_separable) } else { String::new() },
+            r.noisy_train_acc,
+            r.first_term,
+            if r.best { "**" } else { "" },
+            r.bound,
+            if r.best { "**" } else { "" },
+            if r.holds { "yes" } else { "NO" },
+        );
+    }
+    s
+}
+
+/// bound.csv: one row per group and p.
+pub fn csv(rows: &[BoundRow]) -> String {
+    let mut s = String::from("group,p,alpha,eps,clean_done,clean_planned,clean_mean_depth,clean_not_separable,test_error,test_error_min,test_error_max,noisy_done,noisy_planned,noisy_depths,noisy_not_separable,noisy_train_acc,first_term,bound,holds,best\n");
+    for r in rows {
+        let depths: Vec<String> = r.noisy_depths.iter().map(|d| d.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},{},{},{},{},{}",
+            r.group,
+            r.p,
+            r.alpha,
+            r.eps,
+            r.clean_done,
+            r.clean_planned,
+            r.clean_mean_depth,
+            r.clean_not_separable,
+            r.test_error,
+            r.test_error_min,
+            r.test_error_max,
+            r.noisy_done,
+            r.noisy_planned,
+            depths.join(" "),
+            r.noisy_not_separable,
+            r.noisy_train_acc,
+            r.first_term,
+            r.bound,
+            r.holds,
+            r.best
+        );
+    }
+    s
+}
+
+/// Check (c): the bound is < 1 and ≥ the measured test error, at every p of the grid (each p
+/// is its own estimate of Proposition 1; the smallest over the grid is reported alongside).
+pub fn check(rows: &[BoundRow]) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let groups = distinct(rows.iter().map(|r| r.group.as_str()));
+    let mut lines = Vec::new();
+    for g in groups {
+        let rs: Vec<&BoundRow> = rows.iter().filter(|r| r.group == g).collect();
+        let holds = |r: &BoundRow| r.bound < 1.0 && r.bound >= r.test_error;
+        let failing: Vec<String> = rs.iter().filter(|r| !holds(r)).map(|r| format!("p={}", r.p)).collect();
+        let verdict = if failing.is_empty() {
+            "holds at every p".to_string()
+        } else if failing.len() == rs.len() {
+            "FAILS at every p".to_string()
+        } else {
+            format!("FAILS at {} (holds at the other p)", failing.join(", "))
+        };
+        let per_p: Vec<String> = rs
+            .iter()
+            .map(|r| {
+                format!(
+                    "p={}: first term {:.3} + (1+α)p = {:.4}{}",
+                    r.p,
+                    r.first_term,
+                    r.bound,
+                    if holds(r) {
+                        ""
+                    } else if r.bound >= 1.0 {
+                        " (vacuous)"
+                    } else {
+                        " (below the test error)"
+                    }
+                )
+            })
+            .collect();
+        let best = rs.iter().find(|r| r.best).expect("one best row per group");
+        lines.push(format!(
+            "**(c) bound{}: {verdict}.** Measured test error of the clean networks {:.4}; {}. Smallest bound over the grid: {:.4} at p={} (α={}, ε={}).",
+            if g.is_empty() { String::new() } else { format!(" ({g})") },
+            best.test_error,
+            per_p.join("; "),
+            best.bound,
+            best.p,
+            best.alpha,
+            best.eps
+        ));
+    }
+    Some(lines.join("\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Split, Storage};
+
+    #[test]
+    fn bound_halves_are_balanced_disjoint_and_ordered() {
+        // Class 0 five times (one is left over), class 1 four times, interleaved.
+        let labels = vec![0, 1, 0, 1, 0, 0, 1, 1, 0];
+        let split = Split { storage: Storage::Floats(vec![0.0; labels.len()]), labels };
+        let (s1, s2) = halves(&split, 2);
+        assert_eq!(s1, vec![0, 1, 2, 3]);
+        assert_eq!(s2, vec![4, 5, 6, 7]);
+        let count = |ix: &[usize], c: i64| ix.iter().filter(|&&i| split.labels[i] == c).count();
+        for c in 0..2 {
+            assert_eq!(count(&s1, c), 2);
+            assert_eq!(count(&s2, c), 2);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! CONV-L-H as the paper's code builds it (docs/method.md, "Networks"): a stem that is neither
+//! counted nor embedded (Conv 2×2/2 → BN, no ReLU; Conv 2×2/2 → BN → ReLU; 32 → 8 pixels), then L
+//! blocks Conv 3×3 (H → H, padding 1) → BatchNorm2d → ReLU, then flatten and Linear(H·8·8, C).
+//! Layer i is embedded at its conv's output (pre-BN) or after its ReLU, flattened to H·8·8.
+//!
+//! Variables: `stem.{0,1}.conv.*`, `stem.{0,1}.bn.*`, `layers.{i}.conv.*`, `layers.{i}.bn.*`, `head.*`.
+
+use anyhow::Result;
+use depthprobe_config::{EmbeddingPoint, ModelConfig};
+use tch::nn;
+use tch::Tensor;
+
+use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel, Linear};
+use crate::engine::network::{image_input, EmbeddedLayer, Forward, Network};
+
+struct Block {
+    conv: Conv2d,
+    bn: Option<BatchNorm>,
+}
+
+pub struct Conv {
+    stem: Vec<Block>,
+    blocks: Vec<Block>,
+    head: Linear,
+    embedding: EmbeddingPoint,
+    layers: Vec<EmbeddedLayer>,
+}
+
+impl Conv {
+    pub fn new(b: Builder, root: &nn::Path, cfg: &ModelConfig, input: &[usize], classes: usize) -> Result<Conv> {
+        let (c, hh, ww) = image_input("CONV-L-H", input, 4)?;
+        let h = cfg.width;
+        let block = |p: nn::Path, cin: usize, kernel: Kernel| Block {
+            conv: b.conv2d(&p / "conv", cin, h, kernel, true),
+            bn: cfg.batch_norm.then(|| b.batch_norm(&p / "bn", h)),
+        };
+        let stem =
+            vec![block(root / "stem" / 0, c, Kernel::new(2, 2, 0)), block(root / "stem" / 1, h, Kernel::new(2, 2, 0))];
+        let blocks = (0..cfg.depth).map(|i| block(root / "layers" / i, h, Kernel::new(3, 1, 1))).collect();
+        let dim = h * (hh / 4) * (ww / 4);
+        let layers = (1..=cfg.depth).map(|i| EmbeddedLayer { name: format!("conv {i}"), dim }).collect();
+        Ok(Conv { stem, blocks, head: b.linear(root / "head", dim, classes, true), embedding: cfg.embedding, layers })
+    }
+}
+
+impl Network for Conv {
+    fn forward(&self, x: &Tensor, shared: bool, train: bool, collect: bool) -> Forward {
+        let mut h = x.shallow_clone();
+        for (i, s) in self.stem.iter().enumerate() {
+            h = s.conv.forward(&h, shared && i == 0);
+            if let Some(bn) = &s.bn {
+                h = bn.forward(&h, train);
+            }
+            if i == 1 {
+                h = h.relu();
+            }
+        }
+        let mut embeddings = Vec::new();
+        for b in &self.blocks {
+            h = b.conv.forward(&h, false);
+            if collect && self.embedding == EmbeddingPoint::PreBn {
+                embeddings.push(h.flatten(1, -1));
+            }
+            if let Some(bn) = &b.bn {
+                h = bn.forward(&h, train);
+            }
+            h = h.relu();
+            if collect && self.embedding == EmbeddingPoint::PostActivation {
+                embeddings.push(h.flatten(1, -1));
+            }
+        }
+        Forward { logits: self.head.forward(&h.flatten(1, -1), false), embeddings }
+    }
+
+    fn layers(&self) -> &[EmbeddedLayer] {
+        &self.layers
+    }
+
+    fn nc3_classifier(&self) -> Option<&Tensor> {
+        (self.embedding == EmbeddingPoint::PostActivation).then_some(&self.head.w)
+    }
+}

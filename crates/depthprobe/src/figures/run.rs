@@ -1,0 +1,102 @@
+//! A training run's two figures, drawn from its metrics (so a resumed run draws its whole
+//! history): `ncc_by_epoch` (NCC train and test accuracy of every layer against epoch, the
+//! network's accuracy dashed: the paper's Fig. 1 layout) and `layer_profile` (final per-layer
+//! NCC accuracy and log10 CDNV).
+
+use std::path::Path;
+
+use anyhow::Result;
+use depthprobe_config::Config;
+use depthprobe_measures::Split;
+use depthprobe_runfolder::MetricBlock;
+
+use super::{ramp_color, render_svg, write_figure, Panel, Series};
+
+/// Draw both figures of a run with `layers` probed layers into `out`.
+pub fn draw(out: &Path, cfg: &Config, layers: usize, blocks: &[MetricBlock]) -> Result<()> {
+    let Some(last) = blocks.last() else { return Ok(()) };
+    let nl = layers;
+    let color = |l: usize| ramp_color(l - 1, nl);
+    let epoch_of = |b: &MetricBlock| b.epoch.unwrap_or(0) as f64;
+    let by_epoch = |split: Split| -> Panel {
+        let mut series: Vec<Series> = (1..=nl)
+            .map(|l| Series {
+                name: format!("layer {l}"),
+                points: blocks.iter().map(|b| (epoch_of(b), b.value(Some(l), split, "ncc_acc"))).collect(),
+                color: color(l),
+                dashed: false,
+            })
+            .collect();
+        series.push(Series {
+            name: format!("net {split} acc"),
+            points: blocks.iter().map(|b| (epoch_of(b), b.value(None, split, "acc"))).collect(),
+            color: "#000000".into(),
+            dashed: true,
+        });
+        Panel {
+            title: format!("NCC {split} accuracy per layer"),
+            x_label: "epoch".into(),
+            y_label: "accuracy".into(),
+            series,
+            y_range: Some((0.0, 1.0)),
+            integer_x: true,
+        }
+    };
+    let title = format!(
+        "{} on {}{}",
+        cfg.model.name(),
+        cfg.data.dataset,
+        if cfg.corruption.p > 0.0 {
+            format!(", {:.0}% corrupted labels", cfg.corruption.p * 100.0)
+        } else {
+            String::new()
+        }
+    );
+    write_figure(
+        out,
+        "ncc_by_epoch",
+        &render_svg(
+            &format!("Intermediate NCC separability: {title}"),
+            &[by_epoch(Split::Train), by_epoch(Split::Test)],
+            2,
+        ),
+    )?;
+    let prof = |name: &str, color: &str, pts: Vec<(f64, f64)>| Series {
+        name: name.into(),
+        points: pts,
+        color: color.into(),
+        dashed: false,
+    };
+    let layer_pts = |split: Split, name: &str, f: &dyn Fn(f64) -> f64| -> Vec<(f64, f64)> {
+        (1..=nl).map(|l| (l as f64, f(last.value(Some(l), split, name)))).collect()
+    };
+    let log10 = |v: f64| if v > 0.0 && v.is_finite() { v.log10() } else { f64::NAN };
+    let acc = Panel {
+        title: "NCC accuracy by layer".into(),
+        x_label: "layer".into(),
+        y_label: "accuracy".into(),
+        series: vec![
+            prof("train", "#1f77b4", layer_pts(Split::Train, "ncc_acc", &|v| v)),
+            prof("test", "#d62728", layer_pts(Split::Test, "ncc_acc", &|v| v)),
+        ],
+        y_range: Some((0.0, 1.0)),
+        integer_x: true,
+    };
+    let cdnv = Panel {
+        title: "CDNV by layer".into(),
+        x_label: "layer".into(),
+        y_label: "log10 CDNV".into(),
+        series: vec![
+            prof("train", "#1f77b4", layer_pts(Split::Train, "cdnv", &log10)),
+            prof("test", "#d62728", layer_pts(Split::Test, "cdnv", &log10)),
+        ],
+        y_range: None,
+        integer_x: true,
+    };
+    let epoch = last.epoch.unwrap_or(0);
+    write_figure(
+        out,
+        "layer_profile",
+        &render_svg(&format!("Per-layer profile at epoch {epoch}: {title}"), &[acc, cdnv], 2),
+    )
+}

@@ -1,0 +1,227 @@
+//! `depthprobe report DIR`: every run of a sweep in one table (results.csv, results.parquet,
+//! layers.csv) and the paper's figures for whichever axes the sweep varies:
+//!
+//! * model.depth → per-layer NCC train accuracy against epoch, one panel per depth (Fig. 1),
+//!   and final per-layer NCC accuracy / log-CDNV profiles across depths;
+//! * corruption.p → effective depth against p, mean and min–max over seeds (Fig. 2);
+//! * model.width → the same against width, and per-layer profiles across widths (App. Fig. 7);
+//! * [bound] → the bound table against the measured test error (Tab. 1).
+//!
+//! | stage | file |
+//! |---|---|
+//! | figures | `figures.rs` |
+//! | checks of the paper's claims | `checks.rs` |
+//! | results and layers tables | `tables.rs`, `parquet.rs` |
+//! | Markdown and HTML | `render.rs` |
+
+mod checks;
+mod figures;
+mod parquet;
+mod render;
+mod tables;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use depthprobe_runfolder::{write_all_atomic, Status};
+
+use crate::bound;
+use crate::figures::svg_to_png;
+use crate::sweep::plan::{value_text, Role, SweepDir};
+use crate::sweep::record::{load_all, RunRecord};
+
+/// Axes that only repeat a setting (averaged over, never a study axis).
+pub(crate) const SEED_AXES: [&str; 2] = ["train.seed", "corruption.seed"];
+/// The main ε for checks and the effective-depth plots (the paper's strict reading).
+pub(crate) const EPS_MAIN: f64 = 0.01;
+
+pub(crate) fn axis_value(r: &RunRecord, key: &str) -> Option<f64> {
+    r.run.values.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        _ => None,
+    })
+}
+
+/// The label of a run's group for a study axis: the other non-seed axes' values.
+pub(crate) fn group_of(r: &RunRecord, study: &str) -> String {
+    r.run
+        .values
+        .iter()
+        .filter(|(k, _)| k != study && !SEED_AXES.contains(&k.as_str()))
+        .map(|(k, v)| format!("{}={}", k.rsplit('.').next().unwrap_or(k), value_text(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) fn fmt(v: f64, d: usize) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else {
+        format!("{v:.d$}")
+    }
+}
+
+/// Per (group, x) statistics of the effective depth and train accuracy over seeds.
+pub(crate) struct AxisPoint {
+    pub x: f64,
+    pub depths: Vec<f64>,
+    pub not_separable: usize,
+    pub train_acc: Vec<f64>,
+    pub test_acc: Vec<f64>,
+}
+
+pub(crate) fn axis_study(recs: &[&RunRecord], study: &str, eps: f64) -> BTreeMap<String, Vec<AxisPoint>> {
+    let mut out: BTreeMap<String, Vec<AxisPoint>> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.done()) {
+        let Some(x) = axis_value(r, study) else { continue };
+        let pts = out.entry(group_of(r, study)).or_default();
+        let i = match pts.iter().position(|p| p.x == x) {
+            Some(i) => i,
+            None => {
+                pts.push(AxisPoint { x, depths: vec![], not_separable: 0, train_acc: vec![], test_acc: vec![] });
+                pts.len() - 1
+            }
+        };
+        if let Some((d, ns)) = r.depth_at(eps) {
+            pts[i].depths.push(d as f64);
+            pts[i].not_separable += ns as usize;
+        }
+        pts[i].train_acc.push(r.train_acc);
+        pts[i].test_acc.push(r.test_acc);
+    }
+    for pts in out.values_mut() {
+        pts.sort_by(|a, b| a.x.total_cmp(&b.x));
+    }
+    out
+}
+
+/// What `report` wrote.
+pub struct ReportOutput {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub checks: Vec<String>,
+}
+
+/// Aggregate the sweep in `dir` and write its report into `dir/report`.
+pub fn report(dir: &Path) -> Result<ReportOutput> {
+    let sd = SweepDir(dir.to_path_buf());
+    let plan = sd.read_plan()?;
+    let recs = load_all(&sd)?;
+    let out = dir.join("report");
+    std::fs::create_dir_all(&out)?;
+    let grid: Vec<&RunRecord> = recs.iter().filter(|r| r.run.role == Role::Grid).collect();
+    let has = |k: &str| plan.axes.iter().any(|a| a == k);
+
+    let mut figs: Vec<figures::Figure> = Vec::new();
+    let mut tables: Vec<(String, String)> = Vec::new();
+    if has("model.depth") {
+        figs.extend(figures::depth_epoch_figure(&sd, &grid)?);
+        figs.extend(figures::profile_figure(&grid, "model.depth", "L", "layer_profiles_by_depth"));
+        if let Some((f, t)) = figures::axis_figure(&grid, "model.depth", "L", "effective_depth_vs_depth") {
+            figs.push(f);
+            tables.push(("Effective depth against network depth L".into(), t));
+        }
+    }
+    if has("corruption.p") {
+        if let Some((f, t)) = figures::axis_figure(&grid, "corruption.p", "p", "effective_depth_vs_noise") {
+            figs.push(f);
+            tables.push(("Effective depth against the corrupted fraction p".into(), t));
+        }
+        figs.extend(figures::profile_figure(&grid, "corruption.p", "p", "layer_profiles_by_noise"));
+    }
+    if has("model.width") {
+        if let Some((f, t)) = figures::axis_figure(&grid, "model.width", "H", "effective_depth_vs_width") {
+            figs.push(f);
+            tables.push(("Effective depth against width H".into(), t));
+        }
+        figs.extend(figures::profile_figure(&grid, "model.width", "H", "layer_profiles_by_width"));
+    }
+    let bound_rows = if plan.bound.is_some() { bound::compute(&sd)? } else { Vec::new() };
+    if let Some(f) = figures::bound_figure(&bound_rows) {
+        figs.push(f);
+        tables.push((
+            "The comparative bound (Tab. 1; bold: smallest over the p grid)".into(),
+            bound::markdown(&bound_rows),
+        ));
+    }
+    let mut found = Vec::new();
+    if has("model.depth") {
+        // The claim is stated at ε = 0.01; the looser ε = 0.05 reading is reported beside it.
+        found.extend(checks::check_depth(&grid, EPS_MAIN, "a"));
+        found.extend(checks::check_depth(&grid, 0.05, "a′"));
+    }
+    if has("corruption.p") {
+        found.extend(checks::check_noise(&grid, EPS_MAIN, "b"));
+        found.extend(checks::check_noise(&grid, 0.05, "b′"));
+    }
+    if has("model.width") {
+        found.extend(checks::check_width(&grid));
+    }
+    found.extend(bound::check(&bound_rows));
+
+    let count = |st: Option<Status>| recs.iter().filter(|r| r.status == st).count();
+    let status_line = format!(
+        "{} runs: {} done, {} failed, {} running or interrupted, {} pending.",
+        recs.len(),
+        count(Some(Status::Done)),
+        count(Some(Status::Failed)),
+        count(Some(Status::Running)),
+        count(None)
+    );
+    let failed: Vec<String> = recs
+        .iter()
+        .filter(|r| r.status == Some(Status::Failed))
+        .map(|r| format!("{} ({}): {}", r.run.index, r.run.id, r.reason.clone().unwrap_or_default()))
+        .collect();
+    let page = render::Page {
+        name: &plan.name,
+        status_line,
+        failed,
+        checks: &found,
+        figures: &figs,
+        tables: &tables,
+        provenance: provenance(dir, &recs),
+        bound_table: !bound_rows.is_empty(),
+        sweep_src: std::fs::read_to_string(dir.join("sweep.toml")).unwrap_or_default(),
+    };
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for f in &figs {
+        files.push((out.join(format!("{}.svg", f.stem)), f.svg.clone().into_bytes()));
+        files.push((out.join(format!("{}.png", f.stem)), svg_to_png(&f.svg)?));
+    }
+    let cols = tables::run_table(&plan, &recs);
+    files.push((out.join("results.csv"), tables::columns_csv(&cols).into_bytes()));
+    files.push((out.join("results.parquet"), parquet::write(&cols)?));
+    let layers = tables::layer_table(&recs);
+    files.push((out.join("layers.csv"), tables::columns_csv(&layers).into_bytes()));
+    files.push((out.join("layers.parquet"), parquet::write(&layers)?));
+    if !bound_rows.is_empty() {
+        files.push((out.join("bound.csv"), bound::csv(&bound_rows).into_bytes()));
+    }
+    files.push((out.join("report.md"), render::markdown(&page).into_bytes()));
+    files.push((out.join("index.html"), render::html(&page).into_bytes()));
+    write_all_atomic(&files)?;
+    Ok(ReportOutput { dir: out, files: files.into_iter().map(|f| f.0).collect(), checks: found })
+}
+
+/// Where the numbers come from: the depthprobe build that wrote this report and the command,
+/// and the builds that trained the runs (from their summary.json).
+fn provenance(dir: &Path, recs: &[RunRecord]) -> Vec<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut trained: BTreeMap<String, usize> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.status.is_some()) {
+        *trained.entry(r.producer.clone().unwrap_or_else(|| "not recorded".into())).or_default() += 1;
+    }
+    let mut lines = vec![format!(
+        "Report written by depthprobe {} with `depthprobe {}` (sweep folder `{}`).",
+        crate::BUILD,
+        args.join(" "),
+        dir.display()
+    )];
+    for (who, n) in trained {
+        lines.push(format!("{n} run(s) trained by depthprobe {who}."));
+    }
+    lines
+}

@@ -1,0 +1,107 @@
+//! The report's tables: one row per run (results.csv, results.parquet) and every run's final
+//! per-layer values (layers.csv, layers.parquet).
+
+use super::parquet::Column;
+use crate::sweep::plan::{value_text, Plan, Role};
+use crate::sweep::record::{LayerFinal, RunRecord};
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The per-run table, as columns (shared by results.csv and results.parquet).
+pub fn run_table(plan: &Plan, recs: &[RunRecord]) -> Vec<(String, Column)> {
+    let mut eps: Vec<f64> = recs.iter().flat_map(|r| r.config.probe.eps.iter().cloned()).collect();
+    eps.sort_by(f64::total_cmp);
+    eps.dedup();
+    let f = |g: &dyn Fn(&RunRecord) -> f64| Column::F64(recs.iter().map(g).collect());
+    let i = |g: &dyn Fn(&RunRecord) -> i64| Column::I64(recs.iter().map(g).collect());
+    let s = |g: &dyn Fn(&RunRecord) -> String| Column::Str(recs.iter().map(g).collect());
+    let mut cols: Vec<(String, Column)> = vec![
+        ("index".into(), i(&|r| r.run.index as i64)),
+        ("id".into(), s(&|r| r.run.id.clone())),
+        (
+            "role".into(),
+            s(&|r| match r.run.role {
+                Role::Grid => "grid".into(),
+                Role::Clean { .. } => "bound_clean".into(),
+                Role::Noisy { .. } => "bound_noisy".into(),
+            }),
+        ),
+    ];
+    for a in &plan.axes {
+        let a2 = a.clone();
+        cols.push((
+            format!("axis:{a}"),
+            s(&move |r| r.run.values.iter().find(|(k, _)| *k == a2).map(|(_, v)| value_text(v)).unwrap_or_default()),
+        ));
+    }
+    cols.extend([
+        ("status".into(), s(&|r| r.status.map_or("pending", |s| s.as_str()).to_string())),
+        ("reason".into(), s(&|r| r.reason.clone().unwrap_or_default())),
+        ("dataset".into(), s(&|r| r.config.data.dataset.to_string())),
+        ("model".into(), s(&|r| r.config.model.name())),
+        ("depth".into(), i(&|r| r.config.model.depth as i64)),
+        ("width".into(), i(&|r| r.config.model.width as i64)),
+        ("train_seed".into(), i(&|r| r.config.train.seed as i64)),
+        ("corruption_p".into(), f(&|r| r.config.corruption.p)),
+        ("corruption_seed".into(), i(&|r| r.config.corruption.seed as i64)),
+        ("bound_split".into(), s(&|r| format!("{:?}", r.config.data.bound_split).to_lowercase())),
+        ("epochs".into(), i(&|r| r.config.train.epochs as i64)),
+        ("train_acc".into(), f(&|r| r.train_acc)),
+        ("test_acc".into(), f(&|r| r.test_acc)),
+        ("top_ncc_train_acc".into(), f(&|r| r.layers.last().map(|l| l.ncc_train_acc).unwrap_or(f64::NAN))),
+        ("top_ncc_test_acc".into(), f(&|r| r.layers.last().map(|l| l.ncc_test_acc).unwrap_or(f64::NAN))),
+        ("top_cdnv_train".into(), f(&|r| r.layers.last().map(|l| l.cdnv_train).unwrap_or(f64::NAN))),
+        ("wall_s".into(), f(&|r| r.wall_s)),
+    ]);
+    for e in eps {
+        // -1: not separable (or not probed at this ε); the depth itself otherwise.
+        cols.push((
+            format!("effective_depth_{e}"),
+            i(&move |r| match r.effective_depth.iter().find(|(x, _)| (x - e).abs() < 1e-12) {
+                Some((_, Some(d))) => *d as i64,
+                _ => -1,
+            }),
+        ));
+    }
+    cols
+}
+
+pub fn columns_csv(cols: &[(String, Column)]) -> String {
+    let n = cols.first().map(|c| c.1.len()).unwrap_or(0);
+    let mut s = cols.iter().map(|c| csv_field(&c.0)).collect::<Vec<_>>().join(",");
+    s.push('\n');
+    for i in 0..n {
+        let row: Vec<String> = cols
+            .iter()
+            .map(|(_, c)| match c {
+                Column::F64(v) if v[i].is_nan() => String::new(),
+                Column::F64(v) => format!("{}", v[i]),
+                Column::I64(v) => v[i].to_string(),
+                Column::Str(v) => csv_field(&v[i]),
+            })
+            .collect();
+        s.push_str(&row.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+/// Final per-layer values of every run (layers.csv and layers.parquet).
+pub fn layer_table(recs: &[RunRecord]) -> Vec<(String, Column)> {
+    let rows: Vec<(&RunRecord, usize)> = recs.iter().flat_map(|r| (0..r.layers.len()).map(move |i| (r, i))).collect();
+    let f = |g: fn(&LayerFinal) -> f64| Column::F64(rows.iter().map(|(r, i)| g(&r.layers[*i])).collect());
+    vec![
+        ("id".into(), Column::Str(rows.iter().map(|(r, _)| r.run.id.clone()).collect())),
+        ("layer".into(), Column::I64(rows.iter().map(|(_, i)| *i as i64 + 1).collect())),
+        ("ncc_train_acc".into(), f(|l| l.ncc_train_acc)),
+        ("ncc_test_acc".into(), f(|l| l.ncc_test_acc)),
+        ("cdnv_train".into(), f(|l| l.cdnv_train)),
+        ("cdnv_test".into(), f(|l| l.cdnv_test)),
+    ]
+}

@@ -1,0 +1,374 @@
+//! The host reduction: f32 rows in memory, every statistic accumulated in f64 in Rust, networks
+//! and layers in parallel. Used by `measure`, by Python, and by training on the CPU.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use super::{PassPlans, PassStats, Reducer};
+use crate::error::ProbeError;
+use crate::spec::Split;
+use crate::statistics::{
+    Agreement, ClassMoments, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats, WithinClassProjection,
+};
+
+/// Rows per block in pass 2: a block's f64 copy (256 × D × 8 bytes) stays in L2 for D ≤ 512.
+const BLOCK_ROWS: usize = 256;
+
+/// One network's rows of one batch.
+pub struct NetworkRows<'a> {
+    /// Every layer's rows, row-major [n, D_i], layer 1 first.
+    pub layers: Vec<&'a [f32]>,
+    /// The network's logits [n, C], for NC4 (without them NC4 is not measured).
+    pub logits: Option<&'a [f32]>,
+    pub labels: &'a [u32],
+}
+
+/// Index of the first NaN/±∞, scanning branch-free first (it vectorises) and locating only
+/// on failure.
+fn first_non_finite(x: &[f32]) -> Option<usize> {
+    if x.iter().fold(true, |ok, v| ok & v.is_finite()) {
+        None
+    } else {
+        x.iter().position(|v| !v.is_finite())
+    }
+}
+
+/// One layer's accumulators for one split in the current pass.
+struct HostLayer {
+    layer: usize,
+    plan: LayerPlan,
+    rows: u64,
+    moments: Option<ClassMoments>,
+    gram: Option<Gram>,
+    decisions: Option<NccDecisions>,
+    within: Option<WithinClassProjection>,
+    x64: Vec<f64>,
+    x_sq: Vec<f64>,
+    proj: Vec<f64>,
+    scores: Vec<f64>,
+    class_of_row: Vec<Option<usize>>,
+}
+
+impl HostLayer {
+    fn new(layer: usize, plan: &LayerPlan, classes: usize) -> HostLayer {
+        HostLayer {
+            layer,
+            rows: 0,
+            moments: plan.moments.then(|| ClassMoments::new(classes, plan.dim)),
+            gram: plan.gram.then(|| Gram::new(plan.dim)),
+            decisions: plan.decisions.as_ref().map(|_| NccDecisions::default()),
+            within: plan.decisions.as_ref().filter(|_| plan.within).map(|o| WithinClassProjection::new(o.rank)),
+            plan: plan.clone(),
+            x64: Vec::new(),
+            x_sq: Vec::new(),
+            proj: Vec::new(),
+            scores: Vec::new(),
+            class_of_row: Vec::new(),
+        }
+    }
+
+    /// Check and reduce one batch of this layer. Nothing is changed when the batch is refused.
+    fn update(&mut self, split: Split, x: &[f32], y: &[u32], map: &[Option<usize>]) -> Result<(), ProbeError> {
+        let d = self.plan.dim;
+        let rows = y.len();
+        if x.len() != rows * d {
+            return Err(ProbeError::Shape { split: split.name(), layer: self.layer, values: x.len(), rows, dim: d });
+        }
+        let base = self.rows;
+        self.class_of_row.clear();
+        for (i, &label) in y.iter().enumerate() {
+            let c = map.get(label as usize).ok_or(ProbeError::LabelOutOfRange {
+                split: split.name(),
+                row: base + i as u64,
+                label: label as u64,
+                num_classes: map.len(),
+            })?;
+            self.class_of_row.push(*c);
+        }
+        if let Some(p) = first_non_finite(x) {
+            return Err(ProbeError::NonFinite {
+                split: split.name(),
+                layer: self.layer,
+                row: base + (p / d) as u64,
+                col: p % d,
+                value: x[p],
+            });
+        }
+        self.rows += rows as u64;
+        if let Some(m) = self.moments.as_mut() {
+            m.update(x, &self.class_of_row);
+        }
+        if let Some(g) = self.gram.as_mut() {
+            // Rank is of the measured classes' rows only.
+            self.x64.clear();
+            let mut kept = 0;
+            for (row, c) in x.chunks_exact(d).zip(&self.class_of_row) {
+                if c.is_some() {
+                    self.x64.extend(row.iter().map(|&v| v as f64));
+                    kept += 1;
+                }
+            }
+            g.update(&self.x64, kept);
+        }
+        if self.decisions.is_some() {
+            self.decide_and_project(x);
+        }
+        Ok(())
+    }
+
+    /// Pass 2 on one batch, in blocks of BLOCK_ROWS rows that stay in cache: NCC decisions
+    /// against the train means and, where planned, the within-class scatter projected on Q.
+    fn decide_and_project(&mut self, x: &[f32]) {
+        let d = self.plan.dim;
+        let ops = self.plan.decisions.as_ref().expect("pass 2 has decision operands");
+        let ncc = &ops.ncc;
+        let k = ops.classes;
+        let r = ops.rank;
+        let w = k + r;
+        let project = self.within.is_some();
+        let decisions = self.decisions.as_mut().expect("planned");
+        let mut labels = Vec::with_capacity(BLOCK_ROWS);
+        for (xb, cb) in x.chunks(BLOCK_ROWS * d).zip(self.class_of_row.chunks(BLOCK_ROWS)) {
+            self.x64.clear();
+            self.x_sq.clear();
+            labels.clear();
+            for (row, c) in xb.chunks_exact(d).zip(cb) {
+                if let Some(c) = *c {
+                    self.x_sq.push(crate::kernels::widen_with_sq_norm(row, &mut self.x64));
+                    labels.push(c);
+                }
+            }
+            let kept = labels.len();
+            if kept == 0 {
+                continue;
+            }
+            self.scores.resize(kept * w, 0.0);
+            let dst = MatMut::from_row_major_slice_mut(&mut self.scores, kept, w);
+            let xs = MatRef::from_row_major_slice(&self.x64, kept, d);
+            matmul(dst, Accum::Replace, xs, MatRef::from_row_major_slice(&ops.joint, d, w), 1.0, Par::Seq);
+            for (i, &label) in labels.iter().enumerate() {
+                if ncc.decide(self.x_sq[i], &self.scores[i * w..i * w + k]) == label {
+                    decisions.correct += 1;
+                }
+            }
+            decisions.counted += kept as u64;
+            if project {
+                self.proj.clear();
+                for (i, &label) in labels.iter().enumerate() {
+                    let xq = &self.scores[i * w + k..(i + 1) * w];
+                    let mq = &ops.mean_proj[label * r..(label + 1) * r];
+                    self.proj.extend(xq.iter().zip(mq).map(|(a, b)| a - b));
+                }
+                self.within.as_mut().unwrap().update(&self.proj, kept);
+            }
+        }
+    }
+
+    fn stats(&mut self) -> LayerStats {
+        LayerStats {
+            rows: self.rows,
+            moments: self.moments.take(),
+            gram: self.gram.take(),
+            decisions: self.decisions.take(),
+            within: self.within.take(),
+        }
+    }
+}
+
+/// One network's accumulators for one split in the current pass.
+struct HostSplit {
+    plan: SplitPlan,
+    layers: Vec<HostLayer>,
+    agreement: Option<Agreement>,
+    scratch: (Vec<f64>, Vec<f64>, Vec<usize>),
+}
+
+impl HostSplit {
+    fn new(plan: SplitPlan) -> HostSplit {
+        let c = plan.classes.len();
+        let layers = plan.layers.iter().enumerate().map(|(i, l)| HostLayer::new(i + 1, l, c)).collect();
+        HostSplit { agreement: plan.agreement.then(Agreement::default), plan, layers, scratch: Default::default() }
+    }
+
+    fn update_layer(&mut self, layer: usize, x: &[f32], y: &[u32]) -> Result<(), ProbeError> {
+        let nl = self.layers.len();
+        if layer == 0 || layer > nl {
+            return Err(ProbeError::NoSuchLayer { layer, layers: nl });
+        }
+        let split = self.plan.split;
+        let map = self.plan.class_map.clone();
+        self.layers[layer - 1].update(split, x, y, &map)
+    }
+
+    /// Every layer at once, layers in parallel.
+    fn update_all(&mut self, xs: &[&[f32]], y: &[u32]) -> Result<(), ProbeError> {
+        if xs.len() != self.layers.len() {
+            return Err(ProbeError::InvalidSpec(format!(
+                "got {} layer batches for a probe of {} layers",
+                xs.len(),
+                self.layers.len()
+            )));
+        }
+        let split = self.plan.split;
+        let map = &self.plan.class_map;
+        self.layers
+            .par_iter_mut()
+            .zip(xs.par_iter())
+            .map(|(l, x)| l.update(split, x, y, map))
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
+    }
+
+    /// NC4: how often the top layer's NCC label equals the network's argmax.
+    fn update_agreement(&mut self, x_top: &[f32], logits: &[f32], y: &[u32]) -> Result<(), ProbeError> {
+        let split = self.plan.split;
+        let top = self.layers.last().expect("at least one layer");
+        let Some(agreement) = self.agreement.as_mut() else {
+            return Err(ProbeError::WrongPass("NC4 agreement is fed in pass 2, once the train means are final".into()));
+        };
+        let ops = top.plan.decisions.as_ref().expect("NC4 is planned with the decisions");
+        let c = self.plan.num_classes;
+        let d = top.plan.dim;
+        let rows = y.len();
+        if x_top.len() != rows * d || logits.len() != rows * c {
+            return Err(ProbeError::Shape { split: split.name(), layer: top.layer, values: x_top.len(), rows, dim: d });
+        }
+        let (x64, scores, preds) = &mut self.scratch;
+        x64.clear();
+        x64.extend(x_top.iter().map(|&v| v as f64));
+        ops.ncc.predict_into(x64, rows, scores, preds);
+        for (i, &label) in y.iter().enumerate() {
+            if (label as usize) >= c || self.plan.class_map[label as usize].is_none() {
+                continue;
+            }
+            let row = &logits[i * c..(i + 1) * c];
+            let mut best = 0;
+            for k in 1..c {
+                if row[k] > row[best] {
+                    best = k;
+                }
+            }
+            agreement.total += 1;
+            if self.plan.classes[preds[i]] == best {
+                agreement.agree += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, rows: &NetworkRows<'_>) -> Result<(), ProbeError> {
+        self.update_all(&rows.layers, rows.labels)?;
+        if let (true, Some(lg)) = (self.agreement.is_some(), rows.logits) {
+            self.update_agreement(rows.layers.last().expect("at least one layer"), lg, rows.labels)?;
+        }
+        Ok(())
+    }
+
+    fn stats(&mut self) -> SplitStats {
+        SplitStats { layers: self.layers.iter_mut().map(HostLayer::stats).collect(), agreement: self.agreement }
+    }
+}
+
+#[derive(Default)]
+struct HostNetwork {
+    failed: Option<ProbeError>,
+    splits: Option<[HostSplit; 2]>,
+}
+
+/// The host reduction of K networks (K = 1 for `measure` and Python).
+pub struct HostReducer {
+    nets: Vec<HostNetwork>,
+}
+
+impl HostReducer {
+    pub fn new(networks: usize) -> HostReducer {
+        HostReducer { nets: (0..networks).map(|_| HostNetwork::default()).collect() }
+    }
+
+    fn split(&mut self, k: usize, split: Split) -> Result<&mut HostSplit, ProbeError> {
+        let net = &mut self.nets[k];
+        if let Some(e) = &net.failed {
+            return Err(e.clone());
+        }
+        net.splits
+            .as_mut()
+            .map(|s| &mut s[split.idx()])
+            .ok_or_else(|| ProbeError::WrongPass("no pass has begun (the probe has finished)".into()))
+    }
+
+    /// Push one layer's batch of network k (the Python and single-layer path). An error leaves
+    /// the accumulators as they were.
+    pub fn update_layer(
+        &mut self,
+        k: usize,
+        split: Split,
+        layer: usize,
+        x: &[f32],
+        y: &[u32],
+    ) -> Result<(), ProbeError> {
+        self.split(k, split)?.update_layer(layer, x, y)
+    }
+
+    /// Push every layer's batch of network k at once.
+    pub fn update_all(&mut self, k: usize, split: Split, xs: &[&[f32]], y: &[u32]) -> Result<(), ProbeError> {
+        self.split(k, split)?.update_all(xs, y)
+    }
+
+    /// Push the top layer's rows with the network's logits for NC4 (pass 2).
+    pub fn update_agreement(
+        &mut self,
+        k: usize,
+        split: Split,
+        x_top: &[f32],
+        logits: &[f32],
+        y: &[u32],
+    ) -> Result<(), ProbeError> {
+        self.split(k, split)?.update_agreement(x_top, logits, y)
+    }
+}
+
+impl Reducer for HostReducer {
+    /// Network k's rows at index k.
+    type Batch<'a> = &'a [NetworkRows<'a>];
+
+    fn begin(&mut self, plans: PassPlans) {
+        assert_eq!(plans.len(), self.nets.len(), "one plan per network");
+        for (net, plan) in self.nets.iter_mut().zip(plans) {
+            net.splits = plan.map(|[train, test]| [HostSplit::new(train), HostSplit::new(test)]);
+        }
+    }
+
+    fn update(&mut self, split: Split, batch: Self::Batch<'_>) -> Result<(), ProbeError> {
+        assert_eq!(batch.len(), self.nets.len(), "one batch of rows per network");
+        self.nets.par_iter_mut().zip(batch.par_iter()).for_each(|(net, rows)| {
+            if net.failed.is_some() {
+                return;
+            }
+            if let Some(s) = net.splits.as_mut() {
+                if let Err(e) = s[split.idx()].update(rows) {
+                    net.failed = Some(e);
+                    net.splits = None;
+                }
+            }
+        });
+        let planned = self.nets.iter().filter(|n| n.failed.is_some() || n.splits.is_some());
+        match planned.clone().all(|n| n.failed.is_some()) && planned.count() > 0 {
+            true => Err(self.nets.iter().find_map(|n| n.failed.clone()).expect("a failure")),
+            false => Ok(()),
+        }
+    }
+
+    fn end(&mut self) -> PassStats {
+        self.nets
+            .iter_mut()
+            .map(|net| {
+                if let Some(e) = net.failed.take() {
+                    net.splits = None;
+                    return Some(Err(e));
+                }
+                net.splits.take().map(|mut s| Ok([s[0].stats(), s[1].stats()]))
+            })
+            .collect()
+    }
+}

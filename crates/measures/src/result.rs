@@ -1,0 +1,185 @@
+//! What a probe returns: per-layer measures and the effective depths, as written to
+//! summary.json and metrics.csv (keys in docs/result-files.md), and [`assemble`], which turns
+//! the accumulated statistics into them through the pure functions of each measure's file.
+
+use std::collections::BTreeMap;
+
+use faer::Side;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::cdnv::{cdnv_mean, cdnv_pairs};
+use crate::collapse::{fuzziness, nc1, nc2_equiangularity, nc2_equinorm, nc3_self_duality};
+use crate::effective_depth::effective_depth;
+use crate::json;
+use crate::ncc::ncc_accuracy;
+use crate::probe::LayerAccum;
+use crate::rank::{effective_rank, numerical_rank};
+use crate::separation::{fit_log_linear, LogLinearFit};
+use crate::spec::{eps_key, ProbeSpec, Split};
+use crate::statistics::Agreement;
+
+/// Per-layer results. Keys are stable; see docs/result-files.md.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LayerResult {
+    pub layer: usize,
+    pub dim: usize,
+    #[serde(serialize_with = "json::f64_value", deserialize_with = "json::de_f64")]
+    pub ncc_train_acc: f64,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub ncc_test_acc: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub cdnv_train: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub cdnv_test: Option<f64>,
+    /// Mean over classes of the within-class variance Var_f(S_c) on train.
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub within_class_variance_train: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub nc1: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub fuzziness: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub nc2_equinorm: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub nc2_equiangularity: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub nc3_self_duality: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub nc4_agreement_train: Option<f64>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub nc4_agreement_test: Option<f64>,
+    #[serde(default)]
+    pub numerical_rank: Option<usize>,
+    #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
+    pub effective_rank: Option<f64>,
+    /// CDNV of every class pair (C×C row-major, NaN on the diagonal); written to cdnv_pairs.csv.
+    #[serde(skip)]
+    pub cdnv_pairs_train: Vec<f64>,
+    #[serde(skip)]
+    pub cdnv_pairs_test: Vec<f64>,
+}
+
+impl LayerResult {
+    /// (metric name, split, value) for every scalar measure, in a fixed order (metrics.csv).
+    pub fn scalar_metrics(&self) -> Vec<(&'static str, Split, Option<f64>)> {
+        use Split::{Test, Train};
+        vec![
+            ("ncc_acc", Train, Some(self.ncc_train_acc)),
+            ("ncc_acc", Test, self.ncc_test_acc),
+            ("cdnv", Train, self.cdnv_train),
+            ("cdnv", Test, self.cdnv_test),
+            ("within_class_variance", Train, self.within_class_variance_train),
+            ("nc1", Train, self.nc1),
+            ("fuzziness", Train, self.fuzziness),
+            ("nc2_equinorm", Train, self.nc2_equinorm),
+            ("nc2_equiangularity", Train, self.nc2_equiangularity),
+            ("nc3_self_duality", Train, self.nc3_self_duality),
+            ("nc4_agreement", Train, self.nc4_agreement_train),
+            ("nc4_agreement", Test, self.nc4_agreement_test),
+            ("numerical_rank", Train, self.numerical_rank.map(|r| r as f64)),
+            ("effective_rank", Train, self.effective_rank),
+        ]
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub num_classes: usize,
+    /// The classes measured (all, or the requested subset), in the order of the pair matrices.
+    pub classes: Vec<usize>,
+    pub train_samples: u64,
+    pub test_samples: u64,
+    pub layers: Vec<LayerResult>,
+    /// ε → first layer with NCC train error ≤ ε; null when no layer is ε-separable.
+    pub effective_depth: BTreeMap<String, Option<usize>>,
+    /// He–Su log-linear fit of fuzziness across layers.
+    pub fuzziness_fit: Option<LogLinearFit>,
+}
+
+impl ProbeResult {
+    /// The ε-effective depth for `eps` (None: not separable, or ε not measured).
+    pub fn effective_depth_at(&self, eps: f64) -> Option<usize> {
+        self.effective_depth.get(&eps_key(eps)).copied().flatten()
+    }
+}
+
+/// Every measure of every layer from the statistics of both passes.
+pub(crate) fn assemble(
+    spec: &ProbeSpec,
+    classes: &[usize],
+    layers: &[LayerAccum],
+    classifier: Option<&[f32]>,
+    agreement: &[Agreement; 2],
+) -> ProbeResult {
+    let k = classes.len();
+    let nl = layers.len();
+    let results: Vec<LayerResult> =
+        layers.par_iter().map(|l| layer_result(l, k, l.layer == nl, classifier, agreement)).collect();
+    let errs: Vec<f64> = results.iter().map(|l| 1.0 - l.ncc_train_acc).collect();
+    let effective_depth = spec.eps.iter().map(|&e| (eps_key(e), effective_depth(&errs, e))).collect();
+    let fz: Vec<(usize, f64)> = results.iter().filter_map(|l| l.fuzziness.map(|f| (l.layer, f))).collect();
+    ProbeResult {
+        num_classes: spec.num_classes,
+        classes: classes.to_vec(),
+        train_samples: layers[0].decisions[0].counted,
+        test_samples: layers[0].decisions[1].counted,
+        layers: results,
+        effective_depth,
+        fuzziness_fit: fit_log_linear(&fz),
+    }
+}
+
+fn layer_result(
+    l: &LayerAccum,
+    k: usize,
+    is_top: bool,
+    classifier: Option<&[f32]>,
+    agreement: &[Agreement; 2],
+) -> LayerResult {
+    let pairs_train = cdnv_pairs(&l.train);
+    let pairs_test = cdnv_pairs(&l.test);
+    let vars: Vec<f64> = (0..k).filter_map(|c| l.train.variance(c)).collect();
+    let (nc1v, fz, eqn, eqa) = match (&l.subspace, &l.within) {
+        (Some(sub), Some(w)) => (nc1(sub, w), fuzziness(sub, w), nc2_equinorm(sub), nc2_equiangularity(sub)),
+        _ => (None, None, None, None),
+    };
+    let nc3 =
+        if is_top { classifier.and_then(|w| nc3_self_duality(&l.train, &l.train.global_mean(), w)) } else { None };
+    let agree = |s: usize| {
+        let a = agreement[s];
+        (is_top && a.total > 0).then(|| a.agree as f64 / a.total as f64)
+    };
+    let (nrank, erank) = match &l.gram {
+        Some(g) => {
+            let sv: Vec<f64> = g
+                .sum
+                .self_adjoint_eigenvalues(Side::Lower)
+                .map(|ev| ev.into_iter().map(|v| v.max(0.0).sqrt()).collect())
+                .unwrap_or_default();
+            let n = l.train.total() as usize;
+            (Some(numerical_rank(&sv, n, l.dim)), effective_rank(&sv))
+        }
+        None => (None, None),
+    };
+    LayerResult {
+        layer: l.layer,
+        dim: l.dim,
+        ncc_train_acc: ncc_accuracy(&l.decisions[0]).unwrap_or(f64::NAN),
+        ncc_test_acc: ncc_accuracy(&l.decisions[1]),
+        cdnv_train: cdnv_mean(&pairs_train, k),
+        cdnv_test: cdnv_mean(&pairs_test, k),
+        within_class_variance_train: (!vars.is_empty()).then(|| vars.iter().sum::<f64>() / vars.len() as f64),
+        nc1: nc1v,
+        fuzziness: fz,
+        nc2_equinorm: eqn,
+        nc2_equiangularity: eqa,
+        nc3_self_duality: nc3,
+        nc4_agreement_train: agree(0),
+        nc4_agreement_test: agree(1),
+        numerical_rank: nrank,
+        effective_rank: erank,
+        cdnv_pairs_train: pairs_train,
+        cdnv_pairs_test: pairs_test,
+    }
+}

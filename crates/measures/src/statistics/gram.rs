@@ -1,0 +1,43 @@
+//! Accumulator: the Gram matrix Σ x xᵀ of one layer's train rows (measured classes only), from
+//! which the numerical and effective rank are computed (`rank.rs`). D×D memory, so it is kept
+//! only for layers of dimension ≤ `rank_max_dim`.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
+
+#[derive(Clone, Debug)]
+pub struct Gram {
+    pub dim: usize,
+    pub sum: Mat<f64>,
+}
+
+impl Gram {
+    pub fn new(dim: usize) -> Self {
+        Gram { dim, sum: Mat::zeros(dim, dim) }
+    }
+
+    /// A D×D row-major sum reduced elsewhere (a device).
+    pub fn from_row_major(dim: usize, v: &[f64]) -> Self {
+        assert_eq!(v.len(), dim * dim, "a Gram matrix is D×D");
+        Gram { dim, sum: Mat::from_fn(dim, dim, |i, j| v[i * dim + j]) }
+    }
+
+    /// Add `rows` rows of f64 values (row-major [rows, dim]).
+    pub fn update(&mut self, x64: &[f64], rows: usize) {
+        let xm = MatRef::from_row_major_slice(x64, rows, self.dim);
+        matmul(self.sum.as_mut(), Accum::Add, xm.transpose(), xm, 1.0, Par::Seq);
+    }
+
+    pub fn merge(&mut self, other: &Gram) {
+        assert_eq!(self.dim, other.dim, "Gram matrices of different dimensions");
+        for i in 0..self.dim {
+            for j in 0..self.dim {
+                self.sum[(i, j)] += other.sum[(i, j)];
+            }
+        }
+    }
+
+    pub fn is_finite(&self) -> bool {
+        (0..self.dim).all(|i| (0..self.dim).all(|j| self.sum[(i, j)].is_finite()))
+    }
+}

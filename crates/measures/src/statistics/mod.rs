@@ -1,0 +1,99 @@
+//! The statistics a probe accumulates, one accumulator per file, and the two types every
+//! reduction (the host engine here, a device in the engine) speaks:
+//!
+//! * [`SplitPlan`]: what to accumulate for one split in the current pass, per layer;
+//! * [`SplitStats`]: what was accumulated, per layer.
+//!
+//! Adding a measure = one accumulator here + a field in [`LayerStats`] + one pure function
+//! that turns it into the measure + its result field. Every reduction builds `LayerStats` with
+//! all its fields named, so a statistic a reduction does not implement does not compile, and the
+//! probe refuses statistics that do not match the plan, naming the one that is missing.
+
+mod agreement;
+mod class_moments;
+mod gram;
+mod ncc_decisions;
+mod within_scatter;
+
+use std::sync::Arc;
+
+pub use agreement::Agreement;
+pub use class_moments::ClassMoments;
+pub use gram::Gram;
+pub use ncc_decisions::NccDecisions;
+pub use within_scatter::WithinClassProjection;
+
+use crate::ncc::NccClassifier;
+use crate::spec::{Pass, Split};
+
+/// What pass 2 needs on one layer: the NCC decision is argmin_c ‖x‖² − 2x·μ_c + ‖μ_c‖² (lowest
+/// index on ties), with x·μ_c the first `classes` columns of x·joint; the projection on the
+/// between-class subspace is the other `rank` columns minus `mean_proj[y]`.
+#[derive(Clone, Debug)]
+pub struct DecisionOperands {
+    pub dim: usize,
+    pub classes: usize,
+    pub rank: usize,
+    /// [μ_1 … μ_C | Q], D × (C + r) row-major: one GEMM gives the NCC dot products and the
+    /// projections.
+    pub joint: Vec<f64>,
+    /// μ_c·Q, C × r row-major.
+    pub mean_proj: Vec<f64>,
+    /// The train means as a classifier (NC4 on the host predicts with it).
+    pub ncc: NccClassifier,
+}
+
+impl DecisionOperands {
+    /// ‖μ_c‖² of every class.
+    pub fn mean_sq_norms(&self) -> &[f64] {
+        self.ncc.mean_sq_norms()
+    }
+}
+
+/// What one layer accumulates over one split in one pass.
+#[derive(Clone, Debug)]
+pub struct LayerPlan {
+    pub dim: usize,
+    /// Per-class moments.
+    pub moments: bool,
+    /// The Gram matrix (pass 1, train, layers within `rank_max_dim`).
+    pub gram: bool,
+    /// NCC decisions against the train means (pass 2).
+    pub decisions: Option<Arc<DecisionOperands>>,
+    /// The projected within-class scatter (pass 2, train; needs `decisions`).
+    pub within: bool,
+}
+
+/// What a reduction accumulates for one network over one split in one pass.
+#[derive(Clone, Debug)]
+pub struct SplitPlan {
+    pub pass: Pass,
+    pub split: Split,
+    /// All labels run over 0..num_classes.
+    pub num_classes: usize,
+    /// Label → index among the measured classes (None: outside a class subset).
+    pub class_map: Arc<Vec<Option<usize>>>,
+    /// Measured index → label (NC4 compares the NCC label with the network's argmax over all C).
+    pub classes: Arc<Vec<usize>>,
+    pub layers: Vec<LayerPlan>,
+    /// NC4 agreement at the top layer (needs the logits).
+    pub agreement: bool,
+}
+
+/// One layer's statistics of one split in one pass, however they were reduced.
+#[derive(Clone, Debug)]
+pub struct LayerStats {
+    /// Rows fed (all of them, in measured classes or not).
+    pub rows: u64,
+    pub moments: Option<ClassMoments>,
+    pub gram: Option<Gram>,
+    pub decisions: Option<NccDecisions>,
+    pub within: Option<WithinClassProjection>,
+}
+
+/// One network's statistics of one split in one pass.
+#[derive(Clone, Debug)]
+pub struct SplitStats {
+    pub layers: Vec<LayerStats>,
+    pub agreement: Option<Agreement>,
+}

@@ -1,0 +1,257 @@
+//! A run folder as types: every file depthprobe writes into it is a type here, used both to write
+//! it and to read it back (training, resume, the sweep tools, the report, Python's `read_run`).
+//! File formats are in docs/result-files.md and docs/checkpoints.md.
+//!
+//! | file | type |
+//! |---|---|
+//! | `summary.json` | [`Summary`] (with [`Status`]) |
+//! | `metrics.csv` | [`MetricBlock`] rows |
+//! | `cdnv_pairs.csv` | written from the probe result |
+//! | `checkpoint.json` | [`CheckpointMeta`] |
+//! | `config.toml` | `depthprobe_config::Config` |
+//! | `corrupted_labels.csv` | [`Relabel`] rows |
+
+mod atomic;
+mod checkpoint;
+mod metrics;
+mod summary;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use depthprobe_config::Config;
+use depthprobe_measures::ProbeResult;
+
+pub use atomic::{json_text, write_all_atomic, write_atomic};
+pub use checkpoint::{state_file, CheckpointMeta, CHECKPOINT_FORMAT};
+pub use metrics::{cdnv_pairs_csv, metric_rows, metrics_csv, read_metrics, MetricBlock, MetricRow};
+pub use summary::{BatchInfo, CorruptionInfo, NetworkMetrics, Source, Status, Summary};
+
+/// A train label that corruption changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relabel {
+    pub index: usize,
+    pub original: i64,
+    pub corrupted: i64,
+}
+
+/// The files a run folder can hold; a fresh run removes the ones an earlier run left.
+const RUN_FILES: [&str; 6] =
+    ["summary.json", "metrics.csv", "cdnv_pairs.csv", "corrupted_labels.csv", "config.toml", "checkpoint.json"];
+
+/// A run folder (or a `measure` / `probe` output folder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFolder(pub PathBuf);
+
+impl RunFolder {
+    pub fn new(path: impl Into<PathBuf>) -> RunFolder {
+        RunFolder(path.into())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The folder's last component: how a batched group names its runs.
+    pub fn name(&self) -> String {
+        self.0.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| self.0.display().to_string())
+    }
+
+    /// Whether the folder holds a run (a config or a summary).
+    pub fn holds_run(&self) -> bool {
+        self.file("summary.json").exists() || self.file("config.toml").exists()
+    }
+
+    /// Make the folder ready for a fresh run: refuse to overwrite an earlier run unless `force`,
+    /// then write config.toml and, with corruption, corrupted_labels.csv.
+    pub fn start(&self, cfg: &Config, changed: &[Relabel], force: bool) -> Result<()> {
+        let out = self.path();
+        if self.holds_run() {
+            if !force {
+                bail!("{} already holds a run (config.toml / summary.json); pass --force to overwrite it or choose another --out", out.display());
+            }
+            for f in RUN_FILES {
+                let _ = std::fs::remove_file(out.join(f));
+            }
+            let _ = std::fs::remove_dir_all(out.join("checkpoints"));
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create run folder", out.display()))?;
+        write_atomic(&self.file("config.toml"), cfg.to_toml().as_bytes())?;
+        if cfg.corruption.p > 0.0 {
+            let mut s = String::from("index,original_label,corrupted_label\n");
+            for r in changed {
+                let _ = writeln!(s, "{},{},{}", r.index, r.original, r.corrupted);
+            }
+            write_atomic(&self.file("corrupted_labels.csv"), s.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        Config::from_file(&self.file("config.toml"), &[])
+    }
+
+    /// summary.json, or None when there is none yet.
+    pub fn summary(&self) -> Result<Option<Summary>> {
+        let p = self.file("summary.json");
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", p.display())),
+        };
+        serde_json::from_str(&text).map(Some).with_context(|| format!("{}: not a depthprobe summary.json", p.display()))
+    }
+
+    /// metrics.csv (empty when there is none yet).
+    pub fn metrics(&self) -> Result<Vec<MetricBlock>> {
+        let p = self.file("metrics.csv");
+        if !p.exists() {
+            return Ok(Vec::new());
+        }
+        read_metrics(&p)
+    }
+
+    /// Write summary.json, metrics.csv and (with a probe) cdnv_pairs.csv as one unit.
+    pub fn write_results(&self, summary: &Summary, metrics: &[MetricBlock]) -> Result<()> {
+        let mut files = vec![
+            (self.file("metrics.csv"), metrics_csv(metrics).into_bytes()),
+            (self.file("summary.json"), json_text(summary)?.into_bytes()),
+        ];
+        if let Some(r) = &summary.result {
+            files.push((self.file("cdnv_pairs.csv"), cdnv_pairs_csv(r).into_bytes()));
+        }
+        write_all_atomic(&files)
+    }
+
+    /// What `measure` and `probe` write: summary.json, metrics.csv, cdnv_pairs.csv.
+    pub fn write_probe(&self, summary: &Summary, epoch: Option<usize>) -> Result<()> {
+        let result: &ProbeResult = summary.result.as_ref().context("a probe summary holds a result")?;
+        std::fs::create_dir_all(self.path()).with_context(|| format!("{}: cannot create", self.path().display()))?;
+        self.write_results(summary, &[MetricBlock { epoch, rows: metric_rows(result) }])
+    }
+
+    /// checkpoint.json, or None before the first checkpoint.
+    pub fn checkpoint(&self) -> Result<Option<CheckpointMeta>> {
+        let p = self.file("checkpoint.json");
+        let Ok(text) = std::fs::read_to_string(&p) else { return Ok(None) };
+        let c: CheckpointMeta = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a depthprobe checkpoint.json", p.display()))?;
+        if c.format != CHECKPOINT_FORMAT {
+            bail!("{}: format '{}' is not {CHECKPOINT_FORMAT}", p.display(), c.format);
+        }
+        Ok(Some(c))
+    }
+
+    /// The state file saved after `epoch`, if it is still there.
+    pub fn state_at(&self, epoch: usize) -> Option<PathBuf> {
+        let p = self.file(&state_file(epoch));
+        p.is_file().then_some(p)
+    }
+
+    /// Where the state of `epoch` goes (the checkpoints/ folder is created).
+    pub fn new_state_path(&self, epoch: usize) -> Result<PathBuf> {
+        let dir = self.file("checkpoints");
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        Ok(self.file(&state_file(epoch)))
+    }
+
+    /// Point checkpoint.json at the state of `epoch` (which must be complete on disk).
+    pub fn commit_checkpoint(&self, epoch: usize) -> Result<()> {
+        write_atomic(&self.file("checkpoint.json"), json_text(&CheckpointMeta::new(epoch))?.as_bytes())
+    }
+
+    /// Remove every state file but the one of `keep`.
+    pub fn prune_states(&self, keep: usize) {
+        let keep = self.file(&state_file(keep));
+        if let Ok(entries) = std::fs::read_dir(self.file("checkpoints")) {
+            for e in entries.flatten() {
+                if e.path() != keep {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use depthprobe_measures::{LayerProbe, ProbeSpec, Split};
+
+    fn probe_result() -> ProbeResult {
+        let mut p = LayerProbe::new(ProbeSpec::new(2, vec![2])).unwrap();
+        let x = [0.0f32, 0.0, 1.0, 0.0, 5.0, 5.0, 6.0, 5.0];
+        let y = [0u32, 0, 1, 1];
+        p.update(Split::Train, 1, &x, &y).unwrap();
+        p.next_pass().unwrap();
+        p.update(Split::Train, 1, &x, &y).unwrap();
+        p.update(Split::Test, 1, &x, &y).unwrap();
+        p.finish().unwrap()
+    }
+
+    #[test]
+    fn summary_round_trips_through_its_type() {
+        let mut s = Summary::of_probe(probe_result(), 1.5);
+        s.status = Some(Status::Running);
+        s.epochs = Some(3);
+        s.network = Some(NetworkMetrics { train_acc: 1.0, test_acc: f64::NAN, train_loss: 0.1, test_loss: 0.2 });
+        s.batch = Some(BatchInfo { size: 2, runs: vec!["a".into(), "b".into()] });
+        s.source = Some(Source::Embeddings { train: "tr".into(), test: "te".into() });
+        let text = json_text(&s).unwrap();
+        assert!(text.contains("\"test_acc\": null") && text.contains("\"status\": \"running\""), "{text}");
+        let back: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.status, Some(Status::Running));
+        assert_eq!(back.batch, s.batch);
+        assert!(back.network.unwrap().test_acc.is_nan());
+        assert_eq!(back.result.unwrap().layers[0].ncc_train_acc, 1.0);
+        assert_eq!(json_text(&serde_json::from_str::<Summary>(&text).unwrap()).unwrap(), text);
+        // A run that failed before its first probe has neither a result nor network metrics.
+        let bare = r#"{"status": "failed", "reason": "no data", "wall_s": 0.1}"#;
+        let b: Summary = serde_json::from_str(bare).unwrap();
+        assert!(b.result.is_none() && b.network.is_none() && b.status == Some(Status::Failed));
+        // Infinite CDNV is the string "inf" in the file and +∞ again when read.
+        let inf = text.replace("\"cdnv_train\": 0.", "\"cdnv_train\": \"inf\", \"x\": 0.");
+        if inf != text {
+            let r: Summary = serde_json::from_str(&inf).unwrap();
+            assert_eq!(r.result.unwrap().layers[0].cdnv_train, Some(f64::INFINITY));
+        }
+        let e = serde_json::from_str::<Summary>(r#"{"status": "paused", "wall_s": 1}"#).unwrap_err().to_string();
+        assert!(e.contains("paused"), "{e}");
+    }
+
+    #[test]
+    fn metrics_round_trip_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = RunFolder::new(tmp.path());
+        let rows = metric_rows(&probe_result());
+        let blocks = vec![
+            MetricBlock { epoch: Some(0), rows: rows.clone() },
+            MetricBlock { epoch: Some(2), rows: vec![MetricRow::network(Split::Test, "acc", 1.0 / 3.0)] },
+        ];
+        let s = Summary::of_probe(probe_result(), 0.0);
+        f.write_results(&s, &blocks).unwrap();
+        assert_eq!(f.metrics().unwrap(), blocks);
+        std::fs::write(f.file("metrics.csv"), "epoch,layer,split,metric,value\n1,1,val,ncc_acc,1\n").unwrap();
+        let e = f.metrics().unwrap_err().to_string();
+        assert!(e.contains("metrics.csv: line 2") && e.contains("split must be train or test"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_meta_names_its_state_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = RunFolder::new(tmp.path());
+        assert!(f.checkpoint().unwrap().is_none());
+        let p = f.new_state_path(7).unwrap();
+        std::fs::write(&p, b"x").unwrap();
+        f.commit_checkpoint(7).unwrap();
+        let c = f.checkpoint().unwrap().unwrap();
+        assert_eq!((c.epoch, c.file.as_str()), (7, "checkpoints/epoch-00007.safetensors"));
+        assert_eq!(f.state_at(7), Some(p));
+        assert_eq!(f.state_at(6), None);
+    }
+}
