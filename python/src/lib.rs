@@ -48,7 +48,7 @@ impl NativeProbe {
 #[pymethods]
 impl NativeProbe {
     #[new]
-    #[pyo3(signature = (num_classes, dims, eps, classes=None, rank_max_dim=0))]
+    #[pyo3(signature = (num_classes, dims, eps, classes=None, rank_max_dim=depthprobe_measures::DEFAULT_RANK_MAX_DIM))]
     fn new(
         num_classes: usize,
         dims: Vec<usize>,
@@ -117,9 +117,36 @@ impl NativeProbe {
     }
 }
 
+/// A run, probe or measure folder's summary.json, read through the run folder's types (the
+/// same code the CLI writes it with) and returned as JSON text; None when there is none.
+#[pyfunction]
+fn read_summary(path: std::path::PathBuf) -> PyResult<Option<String>> {
+    let s =
+        depthprobe_runfolder::RunFolder::new(path).summary().map_err(|e| DepthprobeError::new_err(format!("{e:#}")))?;
+    s.map(|s| depthprobe_runfolder::json_text(&s).map_err(|e| DepthprobeError::new_err(format!("{e:#}")))).transpose()
+}
+
+/// A metrics.csv read through the run folder's types: rows of (epoch or None, layer or None,
+/// split, metric, value); undefined values are NaN.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn read_metrics(path: std::path::PathBuf) -> PyResult<Vec<(Option<usize>, Option<usize>, String, String, f64)>> {
+    let blocks = depthprobe_runfolder::read_metrics(&path).map_err(|e| DepthprobeError::new_err(format!("{e:#}")))?;
+    Ok(blocks
+        .into_iter()
+        .flat_map(|b| {
+            b.rows.into_iter().map(move |r| (b.epoch, r.layer, r.split.name().to_string(), r.metric, r.value))
+        })
+        .collect())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeProbe>()?;
     m.add("DepthprobeError", m.py().get_type::<DepthprobeError>())?;
+    m.add("DEFAULT_EPS", depthprobe_measures::DEFAULT_EPS.to_vec())?;
+    m.add("DEFAULT_RANK_MAX_DIM", depthprobe_measures::DEFAULT_RANK_MAX_DIM)?;
+    m.add_function(wrap_pyfunction!(read_summary, m)?)?;
+    m.add_function(wrap_pyfunction!(read_metrics, m)?)?;
     Ok(())
 }

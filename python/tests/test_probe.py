@@ -64,6 +64,17 @@ def test_equals_cli_measure(tmp_path):
     # And read_run loads the same folder.
     run = depthprobe.read_run(tmp_path / "out")
     assert run["summary"]["layers"][0]["ncc_train_acc"] == cli["layers"][0]["ncc_train_acc"]
+    m = run["metrics"]
+    assert list(m.columns) == ["layer", "split", "metric", "value"]
+    top = m[(m.layer == 3) & (m.split == "train") & (m.metric == "ncc_acc")]["value"].item()
+    assert top == cli["layers"][2]["ncc_train_acc"]
+    # The typed reader refuses a malformed summary.json and names it.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "summary.json").write_text('{"status": "paused", "wall_s": 1}')
+    with pytest.raises(depthprobe.DepthprobeError, match="bad/summary.json"):
+        depthprobe.read_run(bad)
+    assert depthprobe.DEFAULT_EPS == (0.01, 0.05, 0.1) and depthprobe.DEFAULT_RANK_MAX_DIM == 0
 
 
 def test_many_small_updates_equal_one_big_update():

@@ -491,3 +491,39 @@ pub fn probe_checkpoint(
     out_folder.write_results(&s, &[MetricBlock { epoch: Some(c.epoch), rows }])?;
     Ok(RunResult { summary: s, result: o.result })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kill between the group's checkpoint steps leaves runs at different epochs: they go back
+    /// to the earliest one they all still have; a run that no longer has it keeps its own.
+    #[test]
+    fn resuming_runs_align_on_the_checkpoint_they_all_have() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = |name: &str| RunSpec {
+            cfg: Config::default(),
+            opts: RunOptions { out: tmp.path().join(name), data_dir: None, force: false, quiet: true },
+            resume: true,
+        };
+        let runs = vec![spec("a"), spec("b"), spec("c")];
+        // a: committed epoch 4, still has epoch 2's state; b: committed 2; c: committed 4 only.
+        for (r, states) in runs.iter().zip([&[2usize, 4][..], &[2], &[4]]) {
+            let f = RunFolder::new(&r.opts.out);
+            for &e in states {
+                std::fs::write(f.new_state_path(e).unwrap(), b"state").unwrap();
+            }
+        }
+        let start = |e: usize, out: &Path| Start {
+            epoch: e,
+            state: Some(out.join(depthprobe_runfolder::state_file(e))),
+            blocks: (0..=e).step_by(2).map(|ep| MetricBlock { epoch: Some(ep), rows: Vec::new() }).collect(),
+        };
+        let mut starts = vec![start(4, &runs[0].opts.out), start(2, &runs[1].opts.out), start(4, &runs[2].opts.out)];
+        align(&runs, &mut starts);
+        assert_eq!(starts.iter().map(|s| s.epoch).collect::<Vec<_>>(), vec![2, 2, 4]);
+        assert_eq!(starts[0].state, RunFolder::new(&runs[0].opts.out).state_at(2));
+        assert_eq!(starts[0].blocks.last().unwrap().epoch, Some(2), "metrics after the epoch are dropped");
+        assert_eq!(starts[2].blocks.last().unwrap().epoch, Some(4));
+    }
+}

@@ -440,3 +440,40 @@ fn batched_sweep_matches_one_by_one_and_groups_only_compatible_runs() {
     let top = |d: &Path| summary(d)["layers"].as_array().unwrap().last().unwrap()["cdnv_train"].as_f64().unwrap();
     assert!((top(&run) - top(&again)).abs() <= 1e-9 * top(&run), "probe of the batched checkpoint");
 }
+
+/// ConvNets batch as MLPs do: `sweep local --batch` trains CONV-L-H runs that differ in seeds
+/// and corruption as one model (grouped convolutions), and they end where one-by-one training
+/// ends, within the tolerances of the MLP test above.
+#[test]
+fn conv_runs_batch_too() {
+    let data = std::env::var("DEPTHPROBE_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("conv.toml");
+    std::fs::write(
+        &f,
+        "name = \"conv\"\n[config.data]\ndataset = \"mnist\"\ntrain_per_class = 30\ntest_per_class = 10\n\
+         [config.model]\narch = \"conv\"\nwidth = 8\ndepth = 2\n[config.train]\nepochs = 3\nmilestones = []\n\
+         threads = 1\n[config.probe]\nevery = 3\n[axes]\n\"train.seed\" = [0, 1]\n\"corruption.p\" = [0.0, 0.2]\n",
+    )
+    .unwrap();
+    let (one, many) = (t.path().join("one"), t.path().join("many"));
+    for d in [&one, &many] {
+        ok(&["sweep", "plan", s(&f), "--out", s(d)]);
+    }
+    ok(&["sweep", "local", s(&one), "--quiet", "--data-dir", s(&data)]);
+    ok(&["sweep", "local", s(&many), "--batch", "4", "--quiet", "--data-dir", s(&data)]);
+    let plan = SweepDir(many.clone()).read_plan().unwrap();
+    for r in &plan.runs {
+        let (a, b) = (summary(&one.join("runs").join(&r.id)), summary(&many.join("runs").join(&r.id)));
+        assert_eq!(b["batch"]["size"], 4, "{}: trained in one group of four", r.id);
+        assert!(a.get("batch").is_none());
+        for (la, lb) in a["layers"].as_array().unwrap().iter().zip(b["layers"].as_array().unwrap()) {
+            let (x, y) = (la["ncc_train_acc"].as_f64().unwrap(), lb["ncc_train_acc"].as_f64().unwrap());
+            assert!((x - y).abs() <= 2.0 / 300.0, "{} layer {}: NCC {x} vs {y}", r.id, la["layer"]);
+            let (x, y) = (la["cdnv_train"].as_f64().unwrap(), lb["cdnv_train"].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-3 * x.abs(), "{} layer {}: CDNV {x} vs {y}", r.id, la["layer"]);
+        }
+    }
+}

@@ -14,8 +14,9 @@ data is fed in two passes, always the same way::
                 probe.update_test(layer, emb, y)
     print(probe.result()["effective_depth"])
 
-Definitions: NCC accuracy, CDNV, NC1-NC4, He-Su fuzziness, rank and effective depth are those of
-``docs/result-files.md`` in the repository.
+The two passes are the same two-pass probe the CLI runs (one Rust implementation). Definitions
+and conventions of every measure are in ``docs/method.md`` in the repository; result fields in
+``docs/result-files.md``.
 """
 from __future__ import annotations
 
@@ -26,11 +27,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from . import _native
 from ._native import DepthprobeError, NativeProbe
 
-__all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "DEFAULT_EPS"]
+__all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "DEFAULT_EPS", "DEFAULT_RANK_MAX_DIM"]
 
-DEFAULT_EPS = (0.01, 0.05, 0.1)
+#: The defaults of the CLI and the configs (one source: the Rust measures crate).
+DEFAULT_EPS = tuple(_native.DEFAULT_EPS)
+DEFAULT_RANK_MAX_DIM = int(_native.DEFAULT_RANK_MAX_DIM)
 
 
 def _as_matrix(x: Any, what: str = "x") -> np.ndarray:
@@ -70,11 +74,11 @@ class LayerProbe:
         eps: ε values for the effective depth.
         classes: measure only these classes (other samples are ignored).
         rank_max_dim: numerical / effective rank for layers of at most this dimension
-            (0 = never; they need a D×D Gram matrix).
+            (0 = never, the default; they need a D×D Gram matrix).
     """
 
     def __init__(self, num_classes: int, layers: int, eps: Sequence[float] = DEFAULT_EPS,
-                 classes: Optional[Sequence[int]] = None, rank_max_dim: int = 0) -> None:
+                 classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM) -> None:
         if layers < 1:
             raise DepthprobeError(f"layers = {layers}: need at least one layer")
         self.num_classes = int(num_classes)
@@ -176,35 +180,51 @@ class LayerProbe:
         return pd.DataFrame(self.result()["layers"]).set_index("layer")
 
 
+def _rows_table(rows: List[Dict[str, Any]]):
+    try:
+        import pandas as pd
+
+        return pd.DataFrame(rows)
+    except ImportError:
+        return rows
+
+
+def _csv_table(f: Path):
+    try:
+        import pandas as pd
+
+        return pd.read_csv(f)
+    except ImportError:
+        with open(f, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        for r in rows:
+            for k, v in r.items():
+                try:
+                    r[k] = float(v) if v not in ("", None) else None
+                except ValueError:
+                    pass
+        return rows
+
+
 def read_run(path: Any) -> Dict[str, Any]:
-    """Load a run or measure folder (``summary.json`` + ``metrics.csv``) or a CSV such as a
-    sweep's ``results.csv``. Tables are pandas DataFrames when pandas is installed, else lists
-    of dicts with numbers parsed."""
+    """Load a run, probe or measure folder, or a CSV such as a sweep's ``results.csv``.
+
+    A folder gives ``summary`` (summary.json as a dict) and ``metrics`` (metrics.csv with the
+    columns epoch, layer, split, metric, value; epoch is absent for ``measure``). Both are read
+    through the same typed reader the CLI uses, so a malformed file is refused with the file
+    named. Tables are pandas DataFrames when pandas is installed, else lists of dicts."""
     p = Path(path)
-
-    def table(f: Path):
-        try:
-            import pandas as pd
-
-            return pd.read_csv(f)
-        except ImportError:
-            with open(f, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            for r in rows:
-                for k, v in r.items():
-                    try:
-                        r[k] = float(v) if v not in ("", None) else None
-                    except ValueError:
-                        pass
-            return rows
-
     if p.is_file():
-        return {"table": table(p)}
-    if not (p / "summary.json").exists():
+        return {"table": _csv_table(p)}
+    text = _native.read_summary(str(p))
+    if text is None:
         raise DepthprobeError(f"{p}: no summary.json here (not a depthprobe run or measure folder)")
-    out: Dict[str, Any] = {"summary": json.loads((p / "summary.json").read_text())}
+    out: Dict[str, Any] = {"summary": json.loads(text)}
     if (p / "metrics.csv").exists():
-        out["metrics"] = table(p / "metrics.csv")
+        rows = _native.read_metrics(str(p / "metrics.csv"))
+        with_epoch = any(r[0] is not None for r in rows)
+        keys = (["epoch"] if with_epoch else []) + ["layer", "split", "metric", "value"]
+        out["metrics"] = _rows_table([dict(zip(keys, r if with_epoch else r[1:])) for r in rows])
     return out
 
 
@@ -221,5 +241,5 @@ def read_sweep(path: Any) -> Dict[str, Any]:
         raise DepthprobeError(f"{p}: no report/results.csv yet; run `depthprobe report {p}`")
     for name in ("results", "layers", "bound"):
         if (rep / f"{name}.csv").exists():
-            out[name] = read_run(rep / f"{name}.csv")["table"]
+            out[name] = _csv_table(rep / f"{name}.csv")
     return out

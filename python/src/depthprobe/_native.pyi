@@ -1,8 +1,14 @@
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 class DepthprobeError(ValueError): ...
+
+DEFAULT_EPS: List[float]
+DEFAULT_RANK_MAX_DIM: int
+
+def read_summary(path: str) -> Optional[str]: ...
+def read_metrics(path: str) -> List[Tuple[Optional[int], Optional[int], str, str, float]]: ...
 
 class NativeProbe:
     def __init__(self, num_classes: int, dims: List[int], eps: List[float], classes: Optional[List[int]] = ..., rank_max_dim: int = ...) -> None: ...

@@ -426,6 +426,23 @@ impl Trainer {
         Ok(())
     }
 
+    /// Every network's logits [n, C] and embeddings ([n, D_i] per layer) on rows `rows` of its
+    /// split, in eval mode, copied to the host: what a checkpoint must reproduce elsewhere.
+    pub fn eval_outputs(&mut self, data: &[&Dataset], test: bool, rows: &[usize]) -> Vec<(Vec<f32>, Vec<Vec<f32>>)> {
+        let k = self.networks();
+        let r: Vec<&[usize]> = vec![rows; k];
+        let (x, _) = self.batch(data, test, &r, &mut vec![None; k]);
+        let out = tch::no_grad(|| self.net.forward(&x, false, false, true));
+        let n = rows.len() as i64;
+        (0..k)
+            .map(|j| {
+                let logits = host_f32(&network_slice(&out.logits, n, j, k));
+                let embs = out.embeddings.iter().map(|e| host_f32(&network_slice(e, n, j, k))).collect();
+                (logits, embs)
+            })
+            .collect()
+    }
+
     /// Network k's variables under their PyTorch names and shapes.
     pub fn network_variables(&self, k: usize) -> HashMap<String, Tensor> {
         let n = self.networks();
