@@ -83,8 +83,7 @@ fn gray(n: usize) -> Dataset {
 }
 
 fn config(m: &ModelConfig) -> Config {
-    let mut c = Config::default();
-    c.model = m.clone();
+    let mut c = Config { model: m.clone(), ..Default::default() };
     c.train.threads = 2;
     c.train.lr = 0.02;
     c.train.warmup_epochs = 0;
