@@ -2,7 +2,7 @@
 # Peak memory of training + probing CONV-20-400 on CIFAR-10 at growing sample counts: the probe
 # keeps O(L·C·D) state, so peak RSS must not grow with N.
 #   bench/probe_memory.sh CIFAR_ROOT [PER_CLASS ...]     (default 50 100; CIFAR_ROOT holds
-#   cifar-10-batches-bin/, e.g. from ../shared/data/get-cifar-10 CIFAR_ROOT/cifar-10-batches-bin)
+#   cifar-10-batches-bin/, the official binary version)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:?usage: bench/probe_memory.sh CIFAR_ROOT [PER_CLASS ...]}

@@ -12,5 +12,5 @@ rm -rf "$out" && mkdir -p "$out/data/mnist"
 strip -o "$out/depthprobe" target/release/depthprobe
 strip -o "$out/train_throughput" target/release/examples/train_throughput
 strip -o "$out/sweep_throughput" target/release/examples/sweep_throughput
-cp "${DEPTHPROBE_DATA:-../shared/data}"/mnist/*.gz "$out/data/mnist/"
+cp "${DEPTHPROBE_DATA:?set DEPTHPROBE_DATA to the folder with mnist/}"/mnist/*.gz "$out/data/mnist/"
 du -sh "$out"

@@ -6,7 +6,9 @@ balanced MNIST subset; after each epoch, forward hooks on every Linear layer (th
 output, as the paper measures) stream the embeddings into depthprobe.LayerProbe, which prints
 the per-layer table and the effective depth.
 
-    python python/examples/mnist_hooks.py [--data-dir ../shared/data] [--epochs 3]
+    python python/examples/mnist_hooks.py --data-dir DATA [--epochs 3]
+
+where DATA holds mnist/ with the official IDX files (or set DEPTHPROBE_DATA).
 
 Without torch it exits 0 after printing why it was skipped.
 """
@@ -51,8 +53,7 @@ def load_mnist(root, per_class):
 
 def main():
     ap = argparse.ArgumentParser()
-    default = os.environ.get("DEPTHPROBE_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
-    ap.add_argument("--data-dir", default=default)
+    ap.add_argument("--data-dir", default=os.environ.get("DEPTHPROBE_DATA"), required="DEPTHPROBE_DATA" not in os.environ)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--per-class", type=int, default=500)
     a = ap.parse_args()

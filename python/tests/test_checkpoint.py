@@ -15,7 +15,7 @@ from torch import nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("DEPTHPROBE_BIN", ROOT / "target" / "release" / "depthprobe"))
-DATA = Path(os.environ.get("DEPTHPROBE_DATA", ROOT.parent / "shared" / "data"))
+DATA = Path(os.environ["DEPTHPROBE_TEST_DATA"])  # set by ./run-tests
 
 
 class Block(nn.Module):

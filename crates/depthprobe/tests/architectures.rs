@@ -3,6 +3,8 @@
 //! lone ones, a few SGD steps lower the loss, and a checkpoint loads into the equivalent PyTorch
 //! module (tests/torch_models.py) and gives the same logits.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,11 +22,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-fn shared_data() -> PathBuf {
-    std::env::var("DEPTHPROBE_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-}
 
 fn python() -> String {
     std::env::var("DEPTHPROBE_PYTHON").unwrap_or_else(|_| {
@@ -44,7 +41,7 @@ fn model(arch: Arch, top_layers: usize, top_kind: TopKind) -> ModelConfig {
 /// The first CIFAR-10 test records (the sample in the test data), a balanced `per` per class
 /// for training and `test` per class for testing.
 fn cifar_sample(per: usize, test: usize) -> Dataset {
-    let (labels, px) = cifar::parse_batch(&shared_data().join("cifar-10-sample/test_batch_first500.bin")).unwrap();
+    let (labels, px) = cifar::parse_batch(&common::test_data().join("cifar-10-sample/test_batch_first500.bin")).unwrap();
     let split = Split {
         storage: Storage::Bytes { pixels: px, mean: data::CIFAR_MEAN.to_vec(), std: data::CIFAR_STD.to_vec() },
         labels: labels.iter().map(|&l| l as i64).collect(),

@@ -1,6 +1,8 @@
 //! Sweeps (issue: experiments): planning, idempotent running, kill and restart, determinism
 //! across -j, failed runs, the bound's data split and its arithmetic, the report.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -354,7 +356,7 @@ fn every_recipe_plans() {
                 let (plan, cfgs) = expand(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 assert!(!plan.runs.is_empty() && cfgs.len() == plan.runs.len());
                 if sub == "quick" {
-                    // Quick recipes run on 2 CPU cores with the shared MNIST / Fashion-MNIST.
+                    // Quick recipes run on 2 CPU cores with MNIST / Fashion-MNIST.
                     assert!(cfgs.iter().all(|c| c.train.device == Device::Cpu
                         && matches!(c.data.dataset, DatasetName::Mnist | DatasetName::FashionMnist)));
                 }
@@ -446,9 +448,7 @@ fn batched_sweep_matches_one_by_one_and_groups_only_compatible_runs() {
 /// ends, within the tolerances of the MLP test above.
 #[test]
 fn conv_runs_batch_too() {
-    let data = std::env::var("DEPTHPROBE_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let data = common::test_data();
     let t = tempfile::tempdir().unwrap();
     let f = t.path().join("conv.toml");
     std::fs::write(

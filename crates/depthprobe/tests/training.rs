@@ -1,6 +1,8 @@
 //! Models, training runs and data loading (issue: train the paper's networks and probe them).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use depthprobe::config::{Arch, Config, DatasetName, Device as Dev, EmbeddingPoint, ModelConfig};
 use depthprobe::data;
@@ -11,11 +13,6 @@ use depthprobe_formats::{cifar, idx};
 use depthprobe_measures::{LayerProbe, ProbeSpec, Split};
 use tch::{nn, Device, Kind, Tensor};
 
-fn shared_data() -> PathBuf {
-    std::env::var("DEPTHPROBE_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-}
 
 #[test]
 fn model_shapes_and_embedding_count_per_depth() {
@@ -203,7 +200,7 @@ fn demo_data_is_not_ncc_separable_at_the_input() {
 
 #[test]
 fn real_mnist_and_fashion_mnist_load_with_paper_preprocessing() {
-    let root = shared_data();
+    let root = common::test_data();
     let m = data::load(DatasetName::Mnist, Some(&root), 0).unwrap();
     assert_eq!((m.train.len(), m.test.len(), m.shape.clone()), (60_000, 10_000, vec![1, 32, 32]));
     let mut hist = [0usize; 10];
@@ -243,7 +240,7 @@ fn torchvision_layout_and_raw_files_work() {
     for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     {
         // Uncompressed copies: the loader must read raw IDX too.
-        let bytes = idx::read_maybe_gz(&shared_data().join("mnist").join(format!("{f}.gz"))).unwrap();
+        let bytes = idx::read_maybe_gz(&common::test_data().join("mnist").join(format!("{f}.gz"))).unwrap();
         std::fs::write(raw.join(f), bytes).unwrap();
     }
     let m = data::load(DatasetName::Mnist, Some(tmp.path()), 0).unwrap();
@@ -254,7 +251,7 @@ fn torchvision_layout_and_raw_files_work() {
 
 #[test]
 fn cifar_sample_loads_and_augments() {
-    let p = shared_data().join("cifar-10-sample/test_batch_first500.bin");
+    let p = common::test_data().join("cifar-10-sample/test_batch_first500.bin");
     let (labels, px) = cifar::parse_batch(&p).unwrap();
     assert_eq!(labels.len(), 500);
     assert_eq!(&labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
@@ -290,12 +287,12 @@ fn cifar_sample_loads_and_augments() {
 #[test]
 fn broken_idx_files_are_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = std::fs::read(shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let src = std::fs::read(common::test_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let p = tmp.path().join("t.gz");
     std::fs::write(&p, &src[..src.len() / 2]).unwrap();
     let e = format!("{:#}", idx::read_maybe_gz(&p).unwrap_err());
     assert!(e.contains("t.gz") && e.contains("truncated"), "{e}");
-    let raw = idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let raw = idx::read_maybe_gz(&common::test_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let e = idx::parse_images(&p, &raw).unwrap_err().to_string();
     assert!(e.contains("wrong IDX magic 0x00000801"), "{e}");
     let e = idx::parse_labels(&p, &raw[..raw.len() - 3]).unwrap_err().to_string();
@@ -429,7 +426,7 @@ fn mnist_with_labels(labels: &[u8]) -> tempfile::TempDir {
     let d = tmp.path().join("mnist");
     std::fs::create_dir_all(&d).unwrap();
     for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"] {
-        std::fs::copy(shared_data().join("mnist").join(f), d.join(f)).unwrap();
+        std::fs::copy(common::test_data().join("mnist").join(f), d.join(f)).unwrap();
     }
     let mut raw = vec![0, 0, 8, 1];
     raw.extend((labels.len() as u32).to_be_bytes());
@@ -440,7 +437,7 @@ fn mnist_with_labels(labels: &[u8]) -> tempfile::TempDir {
 
 #[test]
 fn image_and_label_count_mismatch_is_named() {
-    let real = idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let real = idx::read_maybe_gz(&common::test_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let tmp = mnist_with_labels(&real[8..8 + 9_999]);
     let e = format!("{:#}", data::load(DatasetName::Mnist, Some(tmp.path()), 0).unwrap_err());
     assert!(
@@ -452,7 +449,7 @@ fn image_and_label_count_mismatch_is_named() {
 
 #[test]
 fn idx_label_beyond_the_class_count_is_named() {
-    let real = idx::read_maybe_gz(&shared_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let real = idx::read_maybe_gz(&common::test_data().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     let mut labels = real[8..].to_vec();
     labels[1234] = 10;
     let tmp = mnist_with_labels(&labels);

@@ -1,4 +1,4 @@
-//! Mathematical properties the measures must have (spec §5 item 13).
+//! Mathematical properties the measures must have (docs/method.md, "Checks of the measures").
 
 use depthprobe_measures::{LayerProbe, ProbeError, ProbeResult, ProbeSpec, Split};
 
