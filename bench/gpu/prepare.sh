@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build what the GPU check carries to the device machine (which has CUDA and PyTorch 2.11 but no
+# Build what the GPU checks carry to the device machine (which has CUDA and PyTorch 2.11 but no
 # Rust toolchain and no network): stripped release binaries and the MNIST files, in
-# bench/out/gpu (git-ignored, ~25 MiB). Then, with the device tool:
+# bench/out/gpu (git-ignored, ~40 MiB). BASELINE=DIR adds another build's train_throughput and
+# sweep_throughput (DIR/release/examples, e.g. a worktree of an earlier commit built with
+# CARGO_TARGET_DIR) as bench/out/gpu/baseline, for bench/gpu/pipeline_check.sh. Then, with the
+# device tool:
 #   run(command="bash bench/gpu/check.sh", carry=["bench/out/gpu"], timeout_s=420)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
@@ -13,4 +16,9 @@ strip -o "$out/depthprobe" target/release/depthprobe
 strip -o "$out/train_throughput" target/release/examples/train_throughput
 strip -o "$out/sweep_throughput" target/release/examples/sweep_throughput
 cp "${DEPTHPROBE_DATA:?set DEPTHPROBE_DATA to the folder with mnist/}"/mnist/*.gz "$out/data/mnist/"
+if [ -n "${BASELINE:-}" ]; then
+  mkdir -p "$out/baseline"
+  strip -o "$out/baseline/train_throughput" "$BASELINE/release/examples/train_throughput"
+  strip -o "$out/baseline/sweep_throughput" "$BASELINE/release/examples/sweep_throughput"
+fi
 du -sh "$out"

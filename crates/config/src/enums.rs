@@ -152,7 +152,7 @@ pub enum Reduction {
 pub enum Numerics {
     /// The fastest kernels this CPU has, `train.threads` threads.
     Native,
-    /// AVX2 kernels (ATen, MKL and oneDNN capped at AVX2) on one thread.
+    /// One thread, ATen's AVX2 kernels, MKL's COMPATIBLE branch, oneDNN capped at AVX2.
     Portable,
 }
 

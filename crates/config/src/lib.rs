@@ -94,8 +94,9 @@ pub struct TrainConfig {
     /// CPU threads for LibTorch (0 = all cores).
     pub threads: usize,
     /// CPU kernels: "native" (the fastest this CPU has; results repeat exactly on the same kind
-    /// of CPU and thread count) or "portable" (AVX2 kernels, one thread: results repeat exactly
-    /// on every x86-64 CPU with AVX2, about 15% slower).
+    /// of CPU and thread count) or "portable" (one thread, ATen's AVX2 kernels and MKL's
+    /// COMPATIBLE branch: results repeat exactly on every x86-64 CPU with AVX2, Intel or not;
+    /// slower, see docs/method.md, "Reproducibility").
     pub numerics: Numerics,
     /// Write a checkpoint (model, momentum buffers, epoch) every N epochs and after the last
     /// (0 = after the last only); `depthprobe train --resume DIR` continues from it.

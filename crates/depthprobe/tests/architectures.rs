@@ -22,7 +22,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-
 fn python() -> String {
     std::env::var("DEPTHPROBE_PYTHON").unwrap_or_else(|_| {
         let venv = repo_root().join(".venv/bin/python");
@@ -41,7 +40,8 @@ fn model(arch: Arch, top_layers: usize, top_kind: TopKind) -> ModelConfig {
 /// The first CIFAR-10 test records (the sample in the test data), a balanced `per` per class
 /// for training and `test` per class for testing.
 fn cifar_sample(per: usize, test: usize) -> Dataset {
-    let (labels, px) = cifar::parse_batch(&common::test_data().join("cifar-10-sample/test_batch_first500.bin")).unwrap();
+    let (labels, px) =
+        cifar::parse_batch(&common::test_data().join("cifar-10-sample/test_batch_first500.bin")).unwrap();
     let split = Split {
         storage: Storage::Bytes { pixels: px, mean: data::CIFAR_MEAN.to_vec(), std: data::CIFAR_STD.to_vec() },
         labels: labels.iter().map(|&l| l as i64).collect(),

@@ -13,7 +13,6 @@ use depthprobe_formats::{cifar, idx};
 use depthprobe_measures::{LayerProbe, ProbeSpec, Split};
 use tch::{nn, Device, Kind, Tensor};
 
-
 #[test]
 fn model_shapes_and_embedding_count_per_depth() {
     for arch in [Arch::Mlp, Arch::Conv] {

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The one-pipeline check on a GPU machine (pipeline issue), about 6 minutes on an H100/H200. Runs
+# from the repository root with bench/out/gpu carried (bench/gpu/prepare.sh builds it here; with
+# BASELINE=DIR it also carries another build's train_throughput and sweep_throughput, e.g. of the
+# commit before the change, for the K = 1 comparison):
+#  1. portable numerics on this machine's CPU: the golden tiny runs' metrics.csv digests
+#     (tests/golden/metrics.sha256) and the README's demo table, as on the development machine;
+#  2. K = 1 on the GPU: MLP-6-512 and CONV-6-64 train 3 epochs on MNIST (inputs resident on the
+#     GPU), the same checkpoint probed on the GPU (device reduction) and on the CPU (host) agree;
+#  3. batched groups on the GPU: 4 CONV-4-32 runs (seeds × corruption) as one model (grouped
+#     convolutions) against one by one; ResNet-18 and VGG-11 as a group of 2, probed on GPU and CPU;
+#  4. the K = 1 training step against the baseline build and PyTorch eager (bench/train_bench.py),
+#     and K = 32 batched MLPs against the baseline build.
+# Dry run without a GPU: DEV=cpu QUICK=1 bash bench/gpu/pipeline_check.sh
+set -uo pipefail
+B=bench/out/gpu
+DEV=${DEV:-cuda}
+QUICK=${QUICK:-0}
+OUT=${OUT:-/tmp/depthprobe-gpu}
+W=$(mktemp -d)
+PY=${PYTHON:-python3}
+TORCH_LIB=$("$PY" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
+export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+grep -m1 "model name" /proc/cpuinfo; nproc
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+mkdir -p "$OUT"
+status=0
+step() { # name, command...: run, report failure, keep going
+  local name=$1; shift
+  local t0=$SECONDS
+  "$@" || { echo "FAILED: $name (exit $?)"; status=1; }
+  echo "-- $name: $((SECONDS - t0)) s"
+}
+dp() { "$B/depthprobe" "$@"; }
+
+echo "== 1. portable numerics on this CPU"
+golden() {
+  local ok=0
+  # The three tiny runs of crates/depthprobe/tests/golden.rs, written out.
+  local portable='[train]
+numerics = "portable"
+epochs = 3
+milestones = [2]
+warmup_epochs = 1'
+  printf '[data]\ndataset = "synthetic"\n[model]\ndepth = 3\nwidth = 16\n%s\n[probe]\nevery = 1\n' "$portable" > "$W/g1.toml"
+  dp train "$W/g1.toml" --out "$W/g1" --quiet >/dev/null || return 1
+  printf 'name = "mlp-mnist-batched"\n[config.data]\ndataset = "mnist"\ntrain_per_class = 12\ntest_per_class = 6\n[config.model]\ndepth = 3\nwidth = 16\nembedding = "post_activation"\n[config.train]\nnumerics = "portable"\nepochs = 3\nmilestones = [2]\nwarmup_epochs = 1\nbatch_size = 32\n[config.probe]\nevery = 3\n[axes]\n"train.seed" = [0, 1, 2]\n"corruption.p" = [0.25]\n' > "$W/g3.toml"
+  dp sweep plan "$W/g3.toml" --out "$W/g3" >/dev/null && dp sweep run "$W/g3" --index 0,1,2 --quiet --data-dir "$B/data" || return 1
+  local got1 got3
+  got1=$(sha256sum < "$W/g1/metrics.csv" | cut -d' ' -f1)
+  got3=$("$PY" -c "import json,hashlib,sys; d='$W/g3'; p=json.load(open(d+'/plan.json')); h=hashlib.sha256(); [h.update(open(f'{d}/runs/{r[\"id\"]}/metrics.csv','rb').read()) for r in p['runs']]; print(h.hexdigest())")
+  for pair in "mlp-synthetic $got1" "mlp-mnist-batched $got3"; do
+    if grep -qx "$pair" tests/golden/metrics.sha256; then echo "golden $pair: same"; else echo "golden $pair: DIFFERS from tests/golden/metrics.sha256"; ok=1; fi
+  done
+  dp demo --quiet --out "$W/demo" | sed '/^wrote /d' > "$W/demo.txt"
+  "$PY" - "$W/demo.txt" <<'PY' || ok=1
+import sys
+table = open(sys.argv[1]).read().splitlines()
+block = next(b for b in open("README.md").read().split("```\n") if b.startswith("layer    dim")).splitlines()
+print("demo table: same as README" if table == block else "demo table: DIFFERS from README\n" + "\n".join(table))
+sys.exit(0 if table == block else 1)
+PY
+  return $ok
+}
+step "portable numerics" golden
+
+echo "== 2. K = 1 on $DEV: train, then probe the checkpoint on $DEV and on cpu"
+sub=""; [ "$QUICK" = 1 ] && sub="--set data.train_per_class=100 --set data.test_per_class=50"
+for m in mlp conv; do
+  # shellcheck disable=SC2086
+  step "train $m" /usr/bin/time -f "train $m: %e s wall, %M KiB peak RSS" "$B/depthprobe" train bench/gpu/$m-mnist.toml \
+      --out "$W/$m" --data-dir "$B/data" --device "$DEV" --force --quiet $sub
+  step "probe $m on $DEV" /usr/bin/time -f "probe $m on $DEV: %e s" "$B/depthprobe" probe "$W/$m" --device "$DEV" --out "$W/$m-dev" --data-dir "$B/data" >/dev/null
+  step "probe $m on cpu" /usr/bin/time -f "probe $m on cpu: %e s" "$B/depthprobe" probe "$W/$m" --device cpu --out "$W/$m-cpu" --data-dir "$B/data" >/dev/null
+  step "compare $m" "$PY" bench/gpu/compare.py "$W/$m-dev" "$W/$m-cpu"
+  cp "$W/$m-dev/summary.json" "$OUT/$m-dev.summary.json" 2>/dev/null
+done
+
+echo "== 3. batched groups on $DEV"
+group() { # name, per_class, epochs, model lines, batch
+  printf 'name = "%s"\n[config.data]\ndataset = "mnist"\ntrain_per_class = %s\ntest_per_class = 100\n[config.model]\n%s\n[config.train]\nepochs = %s\nmilestones = []\ndevice = "%s"\n[config.probe]\nevery = %s\n[axes]\n"train.seed" = [0, 1]\n"corruption.p" = [0.0, 0.2]\n' \
+    "$1" "$2" "$4" "$3" "$DEV" "$3" > "$W/$1.toml"
+  dp sweep plan "$W/$1.toml" --out "$W/$1-one" >/dev/null && dp sweep plan "$W/$1.toml" --out "$W/$1-many" >/dev/null || return 1
+  local t0=$SECONDS
+  dp sweep local "$W/$1-one" --quiet --data-dir "$B/data" >/dev/null || return 1
+  local t1=$SECONDS
+  dp sweep local "$W/$1-many" --batch "$5" --quiet --data-dir "$B/data" >/dev/null || return 1
+  echo "$1: one by one $((t1 - t0)) s, batched by $5 $((SECONDS - t1)) s"
+  "$PY" - "$W/$1-one" "$W/$1-many" <<'PY'
+import json, sys
+one, many = sys.argv[1:]
+plan = json.load(open(f"{one}/plan.json"))
+worst = [0.0, 0.0]
+for r in plan["runs"]:
+    a = json.load(open(f"{one}/runs/{r['id']}/summary.json"))
+    b = json.load(open(f"{many}/runs/{r['id']}/summary.json"))
+    assert b["status"] == "done" and b["batch"]["size"] >= 2, b.get("batch")
+    for la, lb in zip(a["layers"], b["layers"]):
+        worst[0] = max(worst[0], abs(la["ncc_train_acc"] - lb["ncc_train_acc"]))
+        worst[1] = max(worst[1], abs(la["cdnv_train"] - lb["cdnv_train"]) / abs(la["cdnv_train"]))
+# After several epochs batched and lone networks differ by the rounding that ReLU flips amplify
+# (and a GPU is not deterministic anyway): the CPU test suite checks equality; here a broken
+# model would show as a gap of tens of percent.
+print(f"batched vs one by one: largest NCC train difference {worst[0]:.4f}, largest CDNV relative difference {worst[1]:.2e}")
+sys.exit(0 if worst[0] <= 0.05 and worst[1] <= 0.3 else 1)
+PY
+}
+per=1000; [ "$QUICK" = 1 ] && per=40
+step "CONV group" group conv $per 3 'arch = "conv"
+depth = 4
+width = 32' 4
+per=200; [ "$QUICK" = 1 ] && per=10
+step "ResNet-18 group" group resnet $per 2 'arch = "resnet18"' 2
+step "VGG-11 group" group vgg $per 2 'arch = "vgg11"
+top_layers = 1
+top_kind = "fc"' 2
+resnet_run=$(ls -d "$W"/resnet-many/runs/*/ 2>/dev/null | head -1)
+if [ -n "$resnet_run" ]; then
+  step "probe ResNet-18 on $DEV" dp probe "$resnet_run" --device "$DEV" --out "$W/rn-dev" --data-dir "$B/data" >/dev/null
+  step "probe ResNet-18 on cpu" dp probe "$resnet_run" --device cpu --out "$W/rn-cpu" --data-dir "$B/data" >/dev/null
+  step "compare ResNet-18" "$PY" bench/gpu/compare.py "$W/rn-dev" "$W/rn-cpu"
+fi
+
+[ "${BENCH:-1}" = 0 ] && { echo "check status: $status"; exit $status; }
+echo "== 4. K = 1 training step: this build, the baseline build, PyTorch $DEV eager"
+base=""; [ -x "$B/baseline/train_throughput" ] && base="--baseline-bin $B/baseline/train_throughput"
+# shellcheck disable=SC2086
+step "train bench" "$PY" bench/train_bench.py --device "$DEV" --repeats 2 --batches 150 --bin "$B/train_throughput" $base
+if [ -x "$B/baseline/sweep_throughput" ]; then
+  echo "== K = 32 MLP-10-100 batched: this build vs the baseline build (network-steps/s)"
+  for i in 1 2; do
+    for b in "$B/sweep_throughput" "$B/baseline/sweep_throughput"; do
+      echo "$b: $("$b" --k 32 --batches 50 --rounds 2 --device "$DEV")"
+    done
+  done
+fi
+echo "check status: $status"
+exit $status
