@@ -18,10 +18,19 @@ use anyhow::{bail, Result};
 use depthprobe_config::{set_key, Config};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Split;
-use crate::sweep::plan::{sanitize, value_text, Role, SweepDir};
-use crate::sweep::record::{load_all, RunRecord};
-use crate::sweep::{distinct, mean, min_max};
+use crate::stats::{distinct, mean, min_max};
+
+/// What a planned run is for.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    /// A point of the axes grid.
+    Grid,
+    /// The bound's clean network `seed` trained on S1.
+    Clean { seed: usize },
+    /// The bound's network trained on S1 ∪ S̃2 with corruption fraction `p`, draw `draw`.
+    Noisy { p: f64, draw: usize },
+}
 
 /// The `[bound]` section: K clean networks on S1, K' noisy networks on S1 ∪ S̃2 per p.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -63,16 +72,16 @@ pub fn validate(b: &BoundSpec, base: &Config, axes: &[String], origin: &str) -> 
 }
 
 /// The bound's settings for one run: clean runs train on S1; noisy runs on S1 ∪ S̃2 with exactly
-/// ⌊p·m⌋ wrong labels in S2.
-pub fn apply_role(t: &mut toml::Table, role: &Role, base: &Config, slug: &mut Vec<String>) -> Result<()> {
+/// ⌊p·m⌋ wrong labels in S2. Returns the label the run's id gets.
+pub fn apply_role(t: &mut toml::Table, role: &Role, base: &Config) -> Result<Option<String>> {
     let seed0 = base.train.seed as i64;
-    match *role {
-        Role::Grid => {}
+    Ok(match *role {
+        Role::Grid => None,
         Role::Clean { seed } => {
             set_key(t, "data.bound_split", "s1".into())?;
             set_key(t, "corruption.p", 0.0.into())?;
             set_key(t, "train.seed", (seed0 + seed as i64).into())?;
-            slug.push(format!("clean-seed{seed}"));
+            Some(format!("clean-seed{seed}"))
         }
         Role::Noisy { p, draw } => {
             set_key(t, "data.bound_split", "s1_s2".into())?;
@@ -80,33 +89,22 @@ pub fn apply_role(t: &mut toml::Table, role: &Role, base: &Config, slug: &mut Ve
             set_key(t, "corruption.mode", "exact".into())?;
             set_key(t, "corruption.seed", (base.corruption.seed as i64 + draw as i64).into())?;
             set_key(t, "train.seed", (seed0 + draw as i64).into())?;
-            slug.push(sanitize(&format!("p{p}-draw{draw}")));
+            Some(format!("p{p}-draw{draw}"))
         }
-    }
-    Ok(())
+    })
 }
 
-/// The bound's balanced halves: within each class, the first ⌊n_c/2⌋ samples go
-/// to S1 and the next ⌊n_c/2⌋ to S2 (an odd one out is dropped), so |S1| = |S2| and both are
-/// balanced when the split is. Returns (S1 indices, S2 indices) into `split`, each in order.
-pub fn halves(split: &Split, num_classes: usize) -> (Vec<usize>, Vec<usize>) {
-    let mut count = vec![0usize; num_classes];
-    for &l in &split.labels {
-        count[l as usize] += 1;
-    }
-    let mut seen = vec![0usize; num_classes];
-    let (mut s1, mut s2) = (Vec::new(), Vec::new());
-    for (i, &l) in split.labels.iter().enumerate() {
-        let c = l as usize;
-        let half = count[c] / 2;
-        if seen[c] < half {
-            s1.push(i);
-        } else if seen[c] < 2 * half {
-            s2.push(i);
-        }
-        seen[c] += 1;
-    }
-    (s1, s2)
+/// What the estimate needs of one planned run.
+#[derive(Clone, Debug)]
+pub struct BoundRun {
+    /// The axis values it shares with its group, e.g. "model.depth=8" (empty without axes).
+    pub group: String,
+    pub role: Role,
+    pub done: bool,
+    /// Its ε-effective depth, "not separable" counted as L (the flag says so).
+    pub depth: Option<(usize, bool)>,
+    pub train_acc: f64,
+    pub test_acc: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -140,46 +138,34 @@ pub struct BoundRow {
     pub best: bool,
 }
 
-fn group_key(r: &RunRecord) -> String {
-    r.run.values.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" ")
-}
-
-/// Bound rows for every group and p. Runs that are not done are left out and counted.
-pub fn compute(dir: &SweepDir) -> Result<Vec<BoundRow>> {
-    let plan = dir.read_plan()?;
-    let Some(spec) = plan.bound.clone() else {
-        bail!(
-            "{}: this sweep has no [bound] section; plan one with a [bound] section to estimate the bound",
-            dir.0.display()
-        );
-    };
-    let recs = load_all(dir)?;
-    let groups = distinct(recs.iter().map(group_key));
+/// Bound rows for every group and p, from the runs' effective depths at `spec.eps`. Runs that
+/// are not done are left out and counted.
+pub fn compute(spec: &BoundSpec, runs: &[BoundRun]) -> Vec<BoundRow> {
+    let groups = distinct(runs.iter().map(|r| r.group.clone()));
     let mut rows = Vec::new();
     for g in &groups {
-        let in_group: Vec<&RunRecord> = recs.iter().filter(|r| &group_key(r) == g).collect();
-        let clean: Vec<&RunRecord> =
-            in_group.iter().copied().filter(|r| matches!(r.run.role, Role::Clean { .. })).collect();
-        let clean_done: Vec<&RunRecord> = clean.iter().copied().filter(|r| r.done()).collect();
+        let in_group: Vec<&BoundRun> = runs.iter().filter(|r| &r.group == g).collect();
+        let clean: Vec<&BoundRun> = in_group.iter().copied().filter(|r| matches!(r.role, Role::Clean { .. })).collect();
+        let clean_done: Vec<&BoundRun> = clean.iter().copied().filter(|r| r.done).collect();
         if clean_done.is_empty() {
             continue;
         }
-        let depths: Vec<(usize, bool)> = clean_done.iter().filter_map(|r| r.depth_at(spec.eps)).collect();
+        let depths: Vec<(usize, bool)> = clean_done.iter().filter_map(|r| r.depth).collect();
         let dbar = mean(&depths.iter().map(|d| d.0 as f64).collect::<Vec<_>>());
         let errs: Vec<f64> = clean_done.iter().map(|r| 1.0 - r.test_acc).collect();
         let test_error = mean(&errs);
         let mut group_rows = Vec::new();
         for &p in &spec.p {
-            let noisy: Vec<&RunRecord> = in_group
+            let noisy: Vec<&BoundRun> = in_group
                 .iter()
                 .copied()
-                .filter(|r| matches!(r.run.role, Role::Noisy { p: q, .. } if (q - p).abs() < 1e-12))
+                .filter(|r| matches!(r.role, Role::Noisy { p: q, .. } if (q - p).abs() < 1e-12))
                 .collect();
-            let done: Vec<&RunRecord> = noisy.iter().copied().filter(|r| r.done()).collect();
+            let done: Vec<&BoundRun> = noisy.iter().copied().filter(|r| r.done).collect();
             if done.is_empty() {
                 continue;
             }
-            let nd: Vec<(usize, bool)> = done.iter().filter_map(|r| r.depth_at(spec.eps)).collect();
+            let nd: Vec<(usize, bool)> = done.iter().filter_map(|r| r.depth).collect();
             let first_term = nd.iter().filter(|(d, _)| dbar >= *d as f64).count() as f64 / nd.len() as f64;
             let bound = first_term + (1.0 + spec.alpha) * p;
             group_rows.push(BoundRow {
@@ -212,7 +198,7 @@ pub fn compute(dir: &SweepDir) -> Result<Vec<BoundRow>> {
         }
         rows.extend(group_rows);
     }
-    Ok(rows)
+    rows
 }
 
 /// The bound table in Markdown (the paper's Tab. 1 columns plus the counts behind them).
@@ -334,25 +320,4 @@ pub fn check(rows: &[BoundRow]) -> Option<String> {
         ));
     }
     Some(lines.join("\n\n"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::data::{Split, Storage};
-
-    #[test]
-    fn bound_halves_are_balanced_disjoint_and_ordered() {
-        // Class 0 five times (one is left over), class 1 four times, interleaved.
-        let labels = vec![0, 1, 0, 1, 0, 0, 1, 1, 0];
-        let split = Split { storage: Storage::Floats(vec![0.0; labels.len()]), labels };
-        let (s1, s2) = halves(&split, 2);
-        assert_eq!(s1, vec![0, 1, 2, 3]);
-        assert_eq!(s2, vec![4, 5, 6, 7]);
-        let count = |ix: &[usize], c: i64| ix.iter().filter(|&&i| split.labels[i] == c).count();
-        for c in 0..2 {
-            assert_eq!(count(&s1, c), 2);
-            assert_eq!(count(&s2, c), 2);
-        }
-    }
 }

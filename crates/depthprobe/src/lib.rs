@@ -31,6 +31,7 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod schedule;
+pub mod stats;
 pub mod sweep;
 
 pub use depthprobe_config as config;

@@ -13,7 +13,7 @@ use depthprobe::pipeline::{train, RunOptions, RunResult};
 #[derive(Parser)]
 #[command(
     name = "depthprobe",
-    version,
+    version = depthprobe::BUILD,
     about = "Train deep classifiers and measure, layer by layer, how class structure forms inside them.",
     long_about = "Train deep classifiers and measure, layer by layer, how class structure forms inside them: \
 NCC separability, CDNV, neural-collapse measures and the effective depth. Definitions: docs/method.md in \
@@ -328,7 +328,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
 fn bound(dir: &std::path::Path) -> Result<()> {
     use depthprobe::bound;
     use depthprobe::sweep::SweepDir;
-    let rows = bound::compute(&SweepDir(dir.to_path_buf()))?;
+    let rows = depthprobe::sweep::bound_rows(&SweepDir(dir.to_path_buf()))?;
     if rows.is_empty() {
         anyhow::bail!("{}: no finished clean and noisy runs yet; run the sweep first", dir.display());
     }

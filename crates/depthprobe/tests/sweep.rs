@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use depthprobe::bound;
 use depthprobe::config::{DatasetName, Device};
 use depthprobe::sweep::plan::expand;
 use depthprobe::sweep::SweepDir;
@@ -306,7 +305,7 @@ fn bound_runs_split_the_data_and_the_bound_follows_from_their_depths() {
             _ => unreachable!(),
         }
     }
-    let rows = bound::compute(&sd).unwrap();
+    let rows = depthprobe::sweep::bound_rows(&sd).unwrap();
     assert_eq!(rows.len(), 2);
     let dbar = clean_depths.iter().sum::<f64>() / 2.0;
     let test_err = clean_err.iter().sum::<f64>() / 2.0;

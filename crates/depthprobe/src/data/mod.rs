@@ -149,6 +149,30 @@ pub fn select(ds: &Dataset, split: &Split, keep: &[usize]) -> Split {
     Split { storage, labels: keep.iter().map(|&i| split.labels[i]).collect() }
 }
 
+/// The comparative bound's balanced halves S1, S2 (docs/method.md, "The comparative bound"): within
+/// each class, the first ⌊n_c/2⌋ samples go
+/// to S1 and the next ⌊n_c/2⌋ to S2 (an odd one out is dropped), so |S1| = |S2| and both are
+/// balanced when the split is. Returns (S1 indices, S2 indices) into `split`, each in order.
+pub fn bound_halves(split: &Split, num_classes: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut count = vec![0usize; num_classes];
+    for &l in &split.labels {
+        count[l as usize] += 1;
+    }
+    let mut seen = vec![0usize; num_classes];
+    let (mut s1, mut s2) = (Vec::new(), Vec::new());
+    for (i, &l) in split.labels.iter().enumerate() {
+        let c = l as usize;
+        let half = count[c] / 2;
+        if seen[c] < half {
+            s1.push(i);
+        } else if seen[c] < 2 * half {
+            s2.push(i);
+        }
+        seen[c] += 1;
+    }
+    (s1, s2)
+}
+
 /// Every class must have at least one sample (class means are undefined otherwise).
 pub fn check_classes_present(split: &Split, num_classes: usize, what: &str) -> Result<()> {
     let mut seen = vec![false; num_classes];
@@ -159,4 +183,24 @@ pub fn check_classes_present(split: &Split, num_classes: usize, what: &str) -> R
         bail!("{what}: class {c} has no samples (after subsetting/corruption); NCC needs every class");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_halves_are_balanced_disjoint_and_ordered() {
+        // Class 0 five times (one is left over), class 1 four times, interleaved.
+        let labels = vec![0, 1, 0, 1, 0, 0, 1, 1, 0];
+        let split = Split { storage: Storage::Floats(vec![0.0; labels.len()]), labels };
+        let (s1, s2) = bound_halves(&split, 2);
+        assert_eq!(s1, vec![0, 1, 2, 3]);
+        assert_eq!(s2, vec![4, 5, 6, 7]);
+        let count = |ix: &[usize], c: i64| ix.iter().filter(|&&i| split.labels[i] == c).count();
+        for c in 0..2 {
+            assert_eq!(count(&s1, c), 2);
+            assert_eq!(count(&s2, c), 2);
+        }
+    }
 }

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use depthprobe_config::{BoundSplit, Config};
 
-use super::{balanced_subset, check_classes_present, corruption, load, select, Dataset, Relabel};
-use crate::bound;
+use super::{balanced_subset, bound_halves, check_classes_present, corruption, load, select, Dataset, Relabel};
 
 /// A run's data set and the train labels its corruption changed (index, original, new).
 pub struct Prepared {
@@ -50,11 +49,11 @@ pub fn derive(cfg: &Config, base: &Dataset) -> Result<Prepared> {
     match cfg.data.bound_split {
         BoundSplit::None => {}
         BoundSplit::S1 => {
-            let (s1, _) = bound::halves(&ds.train, ds.num_classes);
+            let (s1, _) = bound_halves(&ds.train, ds.num_classes);
             ds.train = select(&ds, &ds.train, &s1);
         }
         BoundSplit::S1S2 => {
-            let (s1, s2) = bound::halves(&ds.train, ds.num_classes);
+            let (s1, s2) = bound_halves(&ds.train, ds.num_classes);
             first = s1.len();
             ds.train = select(&ds, &ds.train, &[s1, s2].concat());
         }

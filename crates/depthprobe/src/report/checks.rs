@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::axis_study;
+use crate::stats::{mean, min_max};
 use crate::sweep::record::{LayerFinal, RunRecord};
-use crate::sweep::{mean, min_max};
 
 /// Check (a): for every L at or above the smallest L whose runs all separate, the ε effective
 /// depth of every run stays within ±1 layer of a common value (max − min ≤ 2).

@@ -11,9 +11,9 @@ use depthprobe_runfolder::MetricBlock;
 use super::{axis_study, axis_value, fmt, group_of, AxisPoint, EPS_MAIN};
 use crate::bound::BoundRow;
 use crate::figures::{ramp_color, render_svg, Panel, Series};
+use crate::stats::{distinct, mean, min_max};
 use crate::sweep::plan::SweepDir;
 use crate::sweep::record::{LayerFinal, RunRecord};
-use crate::sweep::{distinct, mean, min_max};
 
 /// One figure of the report: its stem, caption and SVG.
 pub struct Figure {

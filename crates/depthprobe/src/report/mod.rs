@@ -138,7 +138,7 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
         }
         figs.extend(figures::profile_figure(&grid, "model.width", "H", "layer_profiles_by_width"));
     }
-    let bound_rows = if plan.bound.is_some() { bound::compute(&sd)? } else { Vec::new() };
+    let bound_rows = if plan.bound.is_some() { crate::sweep::bound_rows(&sd)? } else { Vec::new() };
     if let Some(f) = figures::bound_figure(&bound_rows) {
         figs.push(f);
         tables.push((

@@ -28,21 +28,10 @@ use serde::{Deserialize, Serialize};
 use depthprobe_config::{check_key, set_key, Config};
 use depthprobe_runfolder::{json_text, write_all_atomic, write_atomic};
 
+pub use crate::bound::Role;
 use crate::bound::{self, BoundSpec};
 
 pub const PLAN_FORMAT: &str = "depthprobe-sweep-1";
-
-/// What a planned run is for.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum Role {
-    /// A point of the axes grid.
-    Grid,
-    /// The bound's clean network `seed` trained on S1.
-    Clean { seed: usize },
-    /// The bound's network trained on S1 ∪ S̃2 with corruption fraction `p`, draw `draw`.
-    Noisy { p: f64, draw: usize },
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PlannedRun {
@@ -227,7 +216,9 @@ pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
             }
             let mut slug: Vec<String> =
                 labels.iter().zip(point).map(|(l, (_, v))| sanitize(&format!("{l}{}", value_text(v)))).collect();
-            bound::apply_role(&mut t, role, &base_cfg, &mut slug)?;
+            if let Some(label) = bound::apply_role(&mut t, role, &base_cfg)? {
+                slug.push(sanitize(&label));
+            }
             let what = format!("{origin}: run {}", slug.join(" "));
             let cfg = Config::from_table(t, &what)?;
             let hash = fnv1a(cfg.to_toml().as_bytes()) as u32;

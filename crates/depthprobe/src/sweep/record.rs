@@ -1,11 +1,12 @@
 //! One planned run of a sweep as the bound and the report read it: its config, its
 //! summary.json (through the run folder's types) and its metrics history.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use depthprobe_config::Config;
 use depthprobe_runfolder::{MetricBlock, RunFolder, Status};
 
-use super::plan::{PlannedRun, SweepDir};
+use super::plan::{value_text, PlannedRun, SweepDir};
+use crate::bound::{self, BoundRow, BoundRun};
 
 /// Final per-layer values of a run.
 #[derive(Clone, Debug)]
@@ -101,4 +102,31 @@ impl RunRecord {
 pub fn load_all(dir: &SweepDir) -> Result<Vec<RunRecord>> {
     let plan = dir.read_plan()?;
     plan.runs.iter().map(|r| RunRecord::load(dir, r)).collect()
+}
+
+impl RunRecord {
+    /// What the bound's estimate needs of this run, at `eps`.
+    pub fn bound_run(&self, eps: f64) -> BoundRun {
+        BoundRun {
+            group: self.run.values.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" "),
+            role: self.run.role,
+            done: self.done(),
+            depth: self.depth_at(eps),
+            train_acc: self.train_acc,
+            test_acc: self.test_acc,
+        }
+    }
+}
+
+/// The bound table of a sweep planned with a `[bound]` section, from its runs so far.
+pub fn bound_rows(dir: &SweepDir) -> Result<Vec<BoundRow>> {
+    let plan = dir.read_plan()?;
+    let Some(spec) = plan.bound else {
+        bail!(
+            "{}: this sweep has no [bound] section; plan one with a [bound] section to estimate the bound",
+            dir.0.display()
+        );
+    };
+    let runs: Vec<BoundRun> = load_all(dir)?.iter().map(|r| r.bound_run(spec.eps)).collect();
+    Ok(bound::compute(&spec, &runs))
 }
