@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use depthprobe::config::{Arch, Config, DatasetName, ModelConfig, Numerics, TopKind};
@@ -17,21 +16,6 @@ use depthprobe::engine::trainer::{Group, Trainer};
 use depthprobe::rng::Rng;
 use depthprobe_formats::{cifar, npy_bytes_f32};
 use tch::{nn, Device, Kind, Tensor};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn python() -> String {
-    std::env::var("DEPTHPROBE_PYTHON").unwrap_or_else(|_| {
-        let venv = repo_root().join(".venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    })
-}
 
 fn model(arch: Arch, top_layers: usize, top_kind: TopKind) -> ModelConfig {
     ModelConfig { arch, top_layers, top_kind, ..Default::default() }
@@ -257,8 +241,8 @@ fn checkpoints_load_into_the_equivalent_pytorch_modules() {
             std::fs::write(dir.join("logits.npy"), npy_bytes_f32(&[4, 10], logits)).unwrap();
             let last = embs.last().unwrap();
             std::fs::write(dir.join("emb.npy"), npy_bytes_f32(&[4, last.len() / 4], last)).unwrap();
-            let o = Command::new(python())
-                .arg(repo_root().join("tests/torch_models.py"))
+            let o = Command::new(common::python())
+                .arg(common::repo_root().join("tests/torch_models.py"))
                 .arg(m.arch.as_str())
                 .args(["ckpt.safetensors", "x.npy", "logits.npy", "emb.npy"].map(|f| dir.join(f)))
                 .args(["--top-layers", &m.top_layers.to_string(), "--top-kind", m.top_kind.as_str()])

@@ -1,28 +1,15 @@
 //! `depthprobe measure` end to end: .npy / .safetensors input, parity with the independent
 //! numpy implementation (tests/numpy_reference.py), result files, and bad input.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use depthprobe::measure::{measure, MeasureOptions};
 use depthprobe::rng::Rng;
 use depthprobe_formats::{npy_bytes, npy_bytes_f32, npy_bytes_i64};
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn python() -> String {
-    std::env::var("DEPTHPROBE_PYTHON").unwrap_or_else(|_| {
-        let venv = repo_root().join(".venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    })
-}
 
 struct Split {
     y: Vec<i64>,
@@ -94,8 +81,8 @@ fn measure_matches_independent_numpy_implementation() {
     write_npy_dir(&ted, &te, &[("logits", vec![300, 4], lg_te)]);
     measure(&opts(&trd, &ted), &out).unwrap();
     let ours: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    let script = repo_root().join("tests/numpy_reference.py");
-    let o = Command::new(python())
+    let script = common::repo_root().join("tests/numpy_reference.py");
+    let o = Command::new(common::python())
         .arg(&script)
         .arg(&trd)
         .arg(&ted)

@@ -15,8 +15,8 @@ use depthprobe_config::ModelConfig;
 use tch::nn;
 use tch::Tensor;
 
-use super::top::{TopLayer, TOP_WIDTH};
-use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel, Linear};
+use super::top::Head;
+use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel};
 use crate::engine::network::{image_input, EmbeddedLayer, Forward, Network};
 
 struct BasicBlock {
@@ -56,9 +56,7 @@ pub struct ResNet18 {
     conv1: Conv2d,
     bn1: BatchNorm,
     stages: Vec<Vec<BasicBlock>>,
-    fc: Linear,
-    top: Vec<TopLayer>,
-    head: Linear,
+    head: Head,
     layers: Vec<EmbeddedLayer>,
 }
 
@@ -79,13 +77,9 @@ impl ResNet18 {
             layers.push(EmbeddedLayer { name: format!("conv{}_x", i + 2), dim: cout * hh * ww });
         }
         layers.push(EmbeddedLayer { name: "avg_pool".into(), dim: 512 });
-        let fc = b.linear(root / "fc", 512, TOP_WIDTH, true);
-        layers.push(EmbeddedLayer { name: "fc".into(), dim: TOP_WIDTH });
-        let top: Vec<TopLayer> =
-            (0..cfg.top_layers).map(|i| TopLayer::new(b, root / "top_layers" / i, cfg.top_kind)).collect();
-        layers.extend((0..cfg.top_layers).map(|i| EmbeddedLayer { name: format!("top_layers.{i}"), dim: TOP_WIDTH }));
-        let head = b.linear(root / "top_linear", TOP_WIDTH, classes, true);
-        Ok(ResNet18 { conv1, bn1, stages, fc, top, head, layers })
+        let head = Head::new(b, root, 512, cfg, classes);
+        layers.extend(head.layers());
+        Ok(ResNet18 { conv1, bn1, stages, head, layers })
     }
 }
 
@@ -107,13 +101,8 @@ impl Network for ResNet18 {
         }
         let pooled = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         keep(&pooled);
-        let mut h = self.fc.forward(&pooled, false);
-        keep(&h);
-        for t in &self.top {
-            h = t.forward(&h.relu());
-            keep(&h);
-        }
-        Forward { logits: self.head.forward(&h.relu(), false), embeddings }
+        let logits = self.head.forward(&pooled, &mut keep);
+        Forward { logits, embeddings }
     }
 
     fn layers(&self) -> &[EmbeddedLayer] {
@@ -121,6 +110,6 @@ impl Network for ResNet18 {
     }
 
     fn nc3_classifier(&self) -> Option<&Tensor> {
-        self.top.last().filter(|t| t.ends_in_relu()).map(|_| &self.head.w)
+        self.head.nc3_classifier()
     }
 }

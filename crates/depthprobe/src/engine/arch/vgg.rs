@@ -15,7 +15,7 @@ use depthprobe_config::ModelConfig;
 use tch::nn;
 use tch::Tensor;
 
-use super::top::{TopLayer, TOP_WIDTH};
+use super::top::Head;
 use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel, Linear};
 use crate::engine::network::{image_input, EmbeddedLayer, Forward, Network};
 
@@ -35,9 +35,7 @@ fn stages(depth: usize) -> Vec<Vec<usize>> {
 pub struct Vgg {
     features: Vec<Vec<(Conv2d, BatchNorm)>>,
     bottom: [(Linear, BatchNorm); 2],
-    fc: Linear,
-    top: Vec<TopLayer>,
-    head: Linear,
+    head: Head,
     layers: Vec<EmbeddedLayer>,
 }
 
@@ -75,13 +73,9 @@ impl Vgg {
         ];
         layers.push(EmbeddedLayer { name: "bottom 1".into(), dim: WIDE });
         layers.push(EmbeddedLayer { name: "bottom 2".into(), dim: WIDE });
-        let fc = b.linear(root / "fc", WIDE, TOP_WIDTH, true);
-        layers.push(EmbeddedLayer { name: "fc".into(), dim: TOP_WIDTH });
-        let top: Vec<TopLayer> =
-            (0..cfg.top_layers).map(|i| TopLayer::new(b, root / "top_layers" / i, cfg.top_kind)).collect();
-        layers.extend((0..cfg.top_layers).map(|i| EmbeddedLayer { name: format!("top_layers.{i}"), dim: TOP_WIDTH }));
-        let head = b.linear(root / "top_linear", TOP_WIDTH, classes, true);
-        Ok(Vgg { features, bottom, fc, top, head, layers })
+        let head = Head::new(b, root, WIDE, cfg, classes);
+        layers.extend(head.layers());
+        Ok(Vgg { features, bottom, head, layers })
     }
 }
 
@@ -108,13 +102,8 @@ impl Network for Vgg {
             h = bn.forward(&lin.forward(&h, false).relu(), train);
             keep(&h);
         }
-        let mut h = self.fc.forward(&h, false);
-        keep(&h);
-        for t in &self.top {
-            h = t.forward(&h.relu());
-            keep(&h);
-        }
-        Forward { logits: self.head.forward(&h.relu(), false), embeddings }
+        let logits = self.head.forward(&h, &mut keep);
+        Forward { logits, embeddings }
     }
 
     fn layers(&self) -> &[EmbeddedLayer] {
@@ -122,6 +111,6 @@ impl Network for Vgg {
     }
 
     fn nc3_classifier(&self) -> Option<&Tensor> {
-        self.top.last().filter(|t| t.ends_in_relu()).map(|_| &self.head.w)
+        self.head.nc3_classifier()
     }
 }
