@@ -267,13 +267,16 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
                 println!("{}: {} runs (dry run: nothing written)", plan.name, plan.runs.len());
             } else {
                 let plan = sweep::write_plan(&sweep, &out)?;
+                SweepDir(out.clone()).log_command();
                 println!("{}: {} runs planned in {}", plan.name, plan.runs.len(), out.display());
             }
             Ok(())
         }
         SweepCmd::Run { dir, index, data_dir, quiet } => {
             let mut failed = Vec::new();
-            for (i, o) in sweep::run_indices(&SweepDir(dir), &index, data_dir.as_deref(), quiet)? {
+            let d = SweepDir(dir);
+            d.log_command();
+            for (i, o) in sweep::run_indices(&d, &index, data_dir.as_deref(), quiet)? {
                 match o {
                     sweep::Outcome::AlreadyDone if !quiet => eprintln!("run {i} is already done; skipped"),
                     sweep::Outcome::Failed(why) => failed.push(why),
@@ -287,6 +290,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
         }
         SweepCmd::Local { dir, jobs, batch, data_dir, quiet } => {
             let d = SweepDir(dir);
+            d.log_command();
             let failed = sweep::run_local(&d, jobs, batch, data_dir.as_deref(), quiet)?;
             let (text, _) = sweep::status_report(&d)?;
             print!("{text}");
@@ -304,6 +308,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
         }
         SweepCmd::Slurm { dir, max_parallel, sbatch_args, data_dir, no_submit } => {
             let d = SweepDir(dir);
+            d.log_command();
             match sweep::write_slurm(&d, max_parallel, &sbatch_args, data_dir.as_deref())? {
                 None => println!("every run is done; nothing to submit"),
                 Some((script, n)) => {

@@ -180,6 +180,16 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
     }
     let html = std::fs::read_to_string(a.join("report/index.html")).unwrap();
     assert!(html.contains("<svg") && !html.contains("src=\""), "the HTML page holds its figures inline");
+
+    // Provenance: the user's five commands are logged, the runs `sweep local` started are not.
+    let log = std::fs::read_to_string(a.join("commands.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 5, "{log}");
+    for (line, cmd) in lines.iter().zip(["sweep plan", "sweep local", "sweep local", "sweep run", "sweep run"]) {
+        assert!(line.starts_with("20") && line.as_bytes()[10] == b'T' && line.contains(cmd), "{line}");
+    }
+    let md = std::fs::read_to_string(a.join("report/report.md")).unwrap();
+    assert!(md.contains("Commands run on the sweep folder") && md.contains("-j 1 --quiet"), "{md}");
 }
 
 #[test]

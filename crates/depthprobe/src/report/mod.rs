@@ -223,5 +223,14 @@ fn provenance(dir: &Path, recs: &[RunRecord]) -> Vec<String> {
     for (who, n) in trained {
         lines.push(format!("{n} run(s) trained by depthprobe {who}."));
     }
+    match std::fs::read_to_string(SweepDir(dir.to_path_buf()).commands_path()) {
+        Ok(log) => {
+            lines.push("Commands run on the sweep folder (`commands.log`):".into());
+            lines.extend(log.lines().map(|l| format!("`{l}`")));
+        }
+        Err(_) => {
+            lines.push("No `commands.log` in the sweep folder: the commands that ran it were not recorded.".into())
+        }
+    }
     lines
 }

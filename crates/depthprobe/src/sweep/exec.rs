@@ -235,6 +235,7 @@ fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], data_dir: Option<&Path>) -> 
     let mut cmd = Command::new(exe);
     let indices: Vec<String> = group.iter().map(|r| r.index.to_string()).collect();
     cmd.arg("sweep").arg("run").arg(&dir.0).arg("--index").arg(indices.join(","));
+    cmd.env(super::plan::CHILD_ENV, "1");
     if let Some(d) = data_dir {
         cmd.arg("--data-dir").arg(d);
     }
@@ -356,6 +357,7 @@ pub fn write_slurm(
         let _ = writeln!(s, "#SBATCH {a}");
     }
     s.push_str("# Written by `depthprobe sweep slurm`: each array task runs one planned run (idempotent).\nset -euo pipefail\n");
+    let _ = writeln!(s, "export {}=1", super::plan::CHILD_ENV);
     let mut cmd = format!(
         "exec {} sweep run {} --index \"$SLURM_ARRAY_TASK_ID\"",
         shell_quote(&exe.display().to_string()),

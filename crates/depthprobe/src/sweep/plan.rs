@@ -33,6 +33,27 @@ use crate::bound::{self, BoundSpec};
 
 pub const PLAN_FORMAT: &str = "depthprobe-sweep-1";
 
+/// Set for the processes a sweep starts itself (`sweep local`'s children, SLURM tasks), so that
+/// only the user's commands go to commands.log.
+pub const CHILD_ENV: &str = "DEPTHPROBE_SWEEP_CHILD";
+
+/// The current UTC time as 2026-11-28T08:40:00Z.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PlannedRun {
     pub index: usize,
@@ -82,6 +103,26 @@ impl SweepDir {
     pub fn lock_path(&self, id: &str) -> PathBuf {
         self.0.join("runs").join(format!("{id}.lock"))
     }
+    /// Every command run on the sweep (plan, local, run, slurm), one line each: its provenance.
+    pub fn commands_path(&self) -> PathBuf {
+        self.0.join("commands.log")
+    }
+
+    /// Append this process's command line to commands.log (not for the runs a sweep starts
+    /// itself: they say `DEPTHPROBE_SWEEP_CHILD`). A failure to write is not an error.
+    pub fn log_command(&self) {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            return;
+        }
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let line = format!("{} · depthprobe {} · depthprobe {}\n", utc_now(), crate::BUILD, args.join(" "));
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.commands_path())
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    }
+
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.0.join("logs").join(format!("{id}.log"))
     }
