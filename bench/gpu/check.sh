@@ -19,18 +19,8 @@ EXTRA=${EXTRA:-}
 OUT=${OUT:-/tmp/depthprobe-gpu}
 W=$(mktemp -d)
 PY=${PYTHON:-python3}
-TORCH_LIB=$("$PY" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
-export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-nproc
-"$B/depthprobe" --version
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
-mkdir -p "$OUT"
-status=0
-step() { # name, command...: run, report failure, keep going
-  local name=$1; shift
-  "$@" || { echo "FAILED: $name (exit $?)"; status=1; }
-}
+# shellcheck source=bench/gpu/common.sh
+source bench/gpu/common.sh
 for m in mlp conv; do
   echo "== $m: train 3 epochs on $DEV"
   # shellcheck disable=SC2086
