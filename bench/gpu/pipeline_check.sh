@@ -7,8 +7,9 @@
 #     (tests/golden/metrics.sha256) and the README's demo table, as on the development machine;
 #  2. K = 1 on the GPU: MLP-6-512 and CONV-6-64 train 3 epochs on MNIST (inputs resident on the
 #     GPU), the same checkpoint probed on the GPU (device reduction) and on the CPU (host) agree;
-#  3. batched groups on the GPU: 4 CONV-4-32 runs (seeds × corruption) as one model (grouped
-#     convolutions) against one by one; ResNet-18 and VGG-11 as a group of 2, probed on GPU and CPU;
+#  3. batched groups on the GPU: 4 CONV-4-32, ResNet-18 and VGG-11 runs (seeds × corruption) as
+#     one model (grouped convolutions) against one by one, equal at init and, after training,
+#     within twice the GPU's run-to-run noise; a ResNet-18 checkpoint probed on GPU and CPU;
 #  4. the K = 1 training step against the baseline build and PyTorch eager (bench/train_bench.py),
 #     and K = 32 batched MLPs against the baseline build.
 # Dry run without a GPU: DEV=cpu QUICK=1 bash bench/gpu/pipeline_check.sh
@@ -66,44 +67,52 @@ for m in mlp conv; do
   cp "$W/$m-dev/summary.json" "$OUT/$m-dev.summary.json" 2>/dev/null
 done
 
-echo "== 3. batched groups on $DEV"
-group() { # name, per_class, epochs, model lines, batch
-  printf 'name = "%s"\n[config.data]\ndataset = "mnist"\ntrain_per_class = %s\ntest_per_class = 100\n[config.model]\n%s\n[config.train]\nepochs = %s\nmilestones = []\ndevice = "%s"\n[config.probe]\nevery = %s\n[axes]\n"train.seed" = [0, 1]\n"corruption.p" = [0.0, 0.2]\n' \
-    "$1" "$2" "$4" "$3" "$DEV" "$3" > "$W/$1.toml"
-  dp sweep plan "$W/$1.toml" --out "$W/$1-one" >/dev/null && dp sweep plan "$W/$1.toml" --out "$W/$1-many" >/dev/null || return 1
+echo "== 3. batched groups on $DEV, against a second one-by-one run (the GPU's run-to-run noise)"
+group() { # name, per_class, epochs, lr, model lines, batch
+  printf 'name = "%s"\n[config.data]\ndataset = "mnist"\ntrain_per_class = %s\ntest_per_class = 100\n[config.model]\n%s\n[config.train]\nepochs = %s\nlr = %s\nmilestones = []\ndevice = "%s"\n[config.probe]\nevery = 1\nat_init = true\n[axes]\n"train.seed" = [0, 1]\n"corruption.p" = [0.0, 0.2]\n' \
+    "$1" "$2" "$5" "$3" "$4" "$DEV" > "$W/$1.toml"
+  local d
+  for d in one one2 many; do dp sweep plan "$W/$1.toml" --out "$W/$1-$d" >/dev/null || return 1; done
   local t0=$SECONDS
   dp sweep local "$W/$1-one" --quiet --data-dir "$B/data" >/dev/null || return 1
   local t1=$SECONDS
-  dp sweep local "$W/$1-many" --batch "$5" --quiet --data-dir "$B/data" >/dev/null || return 1
-  echo "$1: one by one $((t1 - t0)) s, batched by $5 $((SECONDS - t1)) s"
-  "$PY" - "$W/$1-one" "$W/$1-many" <<'PY'
-import json, sys
-one, many = sys.argv[1:]
+  dp sweep local "$W/$1-many" --batch "$6" --quiet --data-dir "$B/data" >/dev/null || return 1
+  echo "$1: one by one $((t1 - t0)) s, batched by $6 $((SECONDS - t1)) s"
+  dp sweep local "$W/$1-one2" --quiet --data-dir "$B/data" >/dev/null || return 1
+  "$PY" - "$W/$1-one" "$W/$1-one2" "$W/$1-many" "$DEV" <<'PY'
+import csv, json, sys
+one, one2, many, dev = sys.argv[1:]
 plan = json.load(open(f"{one}/plan.json"))
-worst = [0.0, 0.0]
+def ncc(d, rid):
+    rows = [r for r in csv.DictReader(open(f"{d}/runs/{rid}/metrics.csv")) if r["split"] == "train" and r["metric"] == "ncc_acc"]
+    return {(int(r["epoch"]), r["layer"]): float(r["value"]) for r in rows}
+init = noise = batched = 0.0
 for r in plan["runs"]:
-    a = json.load(open(f"{one}/runs/{r['id']}/summary.json"))
     b = json.load(open(f"{many}/runs/{r['id']}/summary.json"))
     assert b["status"] == "done" and b["batch"]["size"] >= 2, b.get("batch")
-    for la, lb in zip(a["layers"], b["layers"]):
-        worst[0] = max(worst[0], abs(la["ncc_train_acc"] - lb["ncc_train_acc"]))
-        worst[1] = max(worst[1], abs(la["cdnv_train"] - lb["cdnv_train"]) / abs(la["cdnv_train"]))
-# After several epochs batched and lone networks differ by the rounding that ReLU flips amplify
-# (and a GPU is not deterministic anyway): the CPU test suite checks equality; here a broken
-# model would show as a gap of tens of percent.
-print(f"batched vs one by one: largest NCC train difference {worst[0]:.4f}, largest CDNV relative difference {worst[1]:.2e}")
-sys.exit(0 if worst[0] <= 0.05 and worst[1] <= 0.3 else 1)
+    a, a2, m = ncc(one, r["id"]), ncc(one2, r["id"]), ncc(many, r["id"])
+    last = max(e for e, _ in a)
+    init = max([init] + [abs(a[k] - m[k]) for k in a if k[0] == 0])
+    noise = max([noise] + [abs(a[k] - a2[k]) for k in a if k[0] == last])
+    batched = max([batched] + [abs(a[k] - m[k]) for k in a if k[0] == last])
+# Same initial networks: equal at epoch 0 up to the GPU's reductions. After training, GPU kernels
+# are not deterministic and training amplifies the difference, so batched networks are judged
+# against two one-by-one runs of the same networks; a broken model shows as a gap of tens of percent.
+print(f"largest NCC train difference at init {init:.4f}; after training: batched vs one by one {batched:.4f}, one by one twice {noise:.4f}")
+# On a CPU two runs repeat exactly (noise 0) while batched ones still differ by rounding that
+# training amplifies (the test suite checks them after one step); there only init is judged.
+sys.exit(0 if init <= 0.002 and (dev == "cpu" or batched <= 2 * noise + 0.02) else 1)
 PY
 }
 per=1000; [ "$QUICK" = 1 ] && per=40
-step "CONV group" group conv $per 3 'arch = "conv"
+step "CONV group" group conv $per 3 0.1 'arch = "conv"
 depth = 4
 width = 32' 4
+# lr 0.01: at lr 0.1, 2,000 samples and a few epochs, ResNet-18 barely learns and VGG-11 diverges,
+# in PyTorch too, and chaotic training makes any two runs differ by tens of percent.
 per=200; [ "$QUICK" = 1 ] && per=10
-step "ResNet-18 group" group resnet $per 2 'arch = "resnet18"' 2
-step "VGG-11 group" group vgg $per 2 'arch = "vgg11"
-top_layers = 1
-top_kind = "fc"' 2
+step "ResNet-18 group" group resnet $per 3 0.01 'arch = "resnet18"' 4
+step "VGG-11 group" group vgg $per 3 0.01 'arch = "vgg11"' 4
 resnet_run=$(ls -d "$W"/resnet-many/runs/*/ 2>/dev/null | head -1)
 if [ -n "$resnet_run" ]; then
   step "probe ResNet-18 on $DEV" dp probe "$resnet_run" --device "$DEV" --out "$W/rn-dev" --data-dir "$B/data" >/dev/null
