@@ -208,24 +208,46 @@ pub fn valid_keys() -> Vec<String> {
     keys
 }
 
+/// "; did you mean 'X'?" when a candidate is a likely misspelling of `key` (an edit distance of at
+/// most a quarter of its length, at least 1), else nothing: a far-fetched guess misleads.
 fn suggest(key: &str, candidates: &[String]) -> String {
-    let best =
-        candidates.iter().map(|c| (strsim::jaro_winkler(key, c), c)).max_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let best = candidates.iter().map(|c| (strsim::damerau_levenshtein(key, c), c)).min_by_key(|(d, _)| *d);
     match best {
-        Some((score, c)) if score > 0.7 => format!("; did you mean '{c}'?"),
+        Some((d, c)) if d <= (key.chars().count() / 4).max(1) => format!("; did you mean '{c}'?"),
         _ => String::new(),
     }
+}
+
+/// Why `key` is not a config key: the closest valid key, or else the keys of its section, or
+/// else the sections.
+fn unknown_key(key: &str, keys: &[String]) -> String {
+    let hint = suggest(key, keys);
+    if !hint.is_empty() {
+        return hint;
+    }
+    let section = key.split('.').next().unwrap_or("");
+    let in_section: Vec<&str> =
+        keys.iter().filter_map(|k| k.strip_prefix(section).and_then(|r| r.strip_prefix('.'))).collect();
+    if in_section.is_empty() {
+        format!(" (sections: {})", sections(keys).join(", "))
+    } else {
+        format!(" (keys of [{section}]: {})", in_section.join(", "))
+    }
+}
+
+fn sections(keys: &[String]) -> Vec<String> {
+    let mut s: Vec<String> = keys.iter().map(|k| k.split('.').next().unwrap().to_string()).collect();
+    s.dedup();
+    s
 }
 
 /// Refuse keys that are not in the schema, naming the closest valid one.
 fn check_keys(table: &toml::Table, origin: &str) -> Result<()> {
     let keys = valid_keys();
-    let sections: Vec<String> = keys.iter().map(|k| k.split('.').next().unwrap().to_string()).collect();
+    let sections = sections(&keys);
     for (s, v) in table {
         if !sections.contains(s) {
-            let mut uniq = sections.clone();
-            uniq.dedup();
-            bail!("{origin}: unknown section '{s}'{} (sections: {})", suggest(s, &uniq), uniq.join(", "));
+            bail!("{origin}: unknown section '{s}'{} (sections: {})", suggest(s, &sections), sections.join(", "));
         }
         let toml::Value::Table(sub) = v else {
             bail!("{origin}: '{s}' must be a section ([{s}]), not a value");
@@ -233,7 +255,7 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<()> {
         for k in sub.keys() {
             let full = format!("{s}.{k}");
             if !keys.contains(&full) {
-                bail!("{origin}: unknown key '{full}'{}", suggest(&full, &keys));
+                bail!("{origin}: unknown key '{full}'{}", unknown_key(&full, &keys));
             }
         }
     }
@@ -258,20 +280,28 @@ pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result
 pub fn check_key(key: &str, origin: &str) -> Result<()> {
     let keys = valid_keys();
     if !keys.iter().any(|k| k == key) {
-        bail!("{origin}: unknown config key '{key}'{}", suggest(key, &keys));
+        bail!("{origin}: unknown config key '{key}'{}", unknown_key(key, &keys));
     }
     Ok(())
 }
 
-/// Apply `key=value` overrides (value in TOML syntax; bare words are taken as strings).
+/// Apply `key=value` overrides (value in TOML syntax; bare words are taken as strings). Each is
+/// checked on its own first (its key and its value's type), so that a bad `--set` is reported as
+/// the `--set`, not as the file's fault; ranges and combinations are checked on the whole.
 fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
     for s in sets {
-        let (key, val) = s.split_once('=').with_context(|| format!("--set '{s}': expected section.key=value"))?;
+        let origin = format!("--set '{s}'");
+        let (key, val) = s.split_once('=').with_context(|| format!("{origin}: expected section.key=value"))?;
+        let key = key.trim();
+        check_key(key, &origin)?;
         let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", val.trim())) {
             Ok(mut t) => t.remove("v").unwrap(),
             Err(_) => toml::Value::String(val.trim().to_string()),
         };
-        set_key(table, key.trim(), value).with_context(|| format!("--set '{s}'"))?;
+        let mut alone = toml::Table::new();
+        set_key(&mut alone, key, value.clone()).with_context(|| origin.clone())?;
+        Config::parse_table(alone, &origin)?;
+        set_key(table, key, value).with_context(|| origin.clone())?;
     }
     Ok(())
 }
@@ -282,17 +312,25 @@ impl Config {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid TOML: {e}"))?;
         apply_sets(&mut table, sets)?;
-        Self::from_table(table, origin)
+        if sets.is_empty() {
+            Self::from_table(table, origin)
+        } else {
+            // What is left to fail is the combination (e.g. an image network on synthetic data).
+            Self::from_table(table, &format!("{origin} with --set {}", sets.join(" --set ")))
+        }
     }
 
     /// Build from a parsed table (keys checked, values validated); `origin` names the source.
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Config> {
-        check_keys(&table, origin)?;
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {}", e.message()))?;
+        let cfg = Self::parse_table(table, origin)?;
         cfg.validate().with_context(|| format!("{origin}: invalid value"))?;
         Ok(cfg)
+    }
+
+    /// Keys and value types only; `validate` checks ranges and combinations.
+    fn parse_table(table: toml::Table, origin: &str) -> Result<Config> {
+        check_keys(&table, origin)?;
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {}", e.message()))
     }
 
     pub fn from_file(path: &Path, sets: &[String]) -> Result<Config> {
@@ -389,6 +427,28 @@ mod tests {
         assert!(e.contains("did you mean 'train.epochs'"), "{e}");
         let e = Config::from_toml("[modle]\ndepth = 3\n", "cfg.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("did you mean 'model'"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_set_is_blamed_on_the_set_and_far_guesses_are_not_offered() {
+        let file = "[train]\nepochs = 3\nmilestones = [2]\n";
+        let e = format!("{:#}", Config::from_toml(file, "cfg.toml", &["optim.lerning_rate=0.1".into()]).unwrap_err());
+        assert!(e.starts_with("--set 'optim.lerning_rate=0.1': unknown config key 'optim.lerning_rate'"), "{e}");
+        assert!(!e.contains("cfg.toml") && !e.contains("did you mean") && e.contains("sections: data, model"), "{e}");
+        let e = format!("{:#}", Config::from_toml(file, "cfg.toml", &["train.lerning_rate=0.1".into()]).unwrap_err());
+        assert!(!e.contains("did you mean") && e.contains("keys of [train]: ") && e.contains(" lr,"), "{e}");
+        let e = format!("{:#}", Config::from_toml(file, "cfg.toml", &["train.epoch=3".into()]).unwrap_err());
+        assert!(e.contains("--set 'train.epoch=3'") && e.contains("did you mean 'train.epochs'"), "{e}");
+        let e = format!("{:#}", Config::from_toml(file, "cfg.toml", &["train.epochs=many".into()]).unwrap_err());
+        assert!(e.starts_with("--set 'train.epochs=many'") && !e.contains("cfg.toml"), "{e}");
+        // A range error is judged on the whole config, which names both sources.
+        let e = format!("{:#}", Config::from_toml(file, "cfg.toml", &["train.lr=-1".into()]).unwrap_err());
+        assert!(e.contains("cfg.toml with --set train.lr=-1") && e.contains("train.lr = -1"), "{e}");
+        // A set is checked on its own only for its key and type: epochs = 2 with the file's
+        // milestones is fine even though the defaults' milestones are later.
+        assert_eq!(Config::from_toml(file, "cfg.toml", &["train.epochs=2".into()]).unwrap().train.epochs, 2);
+        let e = Config::from_toml("[optim]\nlr = 1\n", "cfg.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("cfg.toml: unknown section 'optim'") && !e.contains("did you mean"), "{e}");
     }
 
     #[test]

@@ -76,6 +76,7 @@ enum Cmd {
         /// Output folder (default: RUN/probe-<device>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Data folder (one subfolder per data set); else $DEPTHPROBE_DATA, else the run's data.root.
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -113,16 +114,21 @@ enum SweepCmd {
     /// Run planned runs I,J,... (what a SLURM array task calls). Done runs are skipped, interrupted
     /// ones resume; runs that differ only in seeds and label corruption train as one batched model.
     Run {
+        /// Sweep folder (written by `sweep plan`).
         dir: PathBuf,
-        #[arg(long, value_delimiter = ',', required = true)]
+        /// Run indices in plan order (0-based), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "I,J,...")]
         index: Vec<usize>,
+        /// Data folder (one subfolder per data set); else $DEPTHPROBE_DATA, else data.root.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Print only errors.
         #[arg(long)]
         quiet: bool,
     },
     /// Run every run not yet done, at most N at once, with one progress view.
     Local {
+        /// Sweep folder (written by `sweep plan`).
         dir: PathBuf,
         /// Runs at once (set train.threads so that N × threads ≤ cores).
         #[arg(short = 'j', long = "jobs", default_value_t = 1)]
@@ -131,15 +137,21 @@ enum SweepCmd {
         /// per process: on a GPU many times the runs per hour (docs/performance.md).
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Data folder (one subfolder per data set); else $DEPTHPROBE_DATA, else data.root.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// No live progress view; print the final status only.
         #[arg(long)]
         quiet: bool,
     },
     /// Count done / failed / running / interrupted / pending runs; list failures.
-    Status { dir: PathBuf },
+    Status {
+        /// Sweep folder.
+        dir: PathBuf,
+    },
     /// Write DIR/submit.sbatch (a job array over the runs not done) and submit it with sbatch.
     Slurm {
+        /// Sweep folder (written by `sweep plan`; the cluster's nodes must see it at the same path).
         dir: PathBuf,
         /// At most M array tasks at once (%M).
         #[arg(long)]
@@ -147,6 +159,7 @@ enum SweepCmd {
         /// Extra #SBATCH line, e.g. --sbatch-arg=--partition=gpu (repeatable).
         #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
         sbatch_args: Vec<String>,
+        /// Data folder as the cluster's nodes see it; else $DEPTHPROBE_DATA there, else data.root.
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Write the script only.
@@ -344,4 +357,28 @@ fn bound(dir: &std::path::Path) -> Result<()> {
     ])?;
     println!("wrote {}/bound.csv and bound.json", dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is in --help.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "depthprobe", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
 }
