@@ -129,4 +129,68 @@ DONE=$(grep -c ",done," "$SW/report/results.csv")
 [ "$DONE" = 4 ] || { echo "slurm test: results.csv has $DONE done runs, expected 4" >&2; exit 1; }
 # Resubmitting a finished sweep submits nothing.
 "$BIN" sweep slurm "$SW" | grep -q "nothing to submit"
-echo "slurm test: passed (job $JOB: 4 array tasks done, report aggregated)"
+echo "slurm test: job $JOB: 4 array tasks done, report aggregated"
+
+wait_job() { # job id: wait until SLURM no longer lists it
+  for _ in $(seq 600); do
+    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
+    sleep 0.5
+  done
+  echo "slurm test: job $1 still queued after 300 s" >&2; squeue >&2; return 1
+}
+
+# --batch 2: each array task trains the two seeds of one depth as one model.
+SB=$WORK/sweep-batched
+"$BIN" sweep plan "$WORK/sweep.toml" --out "$SB"
+OUT=$("$BIN" sweep slurm "$SB" --batch 2 --sbatch-arg=--time=10)
+JOB=$(echo "$OUT" | sed -n 's/^submitted job \([0-9]*\).*/\1/p')
+echo "$OUT" | grep -q "(2 array tasks)" || { echo "slurm test: expected 2 batched tasks: $OUT" >&2; exit 1; }
+wait_job "$JOB"
+"$BIN" sweep status "$SB" | grep -q "4 runs · 4 done" || { echo "slurm test: batched runs not done" >&2; cat "$SB"/logs/* >&2; exit 1; }
+for s in "$SB"/runs/*/summary.json; do
+  grep -q '"size": 2' "$s" || { echo "slurm test: $s was not trained in a group of 2" >&2; exit 1; }
+done
+echo "slurm test: job $JOB: 4 runs in 2 batched tasks"
+
+# Requeue a running task (as a preemption does): it stops, is requeued, continues from its
+# checkpoint, and ends with the bytes of an uninterrupted run.
+cat > "$WORK/long.toml" <<EOF
+name = "slurm-requeue"
+[config.data]
+dataset = "synthetic"
+[config.model]
+width = 64
+depth = 4
+[config.train]
+epochs = 40
+milestones = [30]
+threads = 1
+checkpoint_every = 2
+[config.probe]
+every = 5
+[axes]
+"train.seed" = [7]
+EOF
+SQ=$WORK/sweep-requeue
+REF=$WORK/sweep-requeue-ref
+"$BIN" sweep plan "$WORK/long.toml" --out "$SQ"
+"$BIN" sweep plan "$WORK/long.toml" --out "$REF"
+"$BIN" sweep run "$REF" --index 0 --quiet
+ID=$(basename "$(ls -d "$REF"/runs/*/ | head -1)")
+OUT=$("$BIN" sweep slurm "$SQ" --sbatch-arg=--time=10)
+JOB=$(echo "$OUT" | sed -n 's/^submitted job \([0-9]*\).*/\1/p')
+for _ in $(seq 600); do
+  [ -s "$SQ/runs/$ID/checkpoint.json" ] && break
+  sleep 0.1
+done
+[ -s "$SQ/runs/$ID/checkpoint.json" ] || { echo "slurm test: no checkpoint before the requeue" >&2; cat "$SQ"/logs/* >&2; exit 1; }
+scontrol requeue "$JOB"
+echo "slurm test: requeued job $JOB after its first checkpoint"
+sleep 2
+wait_job "$JOB"
+"$BIN" sweep status "$SQ" | grep -q "1 runs · 1 done" || { echo "slurm test: the requeued run did not finish" >&2; cat "$SQ"/logs/* >&2; exit 1; }
+grep -h "SIGTERM\|SIGUSR1\|resuming from" "$SQ"/logs/slurm-*.log | sed 's/^/  log: /'
+grep -q "resuming from" "$SQ"/logs/slurm-*.log || { echo "slurm test: the requeued task did not resume" >&2; cat "$SQ"/logs/* >&2; exit 1; }
+cmp "$SQ/runs/$ID/metrics.csv" "$REF/runs/$ID/metrics.csv" || { echo "slurm test: metrics.csv after the requeue differs from an uninterrupted run" >&2; exit 1; }
+echo "slurm test: passed (plain, batched, and a task requeued mid-run that resumed to the same bytes)"
+

@@ -24,6 +24,7 @@ pub mod console;
 pub mod data;
 pub mod engine;
 pub mod figures;
+pub mod interrupt;
 pub mod measure;
 pub mod phases;
 pub mod pipeline;

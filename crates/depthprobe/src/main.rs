@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use depthprobe::config::Config;
 use depthprobe::console;
+use depthprobe::interrupt::{self, Interrupted};
 use depthprobe::measure::{measure, MeasureOptions};
 use depthprobe::pipeline::{train, RunOptions, RunResult};
 
@@ -156,6 +157,10 @@ enum SweepCmd {
         /// At most M array tasks at once (%M).
         #[arg(long)]
         max_parallel: Option<usize>,
+        /// Each array task trains up to K runs that differ only in seeds and label corruption as
+        /// one batched model (as `sweep local --batch`).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         /// Extra #SBATCH line, e.g. --sbatch-arg=--partition=gpu (repeatable).
         #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
         sbatch_args: Vec<String>,
@@ -197,9 +202,22 @@ fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: Ru
     let cfg = Config::from_toml(cfg_text, origin, &args.sets)?;
     let out = args.out.unwrap_or(default_out);
     let opts = RunOptions { out: out.clone(), data_dir: args.data_dir, force: args.force, quiet: args.quiet };
-    let run = train(&cfg, &opts)?;
+    let run = train(&cfg, &opts).inspect_err(|e| resume_hint(e, &out))?;
     report(&run, &out);
     Ok(())
+}
+
+fn is_interrupted(e: &anyhow::Error) -> Option<i32> {
+    e.chain().find_map(|c| c.downcast_ref::<Interrupted>()).map(|i| i.signal)
+}
+
+fn resume_hint(e: &anyhow::Error, out: &std::path::Path) {
+    if is_interrupted(e).is_some() {
+        eprintln!(
+            "the run has a checkpoint of the step it stopped at; continue it with `depthprobe train --resume {}`",
+            out.display()
+        );
+    }
 }
 
 fn report(run: &RunResult, out: &std::path::Path) {
@@ -214,13 +232,23 @@ fn report(run: &RunResult, out: &std::path::Path) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that train stop cleanly on SIGTERM, SIGINT and SIGUSR1 (interrupt.rs); the others
+    // keep the default: a signal ends them at once, which loses nothing.
+    if matches!(
+        cli.cmd,
+        Cmd::Train { .. } | Cmd::Demo { .. } | Cmd::Sweep { cmd: SweepCmd::Run { .. } | SweepCmd::Local { .. } }
+    ) {
+        interrupt::install();
+    }
     let res = match cli.cmd {
         Cmd::Train { resume: Some(dir), run, .. } => {
             if !run.sets.is_empty() || run.out.is_some() || run.force || run.device.is_some() {
                 Err(anyhow::anyhow!("--resume continues the run exactly as configured in DIR/config.toml: --set, --out, --force and --device do not apply"))
             } else {
                 let opts = RunOptions { out: dir, data_dir: run.data_dir, force: false, quiet: run.quiet };
-                depthprobe::pipeline::resume(&opts).map(|r| report(&r, &opts.out))
+                depthprobe::pipeline::resume(&opts)
+                    .inspect_err(|e| resume_hint(e, &opts.out))
+                    .map(|r| report(&r, &opts.out))
             }
         }
         Cmd::Train { config: Some(config), run, .. } => {
@@ -262,11 +290,21 @@ fn main() -> ExitCode {
         }),
     };
     match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Ok(()) => match interrupt::requested() {
+            // A sweep that stopped on a signal after its runs checkpointed.
+            Some(sig) => ExitCode::from(interrupt::exit_code(sig)),
+            None => ExitCode::SUCCESS,
+        },
+        Err(e) => match is_interrupted(&e) {
+            Some(sig) => {
+                eprintln!("stopped: {e:#}");
+                ExitCode::from(interrupt::exit_code(sig))
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -289,15 +327,23 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             let mut failed = Vec::new();
             let d = SweepDir(dir);
             d.log_command();
+            let mut stopped = 0;
             for (i, o) in sweep::run_indices(&d, &index, data_dir.as_deref(), quiet)? {
                 match o {
                     sweep::Outcome::AlreadyDone if !quiet => eprintln!("run {i} is already done; skipped"),
                     sweep::Outcome::Failed(why) => failed.push(why),
+                    sweep::Outcome::Interrupted => stopped += 1,
                     _ => {}
                 }
             }
             if !failed.is_empty() {
                 anyhow::bail!("{} of {} runs failed:\n  {}", failed.len(), index.len(), failed.join("\n  "));
+            }
+            if let (Some(signal), true) = (interrupt::requested(), stopped > 0) {
+                return Err(anyhow::Error::new(Interrupted { signal }).context(format!(
+                    "{stopped} of {} runs stopped (checkpointed); the same command continues them",
+                    index.len()
+                )));
             }
             Ok(())
         }
@@ -307,6 +353,9 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             let failed = sweep::run_local(&d, jobs, batch, data_dir.as_deref(), quiet)?;
             let (text, _) = sweep::status_report(&d)?;
             print!("{text}");
+            if let Some(sig) = interrupt::requested() {
+                eprintln!("stopped by {}: run the same command again to continue", interrupt::name(sig));
+            }
             if failed > 0 {
                 anyhow::bail!(
                     "{failed} run(s) failed (the others finished); fix the cause and run again to retry them"
@@ -319,10 +368,10 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             print!("{text}");
             Ok(())
         }
-        SweepCmd::Slurm { dir, max_parallel, sbatch_args, data_dir, no_submit } => {
+        SweepCmd::Slurm { dir, max_parallel, batch, sbatch_args, data_dir, no_submit } => {
             let d = SweepDir(dir);
             d.log_command();
-            match sweep::write_slurm(&d, max_parallel, &sbatch_args, data_dir.as_deref())? {
+            match sweep::write_slurm(&d, max_parallel, batch, &sbatch_args, data_dir.as_deref())? {
                 None => println!("every run is done; nothing to submit"),
                 Some((script, n)) => {
                     println!("wrote {} ({n} array tasks)", script.display());

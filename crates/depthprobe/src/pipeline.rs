@@ -7,6 +7,10 @@
 //! checkpoint.json, then the older state files are removed. A kill at any moment leaves each run
 //! a checkpoint.json that names a complete file, and every run the previous state too until all
 //! have the new one, so the group resumes together from the epoch they all have.
+//!
+//! A stop signal (`interrupt.rs`) ends training after the current step: every run checkpoints
+//! that step, is marked "interrupted" and returns [`Interrupted`]; resuming continues at the
+//! next step exactly as if nothing had happened.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,14 +19,16 @@ use anyhow::{bail, Context, Result};
 use depthprobe_config::{Config, DatasetName};
 use depthprobe_measures::{ProbeResult, Split};
 use depthprobe_runfolder::{
-    metric_rows, BatchInfo, CorruptionInfo, MetricBlock, MetricRow, NetworkMetrics, RunFolder, Source, Status, Summary,
+    metric_rows, BatchInfo, CorruptionInfo, MetricBlock, MetricRow, NetworkMetrics, Position, RunFolder, Source,
+    Status, Summary,
 };
 use rayon::prelude::*;
 
 use crate::data::{self, Dataset, Prepared};
-use crate::engine::trainer::{EpochStats, Group, ProbeOutcome, Trainer};
+use crate::engine::trainer::{EpochCursor, EpochEnd, EpochStats, Group, ProbeOutcome, Trainer};
 use crate::engine::{check_device, init_runtime};
 use crate::figures;
+use crate::interrupt::{self, Interrupted};
 use crate::phases::Phases;
 use crate::progress::Progress;
 use crate::schedule::lr_at;
@@ -78,9 +84,9 @@ pub fn resume(opts: &RunOptions) -> Result<RunResult> {
     train_group(vec![spec])?.pop().expect("one run")
 }
 
-/// Where a run starts: its epoch, the state to load, and the metrics it already has.
+/// Where a run starts: its position, the state to load, and the metrics it already has.
 struct Start {
-    epoch: usize,
+    at: Position,
     state: Option<PathBuf>,
     blocks: Vec<MetricBlock>,
 }
@@ -109,12 +115,21 @@ pub fn train_group(runs: Vec<RunSpec>) -> Result<Vec<Result<RunResult>>> {
     align(&runs, &mut starts);
     phases.lap("start folders");
     let mut results: Vec<Option<Result<RunResult>>> = runs.iter().map(|_| None).collect();
-    let mut epochs: Vec<usize> = starts.iter().map(|s| s.epoch).collect();
-    epochs.sort_unstable();
-    epochs.dedup();
+    let mut positions: Vec<Position> = starts.iter().map(|s| s.at).collect();
+    positions.sort_unstable();
+    positions.dedup();
     let mut starts: Vec<Option<Start>> = starts.into_iter().map(Some).collect();
-    for e in epochs {
-        let idx: Vec<usize> = (0..runs.len()).filter(|&i| starts[i].as_ref().is_some_and(|s| s.epoch == e)).collect();
+    for at in positions {
+        if let Some(sig) = interrupt::requested() {
+            // Stopped before this part of the group began: its runs stay as they are.
+            for (i, s) in starts.iter_mut().enumerate() {
+                if s.take().is_some() {
+                    results[i] = Some(Err(anyhow::Error::new(Interrupted { signal: sig })));
+                }
+            }
+            break;
+        }
+        let idx: Vec<usize> = (0..runs.len()).filter(|&i| starts[i].as_ref().is_some_and(|s| s.at == at)).collect();
         let members: Vec<Member> = idx
             .iter()
             .map(|&i| Member::new(&runs[i], &data[i], starts[i].take().expect("each run starts once")))
@@ -159,33 +174,34 @@ fn start_of(r: &RunSpec, p: &Prepared) -> Result<Start> {
     let folder = RunFolder::new(&r.opts.out);
     if !r.resume {
         folder.start(&r.cfg, &p.changed, r.opts.force)?;
-        return Ok(Start { epoch: 0, state: None, blocks: Vec::new() });
+        return Ok(Start { at: Position::default(), state: None, blocks: Vec::new() });
     }
     match folder.checkpoint()? {
         Some(c) => {
             let blocks = folder.metrics()?.into_iter().filter(|b| b.epoch.unwrap_or(0) <= c.epoch).collect();
-            Ok(Start { epoch: c.epoch, state: Some(folder.file(&c.file)), blocks })
+            Ok(Start { at: c.position(), state: Some(folder.file(&c.file)), blocks })
         }
-        None => Ok(Start { epoch: 0, state: None, blocks: Vec::new() }),
+        None => Ok(Start { at: Position::default(), state: None, blocks: Vec::new() }),
     }
 }
 
 /// Resuming runs of one group that a kill left at different checkpoints go back to the
 /// earliest one where they still have its state file, so they train together again.
 fn align(runs: &[RunSpec], starts: &mut [Start]) {
-    let Some(low) = runs.iter().zip(starts.iter()).filter(|(r, _)| r.resume).map(|(_, s)| s.epoch).min() else {
+    let Some(low) = runs.iter().zip(starts.iter()).filter(|(r, _)| r.resume).map(|(_, s)| s.at).min() else {
         return;
     };
+    let origin = Position::default();
     for (r, s) in runs.iter().zip(starts.iter_mut()) {
-        if !r.resume || s.epoch == low {
+        if !r.resume || s.at == low {
             continue;
         }
         let folder = RunFolder::new(&r.opts.out);
-        let state = if low == 0 { None } else { folder.state_at(low) };
-        if low == 0 || state.is_some() {
-            s.epoch = low;
+        let state = if low == origin { None } else { folder.state_at(low) };
+        if low == origin || state.is_some() {
+            s.at = low;
             s.state = state;
-            s.blocks.retain(|b| b.epoch.unwrap_or(0) <= low);
+            s.blocks.retain(|b| b.epoch.unwrap_or(0) <= low.epoch);
         }
     }
 }
@@ -277,7 +293,7 @@ fn network_rows(o: &ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>) -> V
 fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result<RunResult>> {
     let k = m.len();
     let cfg0 = m[0].spec.cfg.clone();
-    let start = m[0].start.epoch;
+    let start = m[0].start.at;
     let quiet = m.iter().all(|x| x.spec.opts.quiet);
     let batch = (k > 1).then(|| BatchInfo { size: k, runs: m.iter().map(|x| x.folder.name()).collect() });
     let refs: Vec<&Dataset> = m.iter().map(|x| &x.data.data).collect();
@@ -290,21 +306,24 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
         augment: cfg0.data.augment,
     };
     let built = Trainer::new(&group, &refs).and_then(|mut t| {
+        let mut parts = Vec::new();
         for (i, x) in m.iter().enumerate() {
             if let Some(p) = &x.start.state {
-                t.load(i, p)?;
+                parts.extend(t.load(i, p)?);
             }
         }
-        Ok(t)
+        // Inside an epoch the checkpoints also hold where the epoch stood.
+        let cursor = if start.step > 0 { Some(t.cursor(&parts)?) } else { None };
+        Ok((t, cursor))
     });
-    let mut trainer = match built {
+    let (mut trainer, mut cursor) = match built {
         Ok(t) => t,
         Err(e) => {
             let why = format!("{e:#}");
             return m
                 .iter()
                 .map(|x| {
-                    let _ = x.write(Status::Failed, Some(&why), start, t0, &batch);
+                    let _ = x.write(Status::Failed, Some(&why), start.epoch, t0, &batch);
                     Err(anyhow::anyhow!("{}: run failed: {why}", x.folder.path().display()))
                 })
                 .collect();
@@ -312,10 +331,10 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
     };
     phases.lap("build model");
     let layers = trainer.layers().len();
-    let progress = Progress::new("epoch", cfg0.train.epochs, start, quiet);
+    let progress = Progress::new("epoch", cfg0.train.epochs, start.epoch, quiet);
     let what = if k == 1 { String::new() } else { format!("{k} networks batched · ") };
-    if start > 0 {
-        progress.line(&format!("{what}resuming from epoch {start} of {}", cfg0.train.epochs));
+    if start != Position::default() {
+        progress.line(&format!("{what}resuming from {start} of {}", cfg0.train.epochs));
     }
     progress.line(&format!(
         "{what}{} · {} train / {} test · {} · {} · {} epochs, probe every {}",
@@ -356,14 +375,27 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
             }
             phases.lap("write state");
         };
-    if start == 0 && cfg0.probe.at_init {
+    if start == Position::default() && cfg0.probe.at_init {
         probe_all(&mut trainer, &mut m, 0, None, true);
     }
-    for epoch in start + 1..=cfg0.train.epochs {
+    let mut stopped: Option<(i32, Position)> = None;
+    for epoch in start.epoch + 1..=cfg0.train.epochs {
         if m.iter().all(|x| x.failed.is_some()) {
             break;
         }
-        let stats = trainer.train_epoch(&refs, epoch);
+        let mut stop = |step: usize| {
+            interrupt::maybe_raise_at(epoch, step);
+            interrupt::requested().is_some()
+        };
+        let stats = match trainer.train_epoch_from(&refs, epoch, cursor.take(), &mut stop) {
+            EpochEnd::Done(stats) => stats,
+            EpochEnd::Stopped(c) => {
+                let at = Position { epoch: epoch - 1, step: c.step };
+                checkpoint(&trainer, &mut m, at, Some(&c), &fail);
+                stopped = interrupt::requested().map(|s| (s, at));
+                break;
+            }
+        };
         phases.lap("train");
         for (x, s) in m.iter_mut().zip(&stats) {
             if x.failed.is_none() && !s.loss.is_finite() {
@@ -375,14 +407,35 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
             probe_all(&mut trainer, &mut m, epoch, Some(&stats), true);
         }
         let every = cfg0.train.checkpoint_every;
-        if (every > 0 && epoch % every == 0) || epoch == cfg0.train.epochs {
-            checkpoint(&trainer, &mut m, epoch, &fail);
+        let last = epoch == cfg0.train.epochs;
+        let signalled = interrupt::requested().filter(|_| !last);
+        if (every > 0 && epoch % every == 0) || last || signalled.is_some() {
+            checkpoint(&trainer, &mut m, Position::end_of(epoch), None, &fail);
             phases.lap("checkpoints");
         }
         progress.step(epoch, &epoch_message(&m, &stats, probed));
+        if let Some(sig) = signalled {
+            stopped = Some((sig, Position::end_of(epoch)));
+            break;
+        }
     }
     progress.finish();
     let epochs = cfg0.train.epochs;
+    if let Some((signal, at)) = stopped {
+        // Every live run has a checkpoint of `at`: say so in summary.json and stop.
+        let why = format!("{} at {at}; resumes from its checkpoint", Interrupted { signal });
+        return m
+            .iter_mut()
+            .map(|x| {
+                if let Some(f) = &x.failed {
+                    bail!("{}: run failed: {f}", x.folder.path().display());
+                }
+                x.write(Status::Interrupted, Some(&why), at.epoch, t0, &batch)?;
+                progress.line(&format!("{}: {why}", x.folder.path().display()));
+                Err(anyhow::Error::new(Interrupted { signal }).context(format!("{}", x.folder.path().display())))
+            })
+            .collect();
+    }
     if m.iter().any(|x| x.failed.is_none() && x.last.is_none()) {
         // Resumed after the last epoch's checkpoint: the trained networks are there; probe them
         // again (deterministic) for the final result, without adding a metrics block.
@@ -408,32 +461,39 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
     results
 }
 
-/// Checkpoint every live member after `epoch` (see the module docs for the three steps).
-fn checkpoint(trainer: &Trainer, m: &mut [Member], epoch: usize, fail: &dyn Fn(&mut Member, usize, String)) {
+/// Checkpoint every live member at `at` (see the module docs for the three steps); inside an
+/// epoch, with the epoch's cursor.
+fn checkpoint(
+    trainer: &Trainer,
+    m: &mut [Member],
+    at: Position,
+    cursor: Option<&EpochCursor>,
+    fail: &dyn Fn(&mut Member, usize, String),
+) {
     for (i, x) in m.iter_mut().enumerate() {
         if x.failed.is_some() {
             continue;
         }
-        let saved = x.folder.new_state_path(epoch).and_then(|p| save_state(trainer, i, &p));
+        let saved = x.folder.new_state_path(at).and_then(|p| save_state(trainer, i, &p, cursor));
         if let Err(e) = saved {
-            fail(x, epoch, format!("{e:#}"));
+            fail(x, at.epoch, format!("{e:#}"));
         }
     }
     for x in m.iter_mut().filter(|x| x.failed.is_none()) {
-        if let Err(e) = x.folder.commit_checkpoint(epoch) {
-            fail(x, epoch, format!("{e:#}"));
+        if let Err(e) = x.folder.commit_checkpoint(at) {
+            fail(x, at.epoch, format!("{e:#}"));
         }
     }
     for x in m.iter().filter(|x| x.failed.is_none()) {
-        x.folder.prune_states(epoch);
+        x.folder.prune_states(at);
     }
 }
 
 /// Network i's state to `path`: a temporary file beside it, fsynced, renamed.
-fn save_state(trainer: &Trainer, i: usize, path: &Path) -> Result<()> {
+fn save_state(trainer: &Trainer, i: usize, path: &Path, cursor: Option<&EpochCursor>) -> Result<()> {
     let name = path.file_name().context("state file name")?.to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    trainer.save(i, &tmp)?;
+    trainer.save_with(i, &tmp, cursor)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("{}: fsync", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}: rename", tmp.display()))
 }
@@ -511,18 +571,18 @@ mod tests {
         for (r, states) in runs.iter().zip([&[2usize, 4][..], &[2], &[4]]) {
             let f = RunFolder::new(&r.opts.out);
             for &e in states {
-                std::fs::write(f.new_state_path(e).unwrap(), b"state").unwrap();
+                std::fs::write(f.new_state_path(Position::end_of(e)).unwrap(), b"state").unwrap();
             }
         }
         let start = |e: usize, out: &Path| Start {
-            epoch: e,
-            state: Some(out.join(depthprobe_runfolder::state_file(e))),
+            at: Position::end_of(e),
+            state: Some(out.join(depthprobe_runfolder::state_file(Position::end_of(e)))),
             blocks: (0..=e).step_by(2).map(|ep| MetricBlock { epoch: Some(ep), rows: Vec::new() }).collect(),
         };
         let mut starts = vec![start(4, &runs[0].opts.out), start(2, &runs[1].opts.out), start(4, &runs[2].opts.out)];
         align(&runs, &mut starts);
-        assert_eq!(starts.iter().map(|s| s.epoch).collect::<Vec<_>>(), vec![2, 2, 4]);
-        assert_eq!(starts[0].state, RunFolder::new(&runs[0].opts.out).state_at(2));
+        assert_eq!(starts.iter().map(|s| s.at.epoch).collect::<Vec<_>>(), vec![2, 2, 4]);
+        assert_eq!(starts[0].state, RunFolder::new(&runs[0].opts.out).state_at(Position::end_of(2)));
         assert_eq!(starts[0].blocks.last().unwrap().epoch, Some(2), "metrics after the epoch are dropped");
         assert_eq!(starts[2].blocks.last().unwrap().epoch, Some(4));
     }

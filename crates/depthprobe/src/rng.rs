@@ -8,6 +8,14 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
     }
+    /// The generator's whole state, to save in a checkpoint.
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+    /// A generator continuing from a saved `state`.
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

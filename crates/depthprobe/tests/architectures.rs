@@ -8,48 +8,17 @@ mod common;
 use std::process::Command;
 
 use depthprobe::config::{Arch, Config, DatasetName, ModelConfig, Numerics, TopKind};
-use depthprobe::data::{self, Dataset, Split, Storage};
+use depthprobe::data::{Dataset, Split, Storage};
 use depthprobe::engine::init_runtime;
 use depthprobe::engine::layers::Builder;
 use depthprobe::engine::network::build;
 use depthprobe::engine::trainer::{Group, Trainer};
 use depthprobe::rng::Rng;
-use depthprobe_formats::{cifar, npy_bytes_f32};
+use depthprobe_formats::npy_bytes_f32;
 use tch::{nn, Device, Kind, Tensor};
 
 fn model(arch: Arch, top_layers: usize, top_kind: TopKind) -> ModelConfig {
     ModelConfig { arch, top_layers, top_kind, ..Default::default() }
-}
-
-/// The first CIFAR-10 test records (the sample in the test data), a balanced `per` per class
-/// for training and `test` per class for testing.
-fn cifar_sample(per: usize, test: usize) -> Dataset {
-    let (labels, px) =
-        cifar::parse_batch(&common::test_data().join("cifar-10-sample/test_batch_first500.bin")).unwrap();
-    let split = Split {
-        storage: Storage::Bytes { pixels: px, mean: data::CIFAR_MEAN.to_vec(), std: data::CIFAR_STD.to_vec() },
-        labels: labels.iter().map(|&l| l as i64).collect(),
-    };
-    let all = Dataset {
-        name: DatasetName::Cifar10,
-        shape: vec![3, 32, 32],
-        num_classes: 10,
-        train: split.clone(),
-        test: split,
-    };
-    let train = data::balanced_subset(&all, &all.train, per + test, "train").unwrap();
-    // The first `per` of each class train, the next `test` test.
-    let (mut a, mut b, mut seen) = (Vec::new(), Vec::new(), [0usize; 10]);
-    for (i, &l) in train.labels.iter().enumerate() {
-        if seen[l as usize] < per {
-            a.push(i)
-        } else {
-            b.push(i)
-        }
-        seen[l as usize] += 1;
-    }
-    let base = Dataset { train: train.clone(), ..all };
-    Dataset { train: data::select(&base, &train, &a), test: data::select(&base, &train, &b), ..base }
 }
 
 /// Random 1×32×32 inputs (MNIST's shape) with random labels.
@@ -135,7 +104,7 @@ fn embedded_layers_and_shapes() {
 /// ResNet-18, while no entry of a network changes when the other network of its model does).
 #[test]
 fn stacked_networks_equal_lone_networks() {
-    let ds = cifar_sample(6, 3);
+    let ds = common::cifar_sample(6, 3);
     let flat = |t: &Tensor| t.to_kind(Kind::Double).view([-1]);
     for m in [model(Arch::Resnet18, 1, TopKind::Res), model(Arch::Vgg11, 1, TopKind::Fc)] {
         let mut c = config(&m);
@@ -192,9 +161,10 @@ fn stacked_networks_equal_lone_networks() {
 #[test]
 fn a_few_sgd_steps_lower_the_loss() {
     init_runtime(0, 2, Numerics::Native);
-    for (m, ds) in
-        [(model(Arch::Resnet18, 2, TopKind::Res), cifar_sample(2, 1)), (model(Arch::Vgg13, 1, TopKind::Fc), gray(20))]
-    {
+    for (m, ds) in [
+        (model(Arch::Resnet18, 2, TopKind::Res), common::cifar_sample(2, 1)),
+        (model(Arch::Vgg13, 1, TopKind::Fc), gray(20)),
+    ] {
         let mut c = config(&m);
         c.train.batch_size = 20;
         let mut t = Trainer::new(&group(&c, vec![0]), &[&ds]).unwrap();
@@ -215,9 +185,9 @@ fn a_few_sgd_steps_lower_the_loss() {
 fn checkpoints_load_into_the_equivalent_pytorch_modules() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
-        (model(Arch::Resnet18, 2, TopKind::Res), cifar_sample(2, 1), 1),
+        (model(Arch::Resnet18, 2, TopKind::Res), common::cifar_sample(2, 1), 1),
         (model(Arch::Resnet18, 1, TopKind::Fc), gray(16), 2),
-        (model(Arch::Vgg11, 2, TopKind::Res), cifar_sample(2, 1), 2),
+        (model(Arch::Vgg11, 2, TopKind::Res), common::cifar_sample(2, 1), 2),
         (model(Arch::Vgg19, 0, TopKind::Fc), gray(16), 1),
     ];
     init_runtime(0, 2, Numerics::Native);

@@ -1,11 +1,18 @@
 //! A batched group of runs killed with SIGKILL resumes from its last mid-run checkpoint (not
 //! from epoch 0) and ends exactly where an uninterrupted group ends (CPU, byte-identical
-//! metrics.csv), with every run's summary recording the group.
+//! metrics.csv), with every run's summary recording the group. A stop signal (SIGTERM, SIGINT)
+//! checkpoints the step training is at, marks the runs interrupted and exits 128 + the signal;
+//! they continue from that step to the same bytes (`train`, `sweep run`, `sweep local`).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use depthprobe::config::{Arch, Config, ModelConfig, Numerics};
+use depthprobe::engine::init_runtime;
+use depthprobe::engine::trainer::{EpochEnd, Group, Trainer};
 use depthprobe::sweep::SweepDir;
 
 fn bin() -> PathBuf {
@@ -107,4 +114,196 @@ fn a_killed_batched_group_resumes_from_its_last_checkpoint() {
         .unwrap();
     assert!(st.success());
     assert!(summary(&one).get("batch").is_none());
+}
+
+fn run_files(runs: &[PathBuf]) -> Vec<Vec<u8>> {
+    runs.iter().map(|r| std::fs::read(r.join("metrics.csv")).unwrap()).collect()
+}
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// SIGTERM after step 2 of epoch 5 (raised at that exact step through the real handler by the
+/// test hook DEPTHPROBE_STOP_AT): every run of the group checkpoints that step, says so, and
+/// the rerun continues from it to the bytes of an uninterrupted group.
+#[test]
+fn a_stop_signal_checkpoints_the_step_and_the_group_continues_from_it() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path());
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let runs_a = plan(&a, &f);
+    let runs_b = plan(&b, &f);
+    let all = "0,1,2,3,4,5";
+    let st = Command::new(bin()).args(["sweep", "run"]).arg(&a).args(["--index", all, "--quiet"]).status().unwrap();
+    assert!(st.success());
+    let o = Command::new(bin())
+        .args(["sweep", "run"])
+        .arg(&b)
+        .args(["--index", all, "--quiet"])
+        .env("DEPTHPROBE_STOP_AT", "5:2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("6 of 6 runs stopped (checkpointed)"), "{}", stderr_of(&o));
+    for r in &runs_b {
+        let c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.join("checkpoint.json")).unwrap()).unwrap();
+        assert_eq!((c["epoch"].as_u64(), c["step"].as_u64()), (Some(4), Some(2)), "{c}");
+        let s = summary(r);
+        assert_eq!(s["status"], "interrupted");
+        assert!(s["reason"].as_str().unwrap().contains("SIGTERM at step 2 of epoch 5"), "{s}");
+        assert_eq!(std::fs::read_dir(r.join("checkpoints")).unwrap().count(), 1, "older states are removed");
+    }
+    let status = Command::new(bin()).args(["sweep", "status"]).arg(&b).output().unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("6 interrupted"));
+    let o = Command::new(bin()).args(["sweep", "run"]).arg(&b).args(["--index", all]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("6 networks batched · resuming from step 2 of epoch 5"), "{}", stderr_of(&o));
+    assert!(run_files(&runs_a) == run_files(&runs_b), "metrics.csv after the stop and the continuation differ");
+}
+
+/// Real signals at a random moment: Ctrl-C (SIGINT) on `train`, SIGTERM on `sweep local`. Each
+/// exits 128 + the signal, leaves its runs interrupted, and continues to the same bytes.
+#[test]
+fn sigint_and_sigterm_at_a_random_moment_lose_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        "[data]\ndataset = \"synthetic\"\n[model]\nwidth = 64\ndepth = 4\n[train]\nepochs = 12\nmilestones = [8]\n\
+         threads = 1\n[probe]\nevery = 4\n",
+    )
+    .unwrap();
+    let (reference, cut) = (t.path().join("ref"), t.path().join("cut"));
+    let st = Command::new(bin()).arg("train").arg(&cfg).arg("--out").arg(&reference).arg("--quiet").output().unwrap();
+    assert!(st.status.success());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let delay = Duration::from_millis(depthprobe::rng::Rng::new(nanos).below(400));
+    let child = Command::new(bin())
+        .arg("train")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&cut)
+        .arg("--quiet")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once training has begun (config.toml is written before the first step).
+    let t0 = Instant::now();
+    while !cut.join("config.toml").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "training never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(delay);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let s = summary(&cut);
+    if o.status.code() == Some(0) {
+        // The run had already finished (a slow machine): nothing to check but its result.
+        assert_eq!(s["status"], "done");
+    } else {
+        assert_eq!(o.status.code(), Some(130), "delay {delay:?}: {}", stderr_of(&o));
+        assert_eq!(s["status"], "interrupted", "delay {delay:?}");
+        assert!(stderr_of(&o).contains("depthprobe train --resume"), "{}", stderr_of(&o));
+        let o = Command::new(bin()).args(["train", "--resume"]).arg(&cut).arg("--quiet").output().unwrap();
+        assert!(o.status.success(), "{}", stderr_of(&o));
+    }
+    assert!(
+        std::fs::read(reference.join("metrics.csv")).unwrap() == std::fs::read(cut.join("metrics.csv")).unwrap(),
+        "delay {delay:?}: metrics.csv differs after SIGINT and --resume"
+    );
+
+    // SIGTERM to `sweep local` (not to its children): it stops its children, which checkpoint.
+    let f = sweep_file(t.path());
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let runs_a = plan(&a, &f);
+    let runs_b = plan(&b, &f);
+    let st = Command::new(bin()).args(["sweep", "local"]).arg(&a).args(["-j", "2", "--quiet"]).output().unwrap();
+    assert!(st.status.success());
+    let child = Command::new(bin())
+        .args(["sweep", "local"])
+        .arg(&b)
+        .args(["-j", "2", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !runs_b.iter().any(|r| r.join("metrics.csv").exists()) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no run started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(delay / 4);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let statuses: Vec<String> =
+        runs_b.iter().filter(|r| r.join("summary.json").exists()).map(|r| summary(r)["status"].to_string()).collect();
+    if o.status.code() != Some(0) {
+        assert_eq!(o.status.code(), Some(143), "{}", stderr_of(&o));
+        assert!(statuses.iter().all(|s| s == "\"done\"" || s == "\"interrupted\""), "{statuses:?}");
+        assert!(statuses.iter().any(|s| s == "\"interrupted\""), "{statuses:?}");
+        let o = Command::new(bin()).args(["sweep", "local"]).arg(&b).args(["-j", "2", "--quiet"]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr_of(&o));
+    }
+    assert!(run_files(&runs_a) == run_files(&runs_b), "metrics.csv differs after SIGTERM to sweep local");
+}
+
+/// The cursor of a stopped epoch holds all its state, the augmentation generators included:
+/// two ConvNets on CIFAR images with augmentation, stopped after step 3 of epoch 2, saved,
+/// loaded into a fresh trainer and continued, equal an unstopped trainer bit for bit.
+#[test]
+fn a_stopped_epoch_continues_bit_for_bit_with_augmentation() {
+    let ds = common::cifar_sample(8, 2);
+    let mut c = Config {
+        model: ModelConfig { arch: Arch::Conv, depth: 2, width: 8, ..Default::default() },
+        ..Default::default()
+    };
+    c.train.batch_size = 16;
+    c.train.warmup_epochs = 0;
+    c.train.milestones = vec![];
+    let g = Group { model: &c.model, train: &c.train, seeds: vec![3, 4], augment: true };
+    let data = [&ds, &ds];
+    let fresh = || {
+        init_runtime(0, 1, Numerics::Native);
+        Trainer::new(&g, &data).unwrap()
+    };
+    let mut whole = fresh();
+    whole.train_epoch(&data, 1);
+    let want = whole.train_epoch(&data, 2);
+    let mut first = fresh();
+    first.train_epoch(&data, 1);
+    let EpochEnd::Stopped(cursor) = first.train_epoch_from(&data, 2, None, &mut |step| step == 3) else {
+        panic!("the epoch did not stop")
+    };
+    assert_eq!(cursor.step, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..2).map(|k| dir.path().join(format!("{k}.safetensors"))).collect();
+    for (k, p) in paths.iter().enumerate() {
+        first.save_with(k, p, Some(&cursor)).unwrap();
+    }
+    let mut second = fresh();
+    let parts: Vec<_> = paths.iter().enumerate().map(|(k, p)| second.load(k, p).unwrap().unwrap()).collect();
+    let cursor = second.cursor(&parts).unwrap();
+    let EpochEnd::Done(got) = second.train_epoch_from(&data, 2, Some(cursor), &mut |_| false) else {
+        panic!("stopped again")
+    };
+    for k in 0..2 {
+        assert_eq!((got[k].loss, got[k].acc), (want[k].loss, want[k].acc), "network {k}: epoch statistics");
+        let (a, b) = (whole.network_variables(k), second.network_variables(k));
+        for (name, v) in &a {
+            assert!(v.equal(&b[name]), "network {k}: {name} differs after the continued epoch");
+        }
+    }
+    // Without the generators' state the continuation draws other augmentations and drifts.
+    let mut third = fresh();
+    let mut parts: Vec<_> = paths.iter().enumerate().map(|(k, p)| third.load(k, p).unwrap().unwrap()).collect();
+    for p in &mut parts {
+        p.augment = p.augment.map(|s| s ^ 1);
+    }
+    let cursor = third.cursor(&parts).unwrap();
+    third.train_epoch_from(&data, 2, Some(cursor), &mut |_| false);
+    let (a, b) = (whole.network_variables(0), third.network_variables(0));
+    assert!(a.iter().any(|(n, v)| !v.equal(&b[n])), "the augmentation state would not matter");
 }

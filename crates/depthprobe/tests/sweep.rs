@@ -354,6 +354,53 @@ fn slurm_script_is_a_job_array_over_unfinished_runs() {
     assert!(script.contains("--cpus-per-task=1"));
 }
 
+/// `--batch K`: each task trains one group of runs that can share a model; GPU runs ask for a
+/// GPU unless the user's arguments do; tasks are requeueable and warned before the time limit.
+#[test]
+fn slurm_batches_groups_and_asks_for_what_gpu_runs_need() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "slb", "[axes]\n\"model.depth\" = [2, 3]\n\"train.seed\" = [0, 1, 2]\n");
+    let gpu = t.path().join("gpu.toml");
+    std::fs::write(
+        &gpu,
+        std::fs::read_to_string(&f).unwrap().replace("[config.train]", "[config.train]\ndevice = \"cuda\""),
+    )
+    .unwrap();
+    let dir = t.path().join("s");
+    ok(&["sweep", "plan", s(&gpu), "--out", s(&dir)]);
+    let plan = SweepDir(dir.clone()).read_plan().unwrap();
+    let text = ok(&["sweep", "slurm", s(&dir), "--batch", "2", "--no-submit"]);
+    assert!(text.contains("4 array tasks"), "{text}");
+    let script = std::fs::read_to_string(dir.join("submit.sbatch")).unwrap();
+    for line in
+        ["#SBATCH --array=0,1,2,3\n", "#SBATCH --gres=gpu:1\n", "#SBATCH --requeue\n", "#SBATCH --signal=B:USR1@120\n"]
+    {
+        assert!(script.contains(line), "{line}: {script}");
+    }
+    assert!(script.contains("scontrol requeue") && script.contains("${RUN_GROUPS[$SLURM_ARRAY_TASK_ID]}"), "{script}");
+    let groups = script.lines().find_map(|l| l.strip_prefix("RUN_GROUPS=(")).unwrap().trim_end_matches(')');
+    let groups: Vec<Vec<usize>> =
+        groups.split(' ').map(|g| g.trim_matches('"').split(',').map(|i| i.parse().unwrap()).collect()).collect();
+    let mut all: Vec<usize> = groups.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..6).collect::<Vec<_>>(), "every run in exactly one task: {groups:?}");
+    for g in &groups {
+        assert!(g.len() <= 2);
+        let depth = |i: usize| SweepDir(dir.clone()).run_config(&plan.runs[i].id).unwrap().model.depth;
+        assert!(g.iter().all(|&i| depth(i) == depth(g[0])), "a task mixes depths: {g:?}");
+    }
+    let syntax = Command::new("bash").arg("-n").arg(dir.join("submit.sbatch")).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    // The user's own GPU request wins; CPU runs ask for none.
+    ok(&["sweep", "slurm", s(&dir), "--sbatch-arg=--gpus=2", "--no-submit"]);
+    let script = std::fs::read_to_string(dir.join("submit.sbatch")).unwrap();
+    assert!(!script.contains("--gres") && script.contains("#SBATCH --gpus=2"), "{script}");
+    let cpu = t.path().join("c");
+    ok(&["sweep", "plan", s(&f), "--out", s(&cpu)]);
+    ok(&["sweep", "slurm", s(&cpu), "--no-submit"]);
+    assert!(!std::fs::read_to_string(cpu.join("submit.sbatch")).unwrap().contains("--gres"));
+}
+
 #[test]
 fn every_recipe_plans() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");

@@ -24,7 +24,7 @@ use depthprobe_config::Config;
 use depthprobe_measures::ProbeResult;
 
 pub use atomic::{json_text, write_all_atomic, write_atomic};
-pub use checkpoint::{state_file, CheckpointMeta, CHECKPOINT_FORMAT};
+pub use checkpoint::{state_file, CheckpointMeta, Position, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_STEP};
 pub use metrics::{cdnv_pairs_csv, metric_rows, metrics_csv, read_metrics, MetricBlock, MetricRow};
 pub use summary::{BatchInfo, CorruptionInfo, NetworkMetrics, Source, Status, Summary};
 
@@ -141,32 +141,32 @@ impl RunFolder {
         let Ok(text) = std::fs::read_to_string(&p) else { return Ok(None) };
         let c: CheckpointMeta = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a depthprobe checkpoint.json", p.display()))?;
-        if c.format != CHECKPOINT_FORMAT {
-            bail!("{}: format '{}' is not {CHECKPOINT_FORMAT}", p.display(), c.format);
+        if c.format != CHECKPOINT_FORMAT && c.format != CHECKPOINT_FORMAT_STEP {
+            bail!("{}: format '{}' is not {CHECKPOINT_FORMAT} or {CHECKPOINT_FORMAT_STEP}", p.display(), c.format);
         }
         Ok(Some(c))
     }
 
-    /// The state file saved after `epoch`, if it is still there.
-    pub fn state_at(&self, epoch: usize) -> Option<PathBuf> {
-        let p = self.file(&state_file(epoch));
+    /// The state file saved at `at`, if it is still there.
+    pub fn state_at(&self, at: Position) -> Option<PathBuf> {
+        let p = self.file(&state_file(at));
         p.is_file().then_some(p)
     }
 
-    /// Where the state of `epoch` goes (the checkpoints/ folder is created).
-    pub fn new_state_path(&self, epoch: usize) -> Result<PathBuf> {
+    /// Where the state of `at` goes (the checkpoints/ folder is created).
+    pub fn new_state_path(&self, at: Position) -> Result<PathBuf> {
         let dir = self.file("checkpoints");
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-        Ok(self.file(&state_file(epoch)))
+        Ok(self.file(&state_file(at)))
     }
 
-    /// Point checkpoint.json at the state of `epoch` (which must be complete on disk).
-    pub fn commit_checkpoint(&self, epoch: usize) -> Result<()> {
-        write_atomic(&self.file("checkpoint.json"), json_text(&CheckpointMeta::new(epoch))?.as_bytes())
+    /// Point checkpoint.json at the state of `at` (which must be complete on disk).
+    pub fn commit_checkpoint(&self, at: Position) -> Result<()> {
+        write_atomic(&self.file("checkpoint.json"), json_text(&CheckpointMeta::new(at))?.as_bytes())
     }
 
     /// Remove every state file but the one of `keep`.
-    pub fn prune_states(&self, keep: usize) {
+    pub fn prune_states(&self, keep: Position) {
         let keep = self.file(&state_file(keep));
         if let Ok(entries) = std::fs::read_dir(self.file("checkpoints")) {
             for e in entries.flatten() {
@@ -246,12 +246,26 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let f = RunFolder::new(tmp.path());
         assert!(f.checkpoint().unwrap().is_none());
-        let p = f.new_state_path(7).unwrap();
+        let p = f.new_state_path(Position::end_of(7)).unwrap();
         std::fs::write(&p, b"x").unwrap();
-        f.commit_checkpoint(7).unwrap();
+        f.commit_checkpoint(Position::end_of(7)).unwrap();
         let c = f.checkpoint().unwrap().unwrap();
-        assert_eq!((c.epoch, c.file.as_str()), (7, "checkpoints/epoch-00007.safetensors"));
-        assert_eq!(f.state_at(7), Some(p));
-        assert_eq!(f.state_at(6), None);
+        assert_eq!((c.epoch, c.step, c.file.as_str()), (7, 0, "checkpoints/epoch-00007.safetensors"));
+        // An end-of-epoch checkpoint.json stays readable by builds that know no steps.
+        let text = std::fs::read_to_string(tmp.path().join("checkpoint.json")).unwrap();
+        assert!(!text.contains("step") && text.contains(CHECKPOINT_FORMAT), "{text}");
+        assert_eq!(f.state_at(Position::end_of(7)), Some(p.clone()));
+        assert_eq!(f.state_at(Position::end_of(6)), None);
+        // Inside an epoch: its own file and format; pruning keeps only it.
+        let mid = Position { epoch: 7, step: 12 };
+        let q = f.new_state_path(mid).unwrap();
+        std::fs::write(&q, b"y").unwrap();
+        f.commit_checkpoint(mid).unwrap();
+        let c = f.checkpoint().unwrap().unwrap();
+        assert_eq!((c.position(), c.file.as_str()), (mid, "checkpoints/epoch-00007-step-000012.safetensors"));
+        assert_eq!(c.format, CHECKPOINT_FORMAT_STEP);
+        f.prune_states(mid);
+        assert!(!p.exists() && q.exists());
+        assert!(Position::end_of(7) < mid && mid < Position::end_of(8));
     }
 }

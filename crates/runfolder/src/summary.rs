@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum Status {
     /// Training (or killed while training: the sweep tools tell which by the run's lock).
     Running,
+    /// Stopped by a signal after writing a checkpoint of the step it was at; resumes from it.
+    Interrupted,
     Done,
     /// Stopped by an error, named in `reason`.
     Failed,
@@ -21,6 +23,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
+            Status::Interrupted => "interrupted",
             Status::Done => "done",
             Status::Failed => "failed",
         }

@@ -30,6 +30,34 @@ pub struct EpochStats {
     pub acc: f64,
 }
 
+/// An epoch stopped after `step` steps: every network's running loss sum [K] and correct count
+/// [K] on the device, the samples each has seen, and each network's augmentation generator. A
+/// checkpoint holds it, so training continues at the next step exactly as if it had not stopped.
+pub struct EpochCursor {
+    pub step: usize,
+    loss_sum: Tensor,
+    correct: Tensor,
+    seen: usize,
+    augment: Vec<Option<u64>>,
+}
+
+/// Network k's part of an [`EpochCursor`], as a checkpoint stores it.
+pub struct CursorPart {
+    pub step: usize,
+    pub loss_sum: f32,
+    pub correct: i64,
+    pub seen: usize,
+    /// The augmentation generator's state (None without augmentation).
+    pub augment: Option<u64>,
+}
+
+/// How `train_epoch` ended.
+pub enum EpochEnd {
+    Done(Vec<EpochStats>),
+    /// `stop` asked to stop after this many steps.
+    Stopped(EpochCursor),
+}
+
 /// One network's probe: the layer measures and the network's own loss and accuracy (eval mode).
 pub struct ProbeOutcome {
     pub result: ProbeResult,
@@ -227,8 +255,23 @@ impl Trainer {
         logits.view([b, k, -1]).argmax(-1, false).eq_tensor(&y.view([b, k])).sum_dim_intlist(0, false, Kind::Int64)
     }
 
-    /// One epoch (1-based) of SGD for every network, each in its own seeded order.
+    /// One whole epoch (1-based) of SGD for every network, each in its own seeded order.
     pub fn train_epoch(&mut self, data: &[&Dataset], epoch: usize) -> Vec<EpochStats> {
+        match self.train_epoch_from(data, epoch, None, &mut |_| false) {
+            EpochEnd::Done(stats) => stats,
+            EpochEnd::Stopped(_) => unreachable!("nothing asked to stop"),
+        }
+    }
+
+    /// One epoch from the start or from where `from` stopped. After every step but the last,
+    /// `stop(step)` may end the epoch early: the cursor it returns continues it.
+    pub fn train_epoch_from(
+        &mut self,
+        data: &[&Dataset],
+        epoch: usize,
+        from: Option<EpochCursor>,
+        stop: &mut dyn FnMut(usize) -> bool,
+    ) -> EpochEnd {
         let k = self.networks();
         let n = data[0].train.len();
         let bs = self.train.batch_size;
@@ -241,15 +284,23 @@ impl Trainer {
                 o
             })
             .collect();
-        let mut aug: Vec<Option<Rng>> =
-            self.seeds.iter().map(|&s| self.augment.then(|| Rng::new(seed_for(s, 2, epoch)))).collect();
         // A trailing batch of one sample is dropped: BatchNorm cannot normalise it in training.
         let starts: Vec<usize> = (0..n).step_by(bs).filter(|&s| (s + bs).min(n) - s > 1).collect();
         let iters = starts.len();
-        let mut loss_sum = Tensor::zeros([k as i64], (Kind::Float, self.device));
-        let mut correct = Tensor::zeros([k as i64], (Kind::Int64, self.device));
-        let mut seen = 0usize;
-        for (it, &s) in starts.iter().enumerate() {
+        let (first, mut loss_sum, mut correct, mut seen, mut aug) = match from {
+            Some(c) => {
+                let aug: Vec<Option<Rng>> = c.augment.iter().map(|a| a.map(Rng::from_state)).collect();
+                (c.step, c.loss_sum.to_device(self.device), c.correct.to_device(self.device), c.seen, aug)
+            }
+            None => (
+                0,
+                Tensor::zeros([k as i64], (Kind::Float, self.device)),
+                Tensor::zeros([k as i64], (Kind::Int64, self.device)),
+                0,
+                self.seeds.iter().map(|&s| self.augment.then(|| Rng::new(seed_for(s, 2, epoch)))).collect(),
+            ),
+        };
+        for (it, &s) in starts.iter().enumerate().skip(first) {
             let e = (s + bs).min(n);
             let (x, y) = match &self.resident {
                 Some(xr) => {
@@ -277,9 +328,31 @@ impl Trainer {
                 correct += self.correct(&logits, &y);
             });
             seen += e - s;
+            if it + 1 < iters && stop(it + 1) {
+                let augment = aug.iter().map(|a| a.as_ref().map(Rng::state)).collect();
+                return EpochEnd::Stopped(EpochCursor { step: it + 1, loss_sum, correct, seen, augment });
+            }
         }
         let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
-        (0..k).map(|i| EpochStats { loss: l[i] / seen as f64, acc: c[i] / seen as f64 }).collect()
+        EpochEnd::Done((0..k).map(|i| EpochStats { loss: l[i] / seen as f64, acc: c[i] / seen as f64 }).collect())
+    }
+
+    /// The cursor of a stopped epoch rebuilt from every network's checkpointed part (all must
+    /// have stopped at the same step).
+    pub fn cursor(&self, parts: &[CursorPart]) -> Result<EpochCursor> {
+        let p0 = parts.first().context("no cursor parts")?;
+        if parts.iter().any(|p| p.step != p0.step || p.seen != p0.seen) || parts.len() != self.networks() {
+            bail!("the networks' checkpoints stopped at different steps");
+        }
+        let loss: Vec<f32> = parts.iter().map(|p| p.loss_sum).collect();
+        let correct: Vec<i64> = parts.iter().map(|p| p.correct).collect();
+        Ok(EpochCursor {
+            step: p0.step,
+            loss_sum: Tensor::from_slice(&loss).to_device(self.device),
+            correct: Tensor::from_slice(&correct).to_device(self.device),
+            seen: p0.seen,
+            augment: parts.iter().map(|p| p.augment).collect(),
+        })
     }
 
     /// Every network's full probe: the measures' two-pass driver over the train and test
@@ -453,6 +526,11 @@ impl Trainer {
     /// momentum buffers (`momentum.<name>`) to a safetensors file; names and shapes are those of
     /// the PyTorch module (docs/checkpoints.md), whatever K is.
     pub fn save(&self, k: usize, path: &Path) -> Result<()> {
+        self.save_with(k, path, None)
+    }
+
+    /// `save`, plus network k's part of a stopped epoch's cursor.
+    pub fn save_with(&self, k: usize, path: &Path, cursor: Option<&EpochCursor>) -> Result<()> {
         let n = self.networks();
         let mut named: Vec<(String, Tensor)> = self
             .network_variables(k)
@@ -462,12 +540,24 @@ impl Trainer {
         for (name, b) in self.opt.state() {
             named.push((format!("momentum.{name}"), slice(b, k, n).to_device(Device::Cpu).contiguous()));
         }
+        // Inside an epoch: where it stopped (docs/checkpoints.md, "Inside an epoch").
+        if let Some(c) = cursor {
+            let one = |v: i64| Tensor::from_slice(&[v]);
+            named.push(("progress.step".into(), one(c.step as i64)));
+            named.push(("progress.seen".into(), one(c.seen as i64)));
+            named.push(("progress.loss_sum".into(), c.loss_sum.narrow(0, k as i64, 1).to_device(Device::Cpu)));
+            named.push(("progress.correct".into(), c.correct.narrow(0, k as i64, 1).to_device(Device::Cpu)));
+            if let Some(a) = c.augment[k] {
+                named.push(("progress.augment_rng".into(), one(a as i64)));
+            }
+        }
         named.sort_by(|a, b| a.0.cmp(&b.0));
         Tensor::write_safetensors(&named, path).with_context(|| format!("{}: writing checkpoint", path.display()))
     }
 
-    /// Restore network k from what `save` wrote.
-    pub fn load(&mut self, k: usize, path: &Path) -> Result<()> {
+    /// Restore network k from what `save` wrote; its part of the epoch cursor when the
+    /// checkpoint is inside an epoch.
+    pub fn load(&mut self, k: usize, path: &Path) -> Result<Option<CursorPart>> {
         let n = self.networks();
         let mut saved: HashMap<String, Tensor> = Tensor::read_safetensors(path)
             .with_context(|| format!("{}: reading checkpoint", path.display()))?
@@ -488,7 +578,23 @@ impl Trainer {
         for (name, buf) in self.opt.state_mut() {
             put(format!("momentum.{name}"), buf)?;
         }
-        Ok(())
+        let Some(step) = saved.remove("progress.step") else { return Ok(None) };
+        let mut int = |key: &str| -> Result<i64> {
+            let t = saved.remove(key).with_context(|| format!("{}: no tensor '{key}'", path.display()))?;
+            Ok(t.int64_value(&[0]))
+        };
+        let (seen, correct) = (int("progress.seen")?, int("progress.correct")?);
+        let augment = saved.remove("progress.augment_rng").map(|t| t.int64_value(&[0]) as u64);
+        let loss = saved
+            .remove("progress.loss_sum")
+            .with_context(|| format!("{}: no tensor 'progress.loss_sum'", path.display()))?;
+        Ok(Some(CursorPart {
+            step: step.int64_value(&[0]) as usize,
+            loss_sum: loss.double_value(&[0]) as f32, // saved from f32: exact
+            correct,
+            seen: seen as usize,
+            augment,
+        }))
     }
 }
 

@@ -18,6 +18,7 @@ use depthprobe_config::Config;
 use depthprobe_runfolder::{RunFolder, Status};
 
 use super::plan::{Plan, PlannedRun, SweepDir};
+use crate::interrupt::{self, Interrupted};
 use crate::pipeline::{batch_key, train_group, RunOptions, RunSpec};
 use crate::progress::Progress;
 
@@ -100,6 +101,8 @@ pub enum Outcome {
     Busy,
     Trained,
     Failed(String),
+    /// Stopped by a signal (checkpointed, or not started yet): it resumes next time.
+    Interrupted,
 }
 
 /// Planned run `index`, or an error naming the sweep and the valid range.
@@ -151,7 +154,7 @@ pub fn run_indices(
                 cfg.train.threads = n;
             }
         }
-        let resume = summary_status(&out).is_some_and(|s| s.0 == Status::Running)
+        let resume = summary_status(&out).is_some_and(|s| matches!(s.0, Status::Running | Status::Interrupted))
             && out.join("checkpoint.json").exists()
             && same_config(&out, &cfg);
         let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet };
@@ -168,10 +171,19 @@ pub fn run_indices(
     }
     for (_, g) in groups {
         let (idx, runs): (Vec<usize>, Vec<RunSpec>) = g.into_iter().unzip();
+        if interrupt::requested().is_some() {
+            outcomes.extend(idx.into_iter().map(|i| (i, Outcome::Interrupted)));
+            continue;
+        }
         let ids: Vec<String> = idx.iter().map(|&i| format!("run {i} ({})", plan.runs[i].id)).collect();
         let results = train_group(runs).with_context(|| ids.join(", "))?;
         for ((i, id), r) in idx.into_iter().zip(ids).zip(results) {
-            outcomes.push((i, r.map_or_else(|e| Outcome::Failed(format!("{id}: {e:#}")), |_| Outcome::Trained)));
+            let o = match r {
+                Ok(_) => Outcome::Trained,
+                Err(e) if e.chain().any(|c| c.is::<Interrupted>()) => Outcome::Interrupted,
+                Err(e) => Outcome::Failed(format!("{id}: {e:#}")),
+            };
+            outcomes.push((i, o));
         }
     }
     drop(locks);
@@ -253,7 +265,9 @@ fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], data_dir: Option<&Path>) -> 
 
 /// Run every run that is not done, at most `jobs` processes at once, with one progress view;
 /// with `batch` > 1, up to `batch` runs that differ only in seeds and corruption train as one
-/// batched model in one process. Returns the number of failed runs.
+/// batched model in one process. Returns the number of failed runs. On a stop signal no new run
+/// starts, the running ones are asked to stop (SIGTERM: each checkpoints its current step) and
+/// are waited for; they count as interrupted, not failed.
 pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Path>, quiet: bool) -> Result<usize> {
     let plan: Plan = dir.read_plan()?;
     let jobs = jobs.max(1);
@@ -282,8 +296,24 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
     queue.reverse();
     let mut running: Vec<(Vec<&PlannedRun>, Child, Instant)> = Vec::new();
     let (mut finished, mut failed) = (done_before, 0usize);
+    let mut stopping = false;
     while !queue.is_empty() || !running.is_empty() {
-        while running.len() < jobs {
+        if let (Some(sig), false) = (interrupt::requested(), stopping) {
+            stopping = true;
+            queue.clear();
+            progress.line(&format!(
+                "{}: stopping; {} running process(es) checkpoint their current step",
+                interrupt::name(sig),
+                running.len()
+            ));
+            // SIGTERM, whatever arrived: a child that also got the terminal's SIGINT must not
+            // take a second SIGINT as "stop at once".
+            for (_, c, _) in &running {
+                // SAFETY: signalling our own child by its pid.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            }
+        }
+        while running.len() < jobs && !stopping {
             let Some(g) = queue.pop() else { break };
             let child = spawn_run(dir, &g, data_dir)?;
             running.push((g, child, Instant::now()));
@@ -300,6 +330,10 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
                     finished += 1;
                     match run_status(dir, r)? {
                         RunStatus::Done => progress.line(&format!("done   {:>4} {} ({secs:.1}s)", r.index, r.id)),
+                        _ if stopping && summary_status(&dir.run_dir(&r.id)).is_none_or(|s| s.0 != Status::Failed) => {
+                            finished -= 1;
+                            progress.line(&format!("stopped {:>3} {}: resumes next time", r.index, r.id));
+                        }
                         other => {
                             failed += 1;
                             let why = match other {
@@ -323,11 +357,20 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Write `submit.sbatch` (a job array over the runs not yet done, a log per task) and return
-/// its path and the array size; nothing when every run is done.
+/// Whether the user's sbatch arguments already ask for GPUs (then none is added).
+fn asks_for_gpus(args: &[String]) -> bool {
+    args.iter().any(|a| a.starts_with("--gres") || a.starts_with("--gpus") || a.starts_with("-G"))
+}
+
+/// Write `submit.sbatch`, a job array over the runs not yet done, and return its path and the
+/// array size; nothing when every run is done. Each task runs one run (task id = run index) or,
+/// with `batch` > 1, one group of up to `batch` runs that train as one model. Tasks ask for a
+/// GPU when the runs train on one, are requeueable, and get SIGUSR1 two minutes before their
+/// time limit: the runs checkpoint their current step and the task requeues itself.
 pub fn write_slurm(
     dir: &SweepDir,
     max_parallel: Option<usize>,
+    batch: usize,
     sbatch_args: &[String],
     data_dir: Option<&Path>,
 ) -> Result<Option<(PathBuf, usize)>> {
@@ -335,31 +378,59 @@ pub fn write_slurm(
     let mut todo = Vec::new();
     for r in &plan.runs {
         if run_status(dir, r)? != RunStatus::Done {
-            todo.push(r.index.to_string());
+            todo.push(r);
         }
     }
     if todo.is_empty() {
         return Ok(None);
     }
+    let groups = batch_groups(dir, todo, batch.max(1))?;
     let abs = std::fs::canonicalize(&dir.0).with_context(|| format!("{}: cannot resolve", dir.0.display()))?;
     let exe = std::env::current_exe().context("cannot find the depthprobe executable")?;
     std::fs::create_dir_all(abs.join("logs"))?;
-    let threads =
-        plan.runs.iter().map(|r| dir.run_config(&r.id).map(|c| c.train.threads)).collect::<Result<Vec<_>>>()?;
-    let cpus = threads.into_iter().max().unwrap_or(0).max(1);
+    let configs = plan.runs.iter().map(|r| dir.run_config(&r.id)).collect::<Result<Vec<_>>>()?;
+    let cpus = configs.iter().map(|c| c.train.threads).max().unwrap_or(0).max(1);
+    let gpu = configs.iter().any(|c| matches!(c.train.device, depthprobe_config::Device::Cuda(_)));
     let mut s = String::from("#!/bin/bash\n");
     let _ = writeln!(s, "#SBATCH --job-name=depthprobe-{}", plan.name);
     let limit = max_parallel.map(|m| format!("%{m}")).unwrap_or_default();
-    let _ = writeln!(s, "#SBATCH --array={}{limit}", todo.join(","));
+    let tasks: Vec<String> = if batch > 1 {
+        (0..groups.len()).map(|g| g.to_string()).collect()
+    } else {
+        groups.iter().map(|g| g[0].index.to_string()).collect()
+    };
+    let _ = writeln!(s, "#SBATCH --array={}{limit}", tasks.join(","));
     let _ = writeln!(s, "#SBATCH --output={}/logs/slurm-%A_%a.log", abs.display());
+    // A requeued task appends to its log instead of truncating it.
+    let _ = writeln!(s, "#SBATCH --open-mode=append");
     let _ = writeln!(s, "#SBATCH --cpus-per-task={cpus}");
+    if gpu && !asks_for_gpus(sbatch_args) {
+        let _ = writeln!(s, "#SBATCH --gres=gpu:1");
+    }
+    let _ = writeln!(s, "#SBATCH --requeue");
+    let _ = writeln!(s, "#SBATCH --signal=B:USR1@120");
     for a in sbatch_args {
         let _ = writeln!(s, "#SBATCH {a}");
     }
-    s.push_str("# Written by `depthprobe sweep slurm`: each array task runs one planned run (idempotent).\nset -euo pipefail\n");
+    s.push_str(
+        "# Written by `depthprobe sweep slurm`. Each array task trains its runs (idempotent: done runs\n\
+         # are skipped, interrupted ones continue from their checkpoint). Near the time limit SLURM sends\n\
+         # USR1: the runs checkpoint the step they are at, and the task requeues itself. A preemption's or\n\
+         # scancel's SIGTERM also ends in a checkpoint.\nset -uo pipefail\n",
+    );
     let _ = writeln!(s, "export {}=1", super::plan::CHILD_ENV);
+    if batch > 1 {
+        let list: Vec<String> = groups
+            .iter()
+            .map(|g| format!("\"{}\"", g.iter().map(|r| r.index.to_string()).collect::<Vec<_>>().join(",")))
+            .collect();
+        let _ = writeln!(s, "# Task t trains runs ${{RUN_GROUPS[t]}} as one model.\nRUN_GROUPS=({})", list.join(" "));
+        s.push_str("runs=${RUN_GROUPS[$SLURM_ARRAY_TASK_ID]}\n");
+    } else {
+        s.push_str("runs=$SLURM_ARRAY_TASK_ID\n");
+    }
     let mut cmd = format!(
-        "exec {} sweep run {} --index \"$SLURM_ARRAY_TASK_ID\"",
+        "{} sweep run {} --index \"$runs\"",
         shell_quote(&exe.display().to_string()),
         shell_quote(&abs.display().to_string())
     );
@@ -367,11 +438,16 @@ pub fn write_slurm(
         let d = std::fs::canonicalize(d).with_context(|| format!("--data-dir {}: not found", d.display()))?;
         let _ = write!(cmd, " --data-dir {}", shell_quote(&d.display().to_string()));
     }
-    s.push_str(&cmd);
-    s.push('\n');
+    let _ = writeln!(s, "{cmd} &");
+    s.push_str(
+        "pid=$!\n\
+         trap 'kill -USR1 \"$pid\" 2>/dev/null; wait \"$pid\"; scontrol requeue \"$SLURM_JOB_ID\"; exit 0' USR1\n\
+         trap 'kill -TERM \"$pid\" 2>/dev/null; wait \"$pid\"; exit 143' TERM\n\
+         wait \"$pid\"\n",
+    );
     let path = abs.join("submit.sbatch");
     depthprobe_runfolder::write_atomic(&path, s.as_bytes())?;
-    Ok(Some((path, todo.len())))
+    Ok(Some((path, tasks.len())))
 }
 
 /// Submit with sbatch; returns the job id.
