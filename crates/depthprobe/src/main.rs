@@ -120,6 +120,9 @@ enum SweepCmd {
         /// Run indices in plan order (0-based), comma-separated.
         #[arg(long, value_delimiter = ',', required = true, value_name = "I,J,...")]
         index: Vec<usize>,
+        /// cpu, cuda or cuda:N: train these runs there, whatever their train.device says.
+        #[arg(long)]
+        device: Option<String>,
         /// Data folder (one subfolder per data set); else $DEPTHPROBE_DATA, else data.root.
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -132,8 +135,13 @@ enum SweepCmd {
         /// Sweep folder (written by `sweep plan`).
         dir: PathBuf,
         /// Runs at once (set train.threads so that N × threads ≤ cores).
-        #[arg(short = 'j', long = "jobs", default_value_t = 1)]
+        #[arg(short = 'j', long = "jobs", default_value_t = 1, conflicts_with = "devices")]
         jobs: usize,
+        /// One worker per device, e.g. cuda:0,cuda:1,cuda:2 (a device listed twice gets two);
+        /// groups of runs go to whichever worker is free. Default: --jobs workers, each run on its
+        /// config's train.device.
+        #[arg(long, value_delimiter = ',', value_name = "DEV,DEV,...")]
+        devices: Option<Vec<String>>,
         /// Train up to K runs that differ only in seeds and label corruption as one batched model
         /// per process: on a GPU many times the runs per hour (docs/performance.md).
         #[arg(long, default_value_t = 1)]
@@ -323,12 +331,15 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             }
             Ok(())
         }
-        SweepCmd::Run { dir, index, data_dir, quiet } => {
+        SweepCmd::Run { dir, index, device, data_dir, quiet } => {
+            let device = device
+                .map(|d| depthprobe::config::Device::parse(&d).map_err(|e| anyhow::anyhow!("--device: {e}")))
+                .transpose()?;
             let mut failed = Vec::new();
             let d = SweepDir(dir);
             d.log_command();
             let mut stopped = 0;
-            for (i, o) in sweep::run_indices(&d, &index, data_dir.as_deref(), quiet)? {
+            for (i, o) in sweep::run_indices(&d, &index, device, data_dir.as_deref(), quiet)? {
                 match o {
                     sweep::Outcome::AlreadyDone if !quiet => eprintln!("run {i} is already done; skipped"),
                     sweep::Outcome::Failed(why) => failed.push(why),
@@ -347,10 +358,14 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             }
             Ok(())
         }
-        SweepCmd::Local { dir, jobs, batch, data_dir, quiet } => {
+        SweepCmd::Local { dir, jobs, devices, batch, data_dir, quiet } => {
+            let workers = match devices {
+                Some(list) => sweep::Workers::devices(&list)?,
+                None => sweep::Workers::jobs(jobs),
+            };
             let d = SweepDir(dir);
             d.log_command();
-            let failed = sweep::run_local(&d, jobs, batch, data_dir.as_deref(), quiet)?;
+            let failed = sweep::run_local(&d, &workers, batch, data_dir.as_deref(), quiet)?;
             let (text, _) = sweep::status_report(&d)?;
             print!("{text}");
             if let Some(sig) = interrupt::requested() {

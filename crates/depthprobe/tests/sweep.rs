@@ -192,6 +192,56 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
     assert!(md.contains("Commands run on the sweep folder") && md.contains("-j 1 --quiet"), "{md}");
 }
 
+/// `--devices`: one worker per listed device, each group of runs on whichever worker is free,
+/// the device given to the run whatever its config says. On CPU the configs ask for a GPU that
+/// the workers' `cpu` overrides, so the runs finishing at all shows the override reached them.
+#[test]
+fn devices_give_one_worker_each_and_override_the_runs_device() {
+    let t = tempfile::tempdir().unwrap();
+    let body = "[axes]\n\"model.depth\" = [2, 3, 4]\n\"train.seed\" = [0, 1]\n";
+    let f = sweep_file(t.path(), "devs", body);
+    let text = std::fs::read_to_string(&f).unwrap().replace("threads = 1\n", "threads = 1\ndevice = \"cuda:0\"\n");
+    std::fs::write(&f, text).unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    ok(&["sweep", "plan", s(&f), "--out", s(&a)]);
+    ok(&["sweep", "plan", s(&f), "--out", s(&b)]);
+
+    let o = dp(&["sweep", "local", s(&a), "--devices", "cpu,cpu", "--batch", "2"]);
+    let log = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("one worker on each of cpu, cpu"), "{log}");
+    // Three groups of two seeds over two workers: both workers train, and each group's runs
+    // name the same worker.
+    let done: Vec<&str> = log.lines().filter(|l| l.starts_with("done")).collect();
+    assert_eq!(done.len(), 6, "{log}");
+    for w in ["worker 1 on cpu", "worker 2 on cpu"] {
+        assert!(done.iter().any(|l| l.contains(w)), "no run on {w}:\n{log}");
+    }
+    let plan = SweepDir(a.clone()).read_plan().unwrap();
+    for r in &plan.runs {
+        let sm = summary(&a.join("runs").join(&r.id));
+        assert_eq!(sm["device"], "cpu", "{}", r.id);
+        assert_eq!(sm["batch"]["size"], 2, "{}", r.id);
+    }
+
+    // The same sweep one group at a time gives the same bytes.
+    ok(&["sweep", "local", s(&b), "--devices", "cpu", "--batch", "2", "--quiet"]);
+    for ((ida, ma), (_, mb)) in run_files(&a).iter().zip(&run_files(&b)) {
+        assert!(ma == mb, "{ida}: metrics.csv differs between two workers and one");
+    }
+
+    // A device that is not there is refused before anything runs; --jobs and --devices exclude.
+    let c = t.path().join("c");
+    ok(&["sweep", "plan", s(&f), "--out", s(&c)]);
+    let e = err(&["sweep", "local", s(&c), "--devices", "cpu,cuda:63"]);
+    assert!(e.contains("--devices: cuda:63") && e.contains("cuda:63"), "{e}");
+    assert!(!c.join("runs").exists() || std::fs::read_dir(c.join("runs")).unwrap().next().is_none());
+    let e = err(&["sweep", "local", s(&c), "--devices", "tpu"]);
+    assert!(e.contains("--devices") && e.contains("tpu"), "{e}");
+    let e = err(&["sweep", "local", s(&c), "--devices", "cpu", "-j", "2"]);
+    assert!(e.contains("cannot be used with"), "{e}");
+}
+
 #[test]
 fn killing_sweep_local_and_restarting_finishes_without_redoing_runs() {
     let t = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use depthprobe_config::Config;
+use depthprobe_config::{Config, Device};
 use depthprobe_runfolder::{RunFolder, Status};
 
 use super::plan::{Plan, PlannedRun, SweepDir};
@@ -121,9 +121,12 @@ fn planned<'a>(dir: &SweepDir, plan: &'a Plan, index: usize) -> Result<&'a Plann
 /// done runs are skipped, runs another process holds are left alone, an interrupted run
 /// resumes from its checkpoint, any other starts afresh. Runs that differ only in seeds and
 /// label corruption train as one batched model (`pipeline.rs`); others train one group each.
+/// `device`, when given, replaces each run's `train.device` (what `sweep local --devices` passes
+/// to its workers); a run interrupted on one device resumes on another.
 pub fn run_indices(
     dir: &SweepDir,
     indices: &[usize],
+    device: Option<Device>,
     data_dir: Option<&Path>,
     quiet: bool,
 ) -> Result<Vec<(usize, Outcome)>> {
@@ -153,6 +156,9 @@ pub fn run_indices(
             if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok()) {
                 cfg.train.threads = n;
             }
+        }
+        if let Some(d) = device {
+            cfg.train.device = d;
         }
         let resume = summary_status(&out).is_some_and(|s| matches!(s.0, Status::Running | Status::Interrupted))
             && out.join("checkpoint.json").exists()
@@ -203,8 +209,14 @@ fn batch_groups<'a>(dir: &SweepDir, queue: Vec<&'a PlannedRun>, batch: usize) ->
     Ok(groups.into_iter().map(|g| g.1).collect())
 }
 
+/// Whether the run in `out` was started with `cfg`, the device aside (a checkpoint resumes on any).
 fn same_config(out: &Path, cfg: &Config) -> bool {
-    Config::from_file(&out.join("config.toml"), &[]).map(|c| &c == cfg).unwrap_or(false)
+    Config::from_file(&out.join("config.toml"), &[])
+        .map(|mut c| {
+            c.train.device = cfg.train.device;
+            &c == cfg
+        })
+        .unwrap_or(false)
 }
 
 /// Counts and the failed runs' reasons.
@@ -230,7 +242,7 @@ pub fn status_report(dir: &SweepDir) -> Result<(String, Vec<RunStatus>)> {
     Ok((s, sts))
 }
 
-fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], data_dir: Option<&Path>) -> Result<Child> {
+fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], device: Option<Device>, data_dir: Option<&Path>) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the depthprobe executable")?;
     std::fs::create_dir_all(dir.0.join("logs"))?;
     let r = group[0];
@@ -251,6 +263,9 @@ fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], data_dir: Option<&Path>) -> 
     if let Some(d) = data_dir {
         cmd.arg("--data-dir").arg(d);
     }
+    if let Some(d) = device {
+        cmd.arg("--device").arg(d.to_string());
+    }
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // SAFETY: prctl is async-signal-safe. The child dies with `sweep local`, so killing the
     // sweep never leaves orphans training behind (they would also be harmless: runs are locked).
@@ -263,14 +278,70 @@ fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], data_dir: Option<&Path>) -> 
     cmd.spawn().with_context(|| format!("cannot start run {}", r.id))
 }
 
-/// Run every run that is not done, at most `jobs` processes at once, with one progress view;
+/// The worker slots of `sweep local`: each runs one process (one batched group) at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workers(Vec<Option<Device>>);
+
+impl Workers {
+    /// `n` workers, each run on its own config's device (`--jobs N`).
+    pub fn jobs(n: usize) -> Workers {
+        Workers(vec![None; n.max(1)])
+    }
+
+    /// One worker per listed device (`--devices cuda:0,cuda:1`; list one twice for two workers
+    /// on it). Every device is checked before anything starts.
+    pub fn devices(list: &[String]) -> Result<Workers> {
+        if list.is_empty() {
+            bail!("--devices: give at least one device (cpu, cuda or cuda:N)");
+        }
+        let mut out = Vec::new();
+        for d in list {
+            let dev = Device::parse(d.trim()).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+            crate::engine::check_device(dev).with_context(|| format!("--devices: {dev}"))?;
+            out.push(Some(dev));
+        }
+        Ok(Workers(out))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first worker not in `busy`: groups go to whichever worker frees up first.
+    pub fn free(&self, busy: &[usize]) -> Option<usize> {
+        (0..self.0.len()).find(|w| !busy.contains(w))
+    }
+
+    fn describe(&self) -> String {
+        match self.0.iter().map(|d| d.map(|d| d.to_string())).collect::<Option<Vec<_>>>() {
+            Some(devs) => format!("one worker on each of {}", devs.join(", ")),
+            None => format!("{} at a time", self.0.len()),
+        }
+    }
+
+    /// How a finished run names where it ran ("" for plain `--jobs`).
+    fn label(&self, w: usize) -> String {
+        self.0[w].map(|d| format!(", worker {} on {d}", w + 1)).unwrap_or_default()
+    }
+}
+
+/// Run every run that is not done, one process per worker at a time, with one progress view;
 /// with `batch` > 1, up to `batch` runs that differ only in seeds and corruption train as one
 /// batched model in one process. Returns the number of failed runs. On a stop signal no new run
 /// starts, the running ones are asked to stop (SIGTERM: each checkpoints its current step) and
 /// are waited for; they count as interrupted, not failed.
-pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Path>, quiet: bool) -> Result<usize> {
+pub fn run_local(
+    dir: &SweepDir,
+    workers: &Workers,
+    batch: usize,
+    data_dir: Option<&Path>,
+    quiet: bool,
+) -> Result<usize> {
     let plan: Plan = dir.read_plan()?;
-    let jobs = jobs.max(1);
     let mut queue: Vec<&PlannedRun> = Vec::new();
     let mut done_before = 0;
     for r in &plan.runs {
@@ -287,14 +358,15 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
     let total = plan.runs.len();
     let progress = Progress::new("runs", total, done_before, quiet);
     progress.line(&format!(
-        "{}: {total} runs, {done_before} already done, {} to run, {jobs} at a time (logs in {}/logs)",
+        "{}: {total} runs, {done_before} already done, {} to run, {} (logs in {}/logs)",
         plan.name,
         queue.len(),
+        workers.describe(),
         dir.0.display()
     ));
     let mut queue = batch_groups(dir, queue, batch)?;
     queue.reverse();
-    let mut running: Vec<(Vec<&PlannedRun>, Child, Instant)> = Vec::new();
+    let mut running: Vec<(Vec<&PlannedRun>, Child, Instant, usize)> = Vec::new();
     let (mut finished, mut failed) = (done_before, 0usize);
     let mut stopping = false;
     while !queue.is_empty() || !running.is_empty() {
@@ -308,15 +380,17 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
             ));
             // SIGTERM, whatever arrived: a child that also got the terminal's SIGINT must not
             // take a second SIGINT as "stop at once".
-            for (_, c, _) in &running {
+            for (_, c, _, _) in &running {
                 // SAFETY: signalling our own child by its pid.
                 unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             }
         }
-        while running.len() < jobs && !stopping {
-            let Some(g) = queue.pop() else { break };
-            let child = spawn_run(dir, &g, data_dir)?;
-            running.push((g, child, Instant::now()));
+        while !stopping && !queue.is_empty() {
+            let busy: Vec<usize> = running.iter().map(|x| x.3).collect();
+            let Some(w) = workers.free(&busy) else { break };
+            let g = queue.pop().expect("queue is not empty");
+            let child = spawn_run(dir, &g, workers.0[w], data_dir)?;
+            running.push((g, child, Instant::now(), w));
         }
         let names: Vec<&str> = running.iter().flat_map(|x| x.0.iter().map(|r| r.id.as_str())).collect();
         progress.step(finished, &format!("{failed} failed · running {}", names.join(", ")));
@@ -324,12 +398,13 @@ pub fn run_local(dir: &SweepDir, jobs: usize, batch: usize, data_dir: Option<&Pa
         let mut i = 0;
         while i < running.len() {
             if let Some(code) = running[i].1.try_wait()? {
-                let (g, _, t) = running.swap_remove(i);
+                let (g, _, t, w) = running.swap_remove(i);
+                let on = workers.label(w);
                 let secs = t.elapsed().as_secs_f64();
                 for r in &g {
                     finished += 1;
                     match run_status(dir, r)? {
-                        RunStatus::Done => progress.line(&format!("done   {:>4} {} ({secs:.1}s)", r.index, r.id)),
+                        RunStatus::Done => progress.line(&format!("done   {:>4} {} ({secs:.1}s{on})", r.index, r.id)),
                         _ if stopping && summary_status(&dir.run_dir(&r.id)).is_none_or(|s| s.0 != Status::Failed) => {
                             finished -= 1;
                             progress.line(&format!("stopped {:>3} {}: resumes next time", r.index, r.id));
@@ -467,4 +542,37 @@ pub fn submit(script: &Path) -> Result<String> {
 /// Is `sbatch` on PATH?
 pub fn have_sbatch() -> bool {
     std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join("sbatch").is_file())).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A simulated sweep over three devices: groups finish in a scrambled order, yet no worker
+    /// ever holds two groups, every group gets a worker, and all three devices work.
+    #[test]
+    fn each_group_goes_to_a_free_worker() {
+        let w = Workers(vec![Some(Device::Cuda(0)), Some(Device::Cuda(1)), Some(Device::Cuda(2))]);
+        let mut busy: Vec<(usize, usize)> = Vec::new(); // (group, worker)
+        let mut used = [0usize; 3];
+        let mut next = 0;
+        let mut rng = 12345u64;
+        while next < 20 || !busy.is_empty() {
+            while next < 20 {
+                let Some(k) = w.free(&busy.iter().map(|b| b.1).collect::<Vec<_>>()) else { break };
+                assert!(busy.iter().all(|b| b.1 != k), "worker {k} given two groups");
+                busy.push((next, k));
+                used[k] += 1;
+                next += 1;
+            }
+            assert!(busy.len() <= 3);
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            busy.swap_remove((rng >> 33) as usize % busy.len());
+        }
+        assert_eq!(used.iter().sum::<usize>(), 20);
+        assert!(used.iter().all(|&u| u > 0), "{used:?}");
+        assert_eq!(w.describe(), "one worker on each of cuda:0, cuda:1, cuda:2");
+        assert_eq!(Workers::jobs(0).len(), 1);
+        assert_eq!(Workers::jobs(4).describe(), "4 at a time");
+    }
 }

@@ -5,6 +5,6 @@ pub mod exec;
 pub mod plan;
 pub mod record;
 
-pub use exec::{run_indices, run_local, status_report, submit, write_slurm, Outcome, RunStatus};
+pub use exec::{run_indices, run_local, status_report, submit, write_slurm, Outcome, RunStatus, Workers};
 pub use plan::{write_plan, Plan, PlannedRun, Role, SweepDir};
 pub use record::bound_rows;
