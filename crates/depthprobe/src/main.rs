@@ -81,6 +81,11 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Fetch the data sets `train` reads (MNIST, Fashion-MNIST, CIFAR-10), checksums verified.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
     /// Families of runs: plan a sweep file, run it locally or on SLURM, see where it stands.
     Sweep {
         #[command(subcommand)]
@@ -178,6 +183,26 @@ enum SweepCmd {
         /// Write the script only.
         #[arg(long)]
         no_submit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Download data sets from their public mirrors (those torchvision uses, next one on failure)
+    /// or from $DEPTHPROBE_MIRROR (http(s):// or file:// base URLs, comma-separated; files are
+    /// BASE/<mnist|fashion-mnist|cifar-10>/<official name>). Every file is checked against its
+    /// published MD5; an interrupted download continues where it stopped.
+    Download {
+        /// mnist, fashion-mnist, cifar10 or all.
+        #[arg(required = true, value_name = "DATASET")]
+        names: Vec<String>,
+        /// Data folder to fill (default: $DEPTHPROBE_DATA, else the user's data directory,
+        /// $XDG_DATA_HOME/depthprobe or ~/.local/share/depthprobe, which `train` also reads).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Print only errors.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -289,6 +314,7 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Sweep { cmd } => sweep(cmd),
+        Cmd::Data { cmd: DataCmd::Download { names, root, quiet } } => download(&names, root, quiet),
         Cmd::Bound { dir } => bound(&dir),
         Cmd::Report { dir } => depthprobe::report::report(&dir).map(|r| {
             for c in &r.checks {
@@ -405,6 +431,38 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn download(names: &[String], root: Option<PathBuf>, quiet: bool) -> Result<()> {
+    use depthprobe_download as dl;
+    let root = root
+        .or_else(|| std::env::var_os("DEPTHPROBE_DATA").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(dl::default_root)
+        .ok_or_else(|| anyhow::anyhow!("no data folder: pass --root DIR (HOME is not set, so there is no default)"))?;
+    let mut sets: Vec<dl::DataSet> = Vec::new();
+    for n in names {
+        let Some(found) = dl::lookup(&n.to_ascii_lowercase()) else {
+            anyhow::bail!("unknown data set '{n}': choose from mnist, fashion-mnist, cifar10, all");
+        };
+        for d in found {
+            if !sets.iter().any(|s| s.name == d.name) {
+                sets.push(d);
+            }
+        }
+    }
+    let mirror = std::env::var(dl::MIRROR_ENV).ok();
+    for ds in &sets {
+        let sources = dl::sources(ds, mirror.as_deref())?;
+        match dl::download(ds, &root, &sources, quiet)? {
+            dl::Fetched::AlreadyThere => {
+                println!("{}: already in {}, every file verified", ds.name, ds.target_dir(&root).display())
+            }
+            dl::Fetched::Downloaded => {
+                println!("{}: downloaded and verified in {}", ds.name, ds.target_dir(&root).display())
+            }
+        }
+    }
+    Ok(())
 }
 
 fn bound(dir: &std::path::Path) -> Result<()> {

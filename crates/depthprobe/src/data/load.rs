@@ -72,11 +72,26 @@ pub fn load(name: DatasetName, root: Option<&Path>, seed: u64) -> Result<Dataset
         return Ok(synthetic::generate(seed));
     }
     let Some(root) = root else {
-        bail!("data set '{name}' needs a data folder: pass --data-dir DIR, set DEPTHPROBE_DATA, or set data.root in the config")
+        bail!("data set '{name}' needs a data folder: pass --data-dir DIR, set DEPTHPROBE_DATA, or set data.root in the config (HOME is not set, so there is no default)")
     };
     if !root.is_dir() {
-        bail!("data folder {} does not exist", root.display());
+        bail!("data folder {} does not exist; {}", root.display(), fetch_hint(name, root));
     }
+    load_from(name, root)
+        .map_err(|e| e.context(format!("data set '{name}' in {}; {}", root.display(), fetch_hint(name, root))))
+}
+
+/// The command that puts `name` where it was looked for.
+fn fetch_hint(name: DatasetName, root: &Path) -> String {
+    let at = if depthprobe_download::default_root().as_deref() == Some(root) {
+        String::new()
+    } else {
+        format!(" --root {}", root.display())
+    };
+    format!("fetch it with `depthprobe data download {name}{at}`")
+}
+
+fn load_from(name: DatasetName, root: &Path) -> Result<Dataset> {
     match name {
         DatasetName::Mnist | DatasetName::FashionMnist => {
             let tv = if name == DatasetName::Mnist { "MNIST" } else { "FashionMNIST" };

@@ -14,11 +14,13 @@ pub struct Prepared {
     pub changed: Vec<Relabel>,
 }
 
-/// The data folder: --data-dir, else $DEPTHPROBE_DATA, else data.root.
+/// The data folder: --data-dir, else $DEPTHPROBE_DATA, else data.root, else the user's data
+/// directory where `depthprobe data download` puts data sets by default.
 pub fn data_root(cfg: &Config, flag: Option<&Path>) -> Option<PathBuf> {
     flag.map(Path::to_path_buf)
         .or_else(|| std::env::var_os("DEPTHPROBE_DATA").filter(|v| !v.is_empty()).map(PathBuf::from))
         .or_else(|| (!cfg.data.root.is_empty()).then(|| PathBuf::from(&cfg.data.root)))
+        .or_else(depthprobe_download::default_root)
 }
 
 /// Load, subset and corrupt the data as the config says.
