@@ -1,6 +1,8 @@
 //! `depthprobe._native`: the measures engine for Python. Thin: input checks and conversion
 //! happen here, everything else in `depthprobe-measures`, so numbers equal the CLI's.
 
+mod stats;
+
 use depthprobe_measures::{LayerProbe, ProbeError, ProbeSpec, Split};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::create_exception;
@@ -37,6 +39,9 @@ fn labels(y: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
 #[pyclass(module = "depthprobe._native")]
 struct NativeProbe {
     probe: Option<LayerProbe>,
+    /// The result once computed: a run folder gets it whole (summary.json leaves out the CDNV
+    /// pairs that cdnv_pairs.csv needs).
+    result: Option<depthprobe_measures::ProbeResult>,
 }
 
 impl NativeProbe {
@@ -60,7 +65,7 @@ impl NativeProbe {
         spec.eps = eps;
         spec.classes = classes;
         spec.rank_max_dim = rank_max_dim;
-        Ok(NativeProbe { probe: Some(LayerProbe::new(spec).map_err(err)?) })
+        Ok(NativeProbe { probe: Some(LayerProbe::new(spec).map_err(err)?), result: None })
     }
 
     /// Feed one batch of one layer. `x` is a C-contiguous 2-D float32 array (the Python layer
@@ -104,6 +109,44 @@ impl NativeProbe {
         self.probe()?.set_classifier(w).map_err(err)
     }
 
+    /// What the current pass accumulates, as a dict (`stats.rs`), for a reduction done in Python.
+    fn plan<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let plans = self.probe()?.plan();
+        stats::plan_to_py(py, &plans)
+    }
+
+    /// The statistics fed through `update` so far in this pass, taken out as a dict of arrays.
+    fn take_stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let st = self.probe()?.take_stats().map_err(err)?;
+        stats::stats_to_py(py, &st)
+    }
+
+    /// Add statistics of this pass (from `take_stats` or a reduction that followed `plan`).
+    fn absorb(&mut self, stats: &Bound<'_, PyAny>) -> PyResult<()> {
+        let probe = self.probe()?;
+        let st = stats::stats_from_py(stats, &probe.plan())?;
+        probe.absorb(st).map_err(err)
+    }
+
+    /// Merge statistics dicts of this pass (data-parallel shards) into one.
+    fn merge_stats<'py>(
+        &mut self,
+        py: Python<'py>,
+        parts: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let plans = self.probe()?.plan();
+        let mut it = parts.iter();
+        let first = it.next().ok_or_else(|| DepthprobeError::new_err("merge_stats: nothing to merge"))?;
+        let mut acc = stats::stats_from_py(first, &plans)?;
+        for p in it {
+            let next = stats::stats_from_py(p, &plans)?;
+            for (a, b) in acc.iter_mut().zip(&next) {
+                a.merge(b).map_err(err)?;
+            }
+        }
+        stats::stats_to_py(py, &acc)
+    }
+
     fn next_pass(&mut self) -> PyResult<()> {
         self.probe()?.next_pass().map_err(err)
     }
@@ -113,7 +156,15 @@ impl NativeProbe {
         let probe =
             self.probe.take().ok_or_else(|| DepthprobeError::new_err("this probe has already produced its result"))?;
         let res = probe.finish().map_err(err)?;
-        serde_json::to_string(&res).map_err(|e| DepthprobeError::new_err(e.to_string()))
+        let text = serde_json::to_string(&res).map_err(|e| DepthprobeError::new_err(e.to_string()))?;
+        self.result = Some(res);
+        Ok(text)
+    }
+
+    /// Add this probe's result at `epoch` to the run folder `run_dir` (`append_probe`).
+    fn append_to_run(&self, run_dir: std::path::PathBuf, epoch: usize, wall_s: f64, done: bool) -> PyResult<()> {
+        let res = self.result.clone().ok_or_else(|| DepthprobeError::new_err("the probe has no result yet"))?;
+        append_probe(run_dir, epoch, res, wall_s, done)
     }
 }
 
@@ -138,6 +189,34 @@ fn read_metrics(path: std::path::PathBuf) -> PyResult<Vec<(Option<usize>, Option
             b.rows.into_iter().map(move |r| (b.epoch, r.layer, r.split.name().to_string(), r.metric, r.value))
         })
         .collect())
+}
+
+/// Add a probe at `epoch` to the run folder `run_dir` (created if needed): metrics.csv gets the
+/// probe's block (replacing a block of the same epoch or later: a rerun after a crash),
+/// cdnv_pairs.csv its class pairs, and summary.json the probe as the latest, with status running
+/// or done. Written as one unit, as the CLI writes a run.
+fn append_probe(
+    run_dir: std::path::PathBuf,
+    epoch: usize,
+    result: depthprobe_measures::ProbeResult,
+    wall_s: f64,
+    done: bool,
+) -> PyResult<()> {
+    use depthprobe_runfolder::{metric_rows, MetricBlock, RunFolder, Status, Summary};
+    let fail = |e: anyhow::Error| DepthprobeError::new_err(format!("{e:#}"));
+    let folder = RunFolder::new(run_dir);
+    std::fs::create_dir_all(folder.path())
+        .map_err(|e| DepthprobeError::new_err(format!("{}: cannot create: {e}", folder.path().display())))?;
+    let mut blocks = folder.metrics().map_err(fail)?;
+    blocks.retain(|b| b.epoch.is_some_and(|e| e < epoch));
+    blocks.push(MetricBlock { epoch: Some(epoch), rows: metric_rows(&result) });
+    let previous = folder.summary().map_err(fail)?.map_or(0.0, |s| s.wall_s);
+    let mut s = Summary::of_probe(result, previous + wall_s);
+    s.probe_epoch = Some(epoch);
+    s.epochs = Some(epoch);
+    s.status = Some(if done { Status::Done } else { Status::Running });
+    s.producer = Some(format!("depthprobe (Python) {}", env!("CARGO_PKG_VERSION")));
+    folder.write_results(&s, &blocks).map_err(fail)
 }
 
 #[pymodule]

@@ -8,6 +8,7 @@ use crate::probe::Probe;
 use crate::reducer::{HostReducer, Reducer};
 use crate::result::ProbeResult;
 use crate::spec::{Pass, ProbeSpec, Split};
+use crate::statistics::{SplitPlan, SplitStats};
 
 pub struct LayerProbe {
     probe: Probe,
@@ -71,7 +72,7 @@ impl LayerProbe {
         if self.probe.pass() != Pass::Moments {
             return Err(ProbeError::WrongPass("next_pass called twice: the probe has two passes".into()));
         }
-        self.absorb()?;
+        self.absorb_reducer()?;
         self.probe.next_pass()?;
         self.reducer.begin(vec![Some(self.probe.plan())]);
         Ok(())
@@ -84,11 +85,32 @@ impl LayerProbe {
                 "finish called before pass 2 (call next_pass after the first train pass)".into(),
             ));
         }
-        self.absorb()?;
+        self.absorb_reducer()?;
         self.probe.finish()
     }
 
-    fn absorb(&mut self) -> Result<(), ProbeError> {
+    /// What the current pass accumulates (train, test): for a reduction done elsewhere (the
+    /// Python package's reduction on a model's device).
+    pub fn plan(&self) -> [SplitPlan; 2] {
+        self.probe.plan()
+    }
+
+    /// The statistics fed through `update` so far in this pass (train, test), taken out: the
+    /// probe continues the pass from empty accumulators. A data-parallel worker takes its
+    /// shard's statistics, they are merged (`SplitStats::merge`), and one probe absorbs them.
+    pub fn take_stats(&mut self) -> Result<[SplitStats; 2], ProbeError> {
+        let stats = self.reducer.end().pop().flatten();
+        self.reducer.begin(vec![Some(self.probe.plan())]);
+        stats.ok_or_else(|| ProbeError::WrongPass("the probe has no pass in progress".into()))?
+    }
+
+    /// Add statistics of this pass reduced elsewhere (`plan`) or taken from other probes
+    /// (`take_stats`); checked against the plan.
+    pub fn absorb(&mut self, stats: [SplitStats; 2]) -> Result<(), ProbeError> {
+        self.probe.absorb(stats)
+    }
+
+    fn absorb_reducer(&mut self) -> Result<(), ProbeError> {
         match self.reducer.end().pop().flatten() {
             Some(stats) => self.probe.absorb(stats?),
             None => Err(ProbeError::WrongPass("the probe has no pass in progress".into())),

@@ -125,7 +125,8 @@ pub fn cdnv_pairs_csv(res: &ProbeResult) -> String {
         for (split, pairs) in [("train", &l.cdnv_pairs_train), ("test", &l.cdnv_pairs_test)] {
             for i in 0..k {
                 for j in (i + 1)..k {
-                    let v = pairs[i * k + j];
+                    // A result read back from JSON has no pairs (they are not in summary.json).
+                    let v = pairs.get(i * k + j).copied().unwrap_or(f64::NAN);
                     if !v.is_nan() {
                         let _ =
                             writeln!(s, "{},{split},{},{},{}", l.layer, res.classes[i], res.classes[j], f64_text(v));

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from . import _native
 from ._native import DepthprobeError, NativeProbe
 
 __all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "DEFAULT_EPS", "DEFAULT_RANK_MAX_DIM"]
+# depthprobe.torch (probing PyTorch models through hooks) is imported on demand: it needs torch.
 
 #: The defaults of the CLI and the configs (one source: the Rust measures crate).
 DEFAULT_EPS = tuple(_native.DEFAULT_EPS)
@@ -95,17 +96,42 @@ class LayerProbe:
         self._result: Optional[Dict[str, Any]] = None
 
     # -- passes ---------------------------------------------------------------------------
-    def passes(self) -> Iterator[int]:
-        """Yield 0 then 1; feed the same train (and test) batches in each."""
+    def passes(self, sync: Optional[Callable[[Dict[str, Any]], List[Dict[str, Any]]]] = None) -> Iterator[int]:
+        """Yield 0 then 1; feed the same train (and test) batches in each.
+
+        ``sync`` makes data-parallel workers one probe: at the end of each pass it gets this
+        worker's statistics (:meth:`take_stats`) and returns every worker's (e.g.
+        ``depthprobe.torch.all_gather``); their merge is absorbed, so each worker's result is
+        the probe of all the shards together."""
         if self._pass is not None:
             raise DepthprobeError("passes() can run only once per probe")
         for p in (0, 1):
             self._pass = p
             yield p
+            self._start()
+            if sync is not None:
+                self.absorb(self.merge_stats(sync(self.take_stats())))
             if p == 0:
-                self._start()
                 self._native.next_pass()
         self._pass = 2
+
+    # -- statistics, for data-parallel probes ---------------------------------------------
+    def take_stats(self) -> Dict[str, Any]:
+        """The statistics fed so far in this pass, taken out of the probe (a dict of NumPy
+        arrays: picklable, small: O(C·D + D²) per layer). Merge the workers' with
+        :meth:`merge_stats` and give the result to one probe's :meth:`absorb`."""
+        self._start()
+        return self._native.take_stats()
+
+    def merge_stats(self, parts: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        """One statistics dict from several of the same pass (the shards')."""
+        self._start()
+        return self._native.merge_stats(list(parts))
+
+    def absorb(self, stats: Dict[str, Any]) -> None:
+        """Add statistics of this pass (from :meth:`take_stats` or :meth:`merge_stats`)."""
+        self._start()
+        self._native.absorb(stats)
 
     def _start(self) -> None:
         if self._native is not None:

@@ -97,3 +97,45 @@ pub struct SplitStats {
     pub layers: Vec<LayerStats>,
     pub agreement: Option<Agreement>,
 }
+
+impl SplitStats {
+    /// Add the statistics of other rows of the same split and pass (another shard of the data,
+    /// reduced elsewhere): what a data-parallel probe combines before the probe absorbs it.
+    pub fn merge(&mut self, other: &SplitStats) -> Result<(), crate::error::ProbeError> {
+        use crate::error::ProbeError;
+        let bad = |what: &str| Err(ProbeError::InvalidSpec(format!("cannot merge statistics: {what}")));
+        if self.layers.len() != other.layers.len() {
+            return bad(&format!("{} layers against {}", self.layers.len(), other.layers.len()));
+        }
+        for (i, (a, b)) in self.layers.iter_mut().zip(&other.layers).enumerate() {
+            let layer = i + 1;
+            a.rows += b.rows;
+            match (&mut a.moments, &b.moments) {
+                (Some(x), Some(y)) if x.dim == y.dim && x.counts.len() == y.counts.len() => x.merge(y),
+                (None, None) => {}
+                _ => return bad(&format!("layer {layer}: class moments of different shapes, or on one side only")),
+            }
+            match (&mut a.gram, &b.gram) {
+                (Some(x), Some(y)) if x.dim == y.dim => x.merge(y),
+                (None, None) => {}
+                _ => return bad(&format!("layer {layer}: Gram matrices of different shapes, or on one side only")),
+            }
+            match (&mut a.decisions, &b.decisions) {
+                (Some(x), Some(y)) => x.merge(y),
+                (None, None) => {}
+                _ => return bad(&format!("layer {layer}: NCC decisions on one side only")),
+            }
+            match (&mut a.within, &b.within) {
+                (Some(x), Some(y)) if x.rank == y.rank => x.merge(y),
+                (None, None) => {}
+                _ => return bad(&format!("layer {layer}: projected scatter of different ranks, or on one side only")),
+            }
+        }
+        match (&mut self.agreement, &other.agreement) {
+            (Some(x), Some(y)) => x.merge(y),
+            (None, None) => {}
+            _ => return bad("NC4 agreement on one side only"),
+        }
+        Ok(())
+    }
+}
