@@ -53,18 +53,27 @@ impl NativeProbe {
 #[pymethods]
 impl NativeProbe {
     #[new]
-    #[pyo3(signature = (num_classes, dims, eps, classes=None, rank_max_dim=depthprobe_measures::DEFAULT_RANK_MAX_DIM))]
+    #[pyo3(signature = (num_classes, dims, eps, classes=None, rank_max_dim=depthprobe_measures::DEFAULT_RANK_MAX_DIM,
+                        linear_max_dim=depthprobe_measures::DEFAULT_LINEAR_MAX_DIM,
+                        linear_ridge=depthprobe_measures::DEFAULT_LINEAR_RIDGE))]
     fn new(
         num_classes: usize,
         dims: Vec<usize>,
         eps: Vec<f64>,
         classes: Option<Vec<usize>>,
         rank_max_dim: usize,
+        linear_max_dim: usize,
+        linear_ridge: f64,
     ) -> PyResult<Self> {
+        if linear_ridge.is_nan() || linear_ridge <= 0.0 {
+            return Err(DepthprobeError::new_err(format!("linear_ridge = {linear_ridge}: must be > 0")));
+        }
         let mut spec = ProbeSpec::new(num_classes, dims);
         spec.eps = eps;
         spec.classes = classes;
         spec.rank_max_dim = rank_max_dim;
+        spec.linear_max_dim = linear_max_dim;
+        spec.linear_ridge = linear_ridge;
         Ok(NativeProbe { probe: Some(LayerProbe::new(spec).map_err(err)?), result: None })
     }
 
@@ -225,6 +234,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DepthprobeError", m.py().get_type::<DepthprobeError>())?;
     m.add("DEFAULT_EPS", depthprobe_measures::DEFAULT_EPS.to_vec())?;
     m.add("DEFAULT_RANK_MAX_DIM", depthprobe_measures::DEFAULT_RANK_MAX_DIM)?;
+    m.add("DEFAULT_LINEAR_MAX_DIM", depthprobe_measures::DEFAULT_LINEAR_MAX_DIM)?;
+    m.add("DEFAULT_LINEAR_RIDGE", depthprobe_measures::DEFAULT_LINEAR_RIDGE)?;
     m.add_function(wrap_pyfunction!(read_summary, m)?)?;
     m.add_function(wrap_pyfunction!(read_metrics, m)?)?;
     Ok(())

@@ -52,7 +52,11 @@ pub fn plan_to_py<'py>(py: Python<'py>, plans: &[SplitPlan; 2]) -> PyResult<Boun
                 Some(o) => {
                     let ops = PyDict::new(py);
                     ops.set_item("rank", o.rank)?;
-                    ops.set_item("joint", array(py, o.joint.clone(), &[o.dim, o.classes + o.rank])?)?;
+                    ops.set_item("joint", array(py, o.joint.clone(), &[o.dim, o.width()])?)?;
+                    match &o.linear_bias {
+                        None => ops.set_item("linear_bias", py.None())?,
+                        Some(b) => ops.set_item("linear_bias", array(py, b.clone(), &[o.classes])?)?,
+                    }
                     ops.set_item("mean_proj", array(py, o.mean_proj.clone(), &[o.classes, o.rank])?)?;
                     ops.set_item("mean_sq_norms", array(py, o.mean_sq_norms().to_vec(), &[o.classes])?)?;
                     l.set_item("decisions", ops)?;
@@ -91,7 +95,7 @@ pub fn stats_to_py<'py>(py: Python<'py>, stats: &[SplitStats; 2]) -> PyResult<Bo
             }
             match &ls.decisions {
                 None => l.set_item("decisions", py.None())?,
-                Some(n) => l.set_item("decisions", (n.correct, n.counted))?,
+                Some(n) => l.set_item("decisions", (n.correct, n.counted, n.linear_correct))?,
             }
             match &ls.within {
                 None => l.set_item("within", py.None())?,
@@ -175,8 +179,10 @@ pub fn stats_from_py(obj: &Bound<'_, PyAny>, plans: &[SplitPlan; 2]) -> PyResult
             let decisions = match opt(l, "decisions")? {
                 None => None,
                 Some(t) => {
-                    let (correct, counted): (u64, u64) = t.extract()?;
-                    Some(NccDecisions { correct, counted })
+                    let (correct, counted, linear_correct): (u64, u64, u64) = t
+                        .extract()
+                        .map_err(|_| bad(format!("{what}: 'decisions' must be (correct, counted, linear_correct)")))?;
+                    Some(NccDecisions { correct, counted, linear_correct })
                 }
             };
             let within = match opt(l, "within")? {

@@ -163,3 +163,49 @@ def test_to_frame():
             p.update_test(layer, x, test[1])
     df = p.to_frame()
     assert list(df.index) == [1, 2, 3] and "ncc_train_acc" in df.columns
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 0.05, 1.0])
+def test_linear_probe_equals_scikit_learn_ridge_classifier(alpha):
+    """Our ridge classifier against scikit-learn's RidgeClassifier (Cholesky solver, intercept
+    not penalised) with the same λ = α · tr(centred scatter) / D: same train and test accuracy."""
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    train, test = make(11, 500), make(12, 200)
+    res = probe_arrays(train, test, linear_max_dim=12, linear_ridge=alpha)
+    (xtr, ytr), (xte, yte) = train, test
+    for layer in (1, 2):
+        x = xtr[layer - 1].astype(np.float64)
+        xc = x - x.mean(0)
+        lam = alpha * np.trace(xc.T @ xc) / x.shape[1]
+        sk = sklearn.RidgeClassifier(alpha=lam, solver="cholesky").fit(x, ytr)
+        got = res["layers"][layer - 1]
+        assert got["linear_train_acc"] == pytest.approx(sk.score(x, ytr), abs=1e-12)
+        assert got["linear_test_acc"] == pytest.approx(sk.score(xte[layer - 1].astype(np.float64), yte), abs=1e-12)
+    # Layer 3 (dim 20) is beyond linear_max_dim: no linear fields; the depth counts layers 1-2.
+    assert "linear_train_acc" not in res["layers"][2]
+    accs = [res["layers"][i]["linear_train_acc"] for i in (0, 1)]
+    for eps, d in res["linear_effective_depth"].items():
+        want = next((i + 1 for i, a in enumerate(accs) if 1 - a <= float(eps)), None)
+        assert d == want
+
+
+def test_linear_probe_in_the_cli_measure(tmp_path):
+    train, test = make(13, 400), make(14, 150)
+    for name, (xs, y) in (("train", train), ("test", test)):
+        d = tmp_path / name
+        d.mkdir()
+        np.save(d / "labels.npy", y)
+        for i, x in enumerate(xs, start=1):
+            np.save(d / f"layer_{i}.npy", x)
+    subprocess.run([BIN, "measure", "--train", tmp_path / "train", "--test", tmp_path / "test", "--out", tmp_path / "out",
+                    "--linear-max-dim", "32", "--linear-ridge", "0.01"], check=True, capture_output=True)
+    cli = json.loads((tmp_path / "out" / "summary.json").read_text())
+    ours = probe_arrays(train, test, linear_max_dim=32, linear_ridge=0.01)
+    assert cli["linear_effective_depth"] == ours["linear_effective_depth"]
+    for a, b in zip(ours["layers"], cli["layers"]):
+        assert a["linear_train_acc"] == b["linear_train_acc"] and a["linear_test_acc"] == b["linear_test_acc"]
+    metrics = (tmp_path / "out" / "metrics.csv").read_text()
+    assert "1,train,linear_acc," in metrics and "linear_effective_depth_0.01" in metrics
+    bad = subprocess.run([BIN, "measure", "--train", tmp_path / "train", "--test", tmp_path / "test", "--out",
+                          tmp_path / "o2", "--linear-ridge", "0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--linear-ridge 0: must be > 0" in bad.stderr

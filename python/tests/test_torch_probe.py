@@ -78,7 +78,8 @@ def test_sequential_mlp_equals_measure_on_hand_dumped_embeddings(tmp_path):
     (xtr, ytr), (xte, yte) = cifar_sample()
     model = mlp()
     model.train()
-    res = dt.probe(model, batches(xtr, ytr), batches(xte, yte), layers=["2", "5", "6"], num_classes=C)
+    res = dt.probe(model, batches(xtr, ytr), batches(xte, yte), layers=["2", "5", "6"], num_classes=C,
+                   linear_max_dim=64)
     assert model.training, "the model's mode is restored"
     model.eval()
     with torch.no_grad():
@@ -86,8 +87,10 @@ def test_sequential_mlp_equals_measure_on_hand_dumped_embeddings(tmp_path):
             h1 = model[2](model[1](model[0](x)))
             h2 = model[5](model[4](model[3](h1)))
             return [h1, h2, model[6](h2)]
-        cli = measure(tmp_path, embs(xtr), ytr, embs(xte), yte)
+        cli = measure(tmp_path, embs(xtr), ytr, embs(xte), yte, extra=("--linear-max-dim", "64"))
     assert_same(res, cli)
+    assert res["linear_effective_depth"] == cli["linear_effective_depth"]
+    assert all(0.0 < l["linear_train_acc"] <= 1.0 for l in res["layers"])
     assert res["layer_names"] == ["2", "5", "6"]
     assert dt.auto_layers(model) == ["1", "3", "6"]
 
@@ -396,6 +399,9 @@ def test_probe_every_appends_to_a_run_folder_read_run_reads(tmp_path):
     m = got["metrics"]
     assert sorted(set(m.epoch)) == [2, 4, 5]
     assert set(m.layer.dropna().astype(int)) == {1, 2, 3}
+    # `depthprobe report` reads the folder too.
+    subprocess.run([BIN, "report", run], check=True, capture_output=True)
+    assert (run / "report" / "index.html").exists() and (run / "report" / "layer_profile.png").exists()
     # NCC train accuracy of the top layer improves as the network trains.
     top = m[(m.layer == 3) & (m.split == "train") & (m.metric == "ncc_acc")].set_index("epoch")["value"]
     assert top[5] >= top[2]

@@ -125,6 +125,11 @@ pub struct ProbeConfig {
     /// Numerical/effective rank for layers of at most this dimension (0 = never, the default:
     /// they need a D×D Gram matrix, N·D² work per probe).
     pub rank_max_dim: usize,
+    /// Linear-probe (ridge classifier) accuracy for layers of at most this dimension (0 = never,
+    /// the default: a D×D Gram matrix and a D³ solve per layer; docs/method.md, "Linear probe").
+    pub linear_max_dim: usize,
+    /// The ridge's relative regularisation α: λ = α · tr(centred scatter) / D.
+    pub linear_ridge: f64,
     /// Where embeddings are reduced: "auto" (default), "host" or "device".
     pub reduction: Reduction,
 }
@@ -187,6 +192,8 @@ impl Default for ProbeConfig {
             eps: depthprobe_measures::DEFAULT_EPS.to_vec(),
             batch_size: 1000,
             rank_max_dim: depthprobe_measures::DEFAULT_RANK_MAX_DIM,
+            linear_max_dim: depthprobe_measures::DEFAULT_LINEAR_MAX_DIM,
+            linear_ridge: depthprobe_measures::DEFAULT_LINEAR_RIDGE,
             reduction: Reduction::Auto,
         }
     }
@@ -371,6 +378,10 @@ impl Config {
             ),
             (self.probe.every >= 1, format!("probe.every = {}: must be ≥ 1", self.probe.every)),
             (self.probe.batch_size >= 1, format!("probe.batch_size = {}: must be ≥ 1", self.probe.batch_size)),
+            (
+                self.probe.linear_ridge > 0.0 && self.probe.linear_ridge.is_finite(),
+                format!("probe.linear_ridge = {}: must be > 0", self.probe.linear_ridge),
+            ),
             (
                 !self.probe.eps.is_empty() && self.probe.eps.iter().all(|e| (0.0..=1.0).contains(e)),
                 format!("probe.eps = {:?}: need at least one value, each in [0, 1]", self.probe.eps),

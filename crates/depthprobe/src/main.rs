@@ -66,6 +66,13 @@ enum Cmd {
         /// Rank measures for layers of at most this dimension (D×D memory; 0 = never).
         #[arg(long, default_value_t = depthprobe_measures::DEFAULT_RANK_MAX_DIM)]
         rank_max_dim: usize,
+        /// Linear-probe (ridge classifier) accuracy for layers of at most this dimension (D×D
+        /// memory, a D³ solve per layer; 0 = never).
+        #[arg(long, default_value_t = depthprobe_measures::DEFAULT_LINEAR_MAX_DIM)]
+        linear_max_dim: usize,
+        /// The ridge's relative regularisation α (λ = α · tr(centred scatter) / D).
+        #[arg(long, default_value_t = depthprobe_measures::DEFAULT_LINEAR_RIDGE)]
+        linear_ridge: f64,
     },
     /// Probe the last checkpoint of a run again, e.g. on another device (CPU against GPU).
     Probe {
@@ -297,8 +304,13 @@ fn main() -> ExitCode {
             run.force = true;
             run_training(depthprobe::DEMO_CONFIG, "demo config (configs/demo.toml)", PathBuf::from("runs/demo"), run)
         }
-        Cmd::Measure { train, test, out, eps, num_classes, classes, rank_max_dim } => {
-            let opts = MeasureOptions { train, test, eps, num_classes, classes, rank_max_dim };
+        Cmd::Measure { train, test, out, eps, num_classes, classes, rank_max_dim, linear_max_dim, linear_ridge } => {
+            if linear_ridge.is_nan() || linear_ridge <= 0.0 {
+                eprintln!("error: --linear-ridge {linear_ridge}: must be > 0");
+                return ExitCode::FAILURE;
+            }
+            let opts =
+                MeasureOptions { train, test, eps, num_classes, classes, rank_max_dim, linear_max_dim, linear_ridge };
             measure(&opts, &out).map(|r| {
                 print!("{}", console::table(&r));
                 println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());

@@ -19,6 +19,8 @@ pub struct MeasureOptions {
     pub num_classes: Option<usize>,
     pub classes: Option<Vec<usize>>,
     pub rank_max_dim: usize,
+    pub linear_max_dim: usize,
+    pub linear_ridge: f64,
 }
 
 /// Name the file behind a probe error (the probe itself only knows layer numbers).
@@ -108,6 +110,8 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
     spec.eps = opts.eps.clone();
     spec.classes = opts.classes.clone();
     spec.rank_max_dim = opts.rank_max_dim;
+    spec.linear_max_dim = opts.linear_max_dim;
+    spec.linear_ridge = opts.linear_ridge;
     let mut probe = Probe::new(spec)?;
     if let Some(w) = &train.classifier_weight {
         let mut buf = Vec::new();

@@ -23,6 +23,7 @@ fn assert_same(host: &ProbeResult, dev: &ProbeResult) {
     assert_eq!(host.train_samples, dev.train_samples);
     assert_eq!(host.test_samples, dev.test_samples);
     assert_eq!(host.effective_depth, dev.effective_depth);
+    assert_eq!(host.linear_effective_depth, dev.linear_effective_depth);
     for (h, d) in host.layers.iter().zip(&dev.layers) {
         let l = h.layer;
         assert_eq!(h.ncc_train_acc, d.ncc_train_acc, "layer {l} NCC train");
@@ -30,6 +31,8 @@ fn assert_same(host: &ProbeResult, dev: &ProbeResult) {
         assert_eq!(h.nc4_agreement_train, d.nc4_agreement_train, "layer {l} NC4 train");
         assert_eq!(h.nc4_agreement_test, d.nc4_agreement_test, "layer {l} NC4 test");
         assert_eq!(h.numerical_rank, d.numerical_rank, "layer {l} rank");
+        assert_eq!(h.linear_train_acc, d.linear_train_acc, "layer {l} linear train");
+        assert_eq!(h.linear_test_acc, d.linear_test_acc, "layer {l} linear test");
         for (name, a, b) in [
             ("cdnv_train", h.cdnv_train, d.cdnv_train),
             ("cdnv_test", h.cdnv_test, d.cdnv_test),
@@ -84,13 +87,15 @@ fn trained_networks_probe_the_same_on_host_and_device_reductions() {
 
 /// Random embeddings straight into both paths, for two networks at once (different embeddings
 /// and labels, as in a batched group): a class subset (rows of other classes are masked), a
-/// test split fed in both passes, one layer too wide for the Gram matrix.
+/// test split fed in both passes, one layer too wide for the rank's Gram matrix, a linear probe
+/// on both.
 #[test]
 fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
     let dims = vec![5usize, 40];
     let mut spec = ProbeSpec::new(6, dims.clone());
     spec.classes = Some(vec![0, 2, 3, 5]);
     spec.rank_max_dim = 16;
+    spec.linear_max_dim = 40;
     type Batch = (Vec<Tensor>, Tensor, Vec<u32>);
     let batches = |seed: i64, n: i64| -> Vec<Batch> {
         depthprobe::engine::with_seed(seed as u64, || {
@@ -167,6 +172,8 @@ fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
         assert_eq!(h.classes, vec![0, 2, 3, 5]);
         assert!(h.layers[0].numerical_rank.is_some() && h.layers[1].numerical_rank.is_none());
         assert!(h.layers[1].nc4_agreement_test.is_some());
+        let lin = h.layers[1].linear_train_acc.expect("a linear probe on the 40-wide layer");
+        assert!(lin > 0.3 && lin < 1.0, "a linear probe that decides something: {lin}");
         assert_same(h, &dev);
     }
     assert_ne!(host[0].layers[1].cdnv_train, host[1].layers[1].cdnv_train, "two different networks");

@@ -59,6 +59,8 @@ fn opts(train: &Path, test: &Path) -> MeasureOptions {
         num_classes: None,
         classes: None,
         rank_max_dim: 1024,
+        linear_max_dim: 0,
+        linear_ridge: depthprobe_measures::DEFAULT_LINEAR_RIDGE,
     }
 }
 

@@ -583,3 +583,60 @@ fn conv_runs_batch_too() {
         }
     }
 }
+
+/// With `probe.linear_max_dim`, training probes measure the linear probe too: it reaches
+/// summary.json, metrics.csv, the sweep's results and layers tables and its report, and a run
+/// folder gets a report of its own.
+#[test]
+fn the_linear_probe_reaches_the_tables_and_reports() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "lin", "[axes]\n\"model.depth\" = [2, 3]\n");
+    let text = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("[config.probe]\nevery = 1\n", "[config.probe]\nevery = 1\nlinear_max_dim = 64\n");
+    std::fs::write(&f, text).unwrap();
+    let dir = t.path().join("s");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    ok(&["sweep", "local", s(&dir), "--quiet"]);
+    let plan = SweepDir(dir.clone()).read_plan().unwrap();
+    let run = dir.join("runs").join(&plan.runs[1].id);
+    let sm = summary(&run);
+    for l in sm["layers"].as_array().unwrap() {
+        let (tr, te) = (l["linear_train_acc"].as_f64().unwrap(), l["linear_test_acc"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&tr) && (0.0..=1.0).contains(&te), "{l}");
+    }
+    assert!(sm["linear_effective_depth"].as_object().unwrap().contains_key("0.01"), "{sm}");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.lines().filter(|l| l.contains(",linear_acc,")).count() >= 2 * 3 * 4,
+        "one train and test row per layer and probe"
+    );
+    ok(&["report", s(&dir)]);
+    let results = std::fs::read_to_string(dir.join("report/results.csv")).unwrap();
+    assert!(results.lines().next().unwrap().contains("linear_effective_depth_0.01"), "{results}");
+    let layers = std::fs::read_to_string(dir.join("report/layers.csv")).unwrap();
+    assert!(layers.lines().next().unwrap().ends_with("linear_train_acc,linear_test_acc"), "{layers}");
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("Linear probe: effective depth beside the NCC one") && md.contains("linear ε=0.01"), "{md}");
+
+    // One run folder: its own report, linear columns beside NCC.
+    let text = ok(&["report", s(&run)]);
+    assert!(text.contains("wrote 6 files"), "{text}");
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("| ε | NCC | linear probe |") && md.contains("linear train | linear test"), "{md}");
+    let html = std::fs::read_to_string(run.join("report/index.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "both figures inline");
+    assert!(run.join("report/layer_profile.png").exists() && run.join("report/ncc_by_epoch.png").exists());
+
+    // Without the linear probe nothing about it appears.
+    let plain = t.path().join("p");
+    let f2 = sweep_file(t.path(), "plain", "[axes]\n\"model.depth\" = [2]\n");
+    ok(&["sweep", "plan", s(&f2), "--out", s(&plain)]);
+    ok(&["sweep", "local", s(&plain), "--quiet"]);
+    ok(&["report", s(&plain)]);
+    for file in ["report/results.csv", "report/layers.csv", "report/report.md"] {
+        assert!(!std::fs::read_to_string(plain.join(file)).unwrap().contains("linear"), "{file}");
+    }
+    let e = err(&["report", s(&t.path().join("nowhere"))]);
+    assert!(e.contains("nowhere"), "{e}");
+}

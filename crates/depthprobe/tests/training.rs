@@ -244,8 +244,9 @@ fn torchvision_layout_and_raw_files_work() {
     }
     let m = data::load(DatasetName::Mnist, Some(tmp.path()), 0).unwrap();
     assert_eq!(m.train.len(), 60_000);
-    let e = data::load(DatasetName::FashionMnist, Some(tmp.path()), 0).unwrap_err().to_string();
+    let e = format!("{:#}", data::load(DatasetName::FashionMnist, Some(tmp.path()), 0).unwrap_err());
     assert!(e.contains("fashion-mnist/train-images-idx3-ubyte.gz") && e.contains("FashionMNIST/raw"), "{e}");
+    assert!(e.contains("fetch it with `depthprobe data download fashion-mnist --root"), "{e}");
 }
 
 #[test]

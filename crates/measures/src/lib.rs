@@ -26,6 +26,7 @@ pub mod error;
 pub mod json;
 pub mod kernels;
 pub mod layer_probe;
+pub mod linear;
 pub mod ncc;
 pub mod probe;
 pub mod rank;
@@ -42,7 +43,9 @@ pub use probe::{drive, Probe};
 pub use reducer::{HostReducer, NetworkRows, PassPlans, PassStats, Reducer};
 pub use result::{LayerResult, ProbeResult};
 pub use separation::LogLinearFit;
-pub use spec::{eps_key, Pass, ProbeSpec, Split, DEFAULT_EPS, DEFAULT_RANK_MAX_DIM};
+pub use spec::{
+    eps_key, Pass, ProbeSpec, Split, DEFAULT_EPS, DEFAULT_LINEAR_MAX_DIM, DEFAULT_LINEAR_RIDGE, DEFAULT_RANK_MAX_DIM,
+};
 pub use statistics::{
     Agreement, ClassMoments, DecisionOperands, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats,
     WithinClassProjection,

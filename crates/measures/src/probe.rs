@@ -34,6 +34,11 @@ pub(crate) struct LayerAccum {
     pub train: ClassMoments,
     pub test: ClassMoments,
     pub gram: Option<Gram>,
+    /// The rank measures use `gram` (dim ≤ rank_max_dim); the linear probe may keep it alone.
+    pub rank: bool,
+    /// A linear probe on this layer (dim ≤ linear_max_dim), and its fit once pass 1 is done.
+    pub linear: bool,
+    pub ridge: Option<crate::linear::RidgeClassifier>,
     pub decisions: [NccDecisions; 2],
     pub within: Option<WithinClassProjection>,
     pub subspace: Option<BetweenClassSubspace>,
@@ -101,7 +106,10 @@ impl Probe {
                 dim,
                 train: ClassMoments::new(k, dim),
                 test: ClassMoments::new(k, dim),
-                gram: (dim <= spec.rank_max_dim).then(|| Gram::new(dim)),
+                gram: (dim <= spec.rank_max_dim || dim <= spec.linear_max_dim).then(|| Gram::new(dim)),
+                rank: dim <= spec.rank_max_dim,
+                linear: dim <= spec.linear_max_dim,
+                ridge: None,
                 decisions: [NccDecisions::default(); 2],
                 within: None,
                 subspace: None,
@@ -240,7 +248,11 @@ impl Probe {
             return Err(ProbeError::EmptyClass { class: self.classes[k] });
         }
         let collapse = self.spec.collapse_measures;
+        let alpha = self.spec.linear_ridge;
         self.layers.par_iter_mut().for_each(|l| {
+            if l.linear {
+                l.ridge = l.gram.as_ref().and_then(|g| crate::linear::fit_ridge(g, &l.train, alpha));
+            }
             let k = l.train.num_classes();
             let d = l.dim;
             let ncc = NccClassifier::new(l.train.means.clone(), k, d);
@@ -253,7 +265,8 @@ impl Probe {
             } else {
                 0
             };
-            let w = k + r;
+            let lin = l.ridge.as_ref().map_or(0, |_| k);
+            let w = k + r + lin;
             let mut joint = vec![0.0; d * w];
             let mut mean_proj = vec![0.0; k * r];
             for i in 0..d {
@@ -272,7 +285,14 @@ impl Probe {
                     }
                 }
             }
-            l.operands = Some(Arc::new(DecisionOperands { dim: d, classes: k, rank: r, joint, mean_proj, ncc }));
+            if let Some(rc) = &l.ridge {
+                for i in 0..d {
+                    joint[i * w + k + r..(i + 1) * w].copy_from_slice(&rc.weights[i * k..(i + 1) * k]);
+                }
+            }
+            let linear_bias = l.ridge.as_ref().map(|rc| rc.bias.clone());
+            l.operands =
+                Some(Arc::new(DecisionOperands { dim: d, classes: k, rank: r, joint, mean_proj, ncc, linear_bias }));
             l.rows_pass1 = l.rows[0];
             l.test_rows_pass1 = l.rows[1];
             l.rows = [0; 2];
@@ -365,7 +385,9 @@ fn absorb_layer(
         (false, Some(_)) => return bad("a Gram matrix is not expected here".into()),
     }
     match (plan.decisions.is_some(), &red.decisions) {
-        (true, Some(n)) if n.correct > n.counted => return bad(format!("{} of {} correct", n.correct, n.counted)),
+        (true, Some(n)) if n.correct > n.counted || n.linear_correct > n.counted => {
+            return bad(format!("{} (linear: {}) of {} correct", n.correct, n.linear_correct, n.counted))
+        }
         (true, Some(_)) | (false, None) => {}
         (true, None) => return Err(missing(split, layer, "NCC decision counts")),
         (false, Some(_)) => return bad("NCC decisions belong to pass 2".into()),

@@ -12,6 +12,7 @@ use crate::cdnv::{cdnv_mean, cdnv_pairs};
 use crate::collapse::{fuzziness, nc1, nc2_equiangularity, nc2_equinorm, nc3_self_duality};
 use crate::effective_depth::effective_depth;
 use crate::json;
+use crate::linear::linear_accuracy;
 use crate::ncc::ncc_accuracy;
 use crate::probe::LayerAccum;
 use crate::rank::{effective_rank, numerical_rank};
@@ -53,6 +54,22 @@ pub struct LayerResult {
     pub numerical_rank: Option<usize>,
     #[serde(serialize_with = "json::opt_f64", deserialize_with = "json::de_opt_f64", default)]
     pub effective_rank: Option<f64>,
+    /// Linear-probe (ridge classifier) accuracy, for layers within `linear_max_dim`; absent
+    /// otherwise, so files without a linear probe are unchanged.
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub linear_train_acc: Option<f64>,
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub linear_test_acc: Option<f64>,
     /// CDNV of every class pair (C×C row-major, NaN on the diagonal); written to cdnv_pairs.csv.
     #[serde(skip)]
     pub cdnv_pairs_train: Vec<f64>,
@@ -79,6 +96,8 @@ impl LayerResult {
             ("nc4_agreement", Test, self.nc4_agreement_test),
             ("numerical_rank", Train, self.numerical_rank.map(|r| r as f64)),
             ("effective_rank", Train, self.effective_rank),
+            ("linear_acc", Train, self.linear_train_acc),
+            ("linear_acc", Test, self.linear_test_acc),
         ]
     }
 }
@@ -93,6 +112,10 @@ pub struct ProbeResult {
     pub layers: Vec<LayerResult>,
     /// ε → first layer with NCC train error ≤ ε; null when no layer is ε-separable.
     pub effective_depth: BTreeMap<String, Option<usize>>,
+    /// ε → first layer whose linear probe's train error is ≤ ε (layers without a linear probe
+    /// never qualify); present only with a linear probe.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub linear_effective_depth: BTreeMap<String, Option<usize>>,
     /// He–Su log-linear fit of fuzziness across layers.
     pub fuzziness_fit: Option<LogLinearFit>,
 }
@@ -117,7 +140,13 @@ pub(crate) fn assemble(
     let results: Vec<LayerResult> =
         layers.par_iter().map(|l| layer_result(l, k, l.layer == nl, classifier, agreement)).collect();
     let errs: Vec<f64> = results.iter().map(|l| 1.0 - l.ncc_train_acc).collect();
-    let effective_depth = spec.eps.iter().map(|&e| (eps_key(e), effective_depth(&errs, e))).collect();
+    let ncc_depth = spec.eps.iter().map(|&e| (eps_key(e), effective_depth(&errs, e))).collect();
+    let linear_effective_depth = if results.iter().any(|l| l.linear_train_acc.is_some()) {
+        let lin: Vec<f64> = results.iter().map(|l| l.linear_train_acc.map_or(f64::NAN, |a| 1.0 - a)).collect();
+        spec.eps.iter().map(|&e| (eps_key(e), effective_depth(&lin, e))).collect()
+    } else {
+        BTreeMap::new()
+    };
     let fz: Vec<(usize, f64)> = results.iter().filter_map(|l| l.fuzziness.map(|f| (l.layer, f))).collect();
     ProbeResult {
         num_classes: spec.num_classes,
@@ -125,7 +154,8 @@ pub(crate) fn assemble(
         train_samples: layers[0].decisions[0].counted,
         test_samples: layers[0].decisions[1].counted,
         layers: results,
-        effective_depth,
+        effective_depth: ncc_depth,
+        linear_effective_depth,
         fuzziness_fit: fit_log_linear(&fz),
     }
 }
@@ -150,7 +180,7 @@ fn layer_result(
         let a = agreement[s];
         (is_top && a.total > 0).then(|| a.agree as f64 / a.total as f64)
     };
-    let (nrank, erank) = match &l.gram {
+    let (nrank, erank) = match l.gram.as_ref().filter(|_| l.rank) {
         Some(g) => {
             let sv: Vec<f64> = g
                 .sum
@@ -179,6 +209,8 @@ fn layer_result(
         nc4_agreement_test: agree(1),
         numerical_rank: nrank,
         effective_rank: erank,
+        linear_train_acc: l.ridge.as_ref().and_then(|_| linear_accuracy(&l.decisions[0])),
+        linear_test_acc: l.ridge.as_ref().and_then(|_| linear_accuracy(&l.decisions[1])),
         cdnv_pairs_train: pairs_train,
         cdnv_pairs_test: pairs_test,
     }

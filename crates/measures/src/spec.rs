@@ -7,6 +7,11 @@ pub const DEFAULT_EPS: [f64; 3] = [0.01, 0.05, 0.1];
 /// Rank measures need a D×D Gram matrix (N·D² work per probe), so they are off unless asked
 /// for: the default largest dimension they are computed for is 0.
 pub const DEFAULT_RANK_MAX_DIM: usize = 0;
+/// The linear probe is off unless asked for (it costs a D×D Gram matrix per layer and a D³
+/// solve: docs/method.md, "Linear probe").
+pub const DEFAULT_LINEAR_MAX_DIM: usize = 0;
+/// The ridge classifier's regularisation, relative: λ = α · tr(centred scatter) / D.
+pub const DEFAULT_LINEAR_RIDGE: f64 = 1e-3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Split {
@@ -68,6 +73,10 @@ pub struct ProbeSpec {
     pub collapse_measures: bool,
     /// Numerical / effective rank for layers with dim ≤ this (0 disables; D×D memory).
     pub rank_max_dim: usize,
+    /// Linear-probe (ridge classifier) accuracy for layers with dim ≤ this (0 disables).
+    pub linear_max_dim: usize,
+    /// Its relative ridge α.
+    pub linear_ridge: f64,
 }
 
 impl ProbeSpec {
@@ -79,6 +88,8 @@ impl ProbeSpec {
             classes: None,
             collapse_measures: true,
             rank_max_dim: DEFAULT_RANK_MAX_DIM,
+            linear_max_dim: DEFAULT_LINEAR_MAX_DIM,
+            linear_ridge: DEFAULT_LINEAR_RIDGE,
         }
     }
 }

@@ -433,3 +433,87 @@ fn test_split_in_both_passes_equals_test_split_once() {
     probe.update_all(Split::Test, &half, &test.y[..60]).unwrap();
     assert!(probe.finish().is_err());
 }
+
+/// The ridge classifier by brute force: the centred normal equations solved by Gaussian
+/// elimination with partial pivoting, in f64 from the raw rows.
+fn ref_ridge_acc(xtr: &[Vec<f64>], ytr: &[u32], xte: &[Vec<f64>], yte: &[u32], c: usize, alpha: f64) -> (f64, f64) {
+    let (n, d) = (xtr.len(), xtr[0].len());
+    let xbar: Vec<f64> = (0..d).map(|j| xtr.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+    let ybar: Vec<f64> = (0..c).map(|k| ytr.iter().filter(|&&y| y as usize == k).count() as f64 / n as f64).collect();
+    let mut a = vec![vec![0.0; d + c]; d]; // [X̄ᵀX̄ + λI | X̄ᵀȲ]
+    for (r, &y) in xtr.iter().zip(ytr) {
+        for i in 0..d {
+            for j in 0..d {
+                a[i][j] += (r[i] - xbar[i]) * (r[j] - xbar[j]);
+            }
+            for k in 0..c {
+                let t = if y as usize == k { 1.0 } else { 0.0 };
+                a[i][d + k] += (r[i] - xbar[i]) * (t - ybar[k]);
+            }
+        }
+    }
+    let lambda = alpha * (0..d).map(|i| a[i][i]).sum::<f64>() / d as f64;
+    for (i, row) in a.iter_mut().enumerate() {
+        row[i] += lambda;
+    }
+    for col in 0..d {
+        let p = (col..d).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).unwrap();
+        a.swap(col, p);
+        for r in 0..d {
+            if r != col {
+                let f = a[r][col] / a[col][col];
+                for j in col..d + c {
+                    a[r][j] -= f * a[col][j];
+                }
+            }
+        }
+    }
+    let w = |i: usize, k: usize| a[i][d + k] / a[i][i];
+    let bias: Vec<f64> = (0..c).map(|k| ybar[k] - (0..d).map(|i| xbar[i] * w(i, k)).sum::<f64>()).collect();
+    let acc = |x: &[Vec<f64>], y: &[u32]| {
+        let hits = x
+            .iter()
+            .zip(y)
+            .filter(|(r, &y)| {
+                let s: Vec<f64> = (0..c).map(|k| (0..d).map(|i| r[i] * w(i, k)).sum::<f64>() + bias[k]).collect();
+                let best = (0..c).fold(0, |b, k| if s[k] > s[b] { k } else { b });
+                best == y as usize
+            })
+            .count();
+        hits as f64 / y.len() as f64
+    };
+    (acc(xtr, ytr), acc(xte, yte))
+}
+
+#[test]
+fn linear_probe_matches_brute_force_ridge() {
+    let c = 4;
+    let dims = [3, 7, 12];
+    let train = make_data(5, 400, c, &dims, &[0.3, 0.6, 1.5]);
+    let test = make_data(6, 150, c, &dims, &[0.3, 0.6, 1.5]);
+    let order: Vec<usize> = (0..400).collect();
+    for alpha in [1e-3, 0.1, 2.0] {
+        // Layer 3 (dim 12) is beyond linear_max_dim: no linear probe there.
+        let res = run_probe(&train, &test, c, 53, &order, |s| {
+            s.linear_max_dim = 7;
+            s.linear_ridge = alpha;
+        });
+        for l in 0..2 {
+            let (want_tr, want_te) = ref_ridge_acc(&rows(&train, l), &train.y, &rows(&test, l), &test.y, c, alpha);
+            let lr = &res.layers[l];
+            assert_eq!(lr.linear_train_acc, Some(want_tr), "layer {} α {alpha}", l + 1);
+            assert_eq!(lr.linear_test_acc, Some(want_te), "layer {} α {alpha}", l + 1);
+            assert!(lr.numerical_rank.is_none(), "the linear probe's Gram matrix does not switch on the rank");
+        }
+        assert_eq!((res.layers[2].linear_train_acc, res.layers[2].linear_test_acc), (None, None));
+        // Linear effective depth: first layer with linear train error ≤ ε; layer 3 never counts.
+        for (eps, d) in &res.linear_effective_depth {
+            let e: f64 = eps.parse().unwrap();
+            let want = (0..2).find(|&l| 1.0 - res.layers[l].linear_train_acc.unwrap() <= e).map(|l| l + 1);
+            assert_eq!(*d, want, "ε {eps}");
+        }
+    }
+    // Off by default: no linear fields at all.
+    let res = run_probe(&train, &test, c, 53, &order, |_| {});
+    assert!(res.layers.iter().all(|l| l.linear_train_acc.is_none()) && res.linear_effective_depth.is_empty());
+}

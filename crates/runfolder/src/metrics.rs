@@ -59,6 +59,13 @@ pub fn metric_rows(res: &ProbeResult) -> Vec<MetricRow> {
             d.map(|d| d as f64).unwrap_or(f64::NAN),
         ));
     }
+    for (eps, d) in &res.linear_effective_depth {
+        rows.push(MetricRow::network(
+            Split::Train,
+            &format!("linear_effective_depth_{eps}"),
+            d.map(|d| d as f64).unwrap_or(f64::NAN),
+        ));
+    }
     rows
 }
 

@@ -30,12 +30,15 @@ import numpy as np
 from . import _native
 from ._native import DepthprobeError, NativeProbe
 
-__all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "DEFAULT_EPS", "DEFAULT_RANK_MAX_DIM"]
+__all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "DEFAULT_EPS", "DEFAULT_RANK_MAX_DIM",
+           "DEFAULT_LINEAR_MAX_DIM", "DEFAULT_LINEAR_RIDGE"]
 # depthprobe.torch (probing PyTorch models through hooks) is imported on demand: it needs torch.
 
 #: The defaults of the CLI and the configs (one source: the Rust measures crate).
 DEFAULT_EPS = tuple(_native.DEFAULT_EPS)
 DEFAULT_RANK_MAX_DIM = int(_native.DEFAULT_RANK_MAX_DIM)
+DEFAULT_LINEAR_MAX_DIM = int(_native.DEFAULT_LINEAR_MAX_DIM)
+DEFAULT_LINEAR_RIDGE = float(_native.DEFAULT_LINEAR_RIDGE)
 
 
 def _as_matrix(x: Any, what: str = "x") -> np.ndarray:
@@ -76,10 +79,15 @@ class LayerProbe:
         classes: measure only these classes (other samples are ignored).
         rank_max_dim: numerical / effective rank for layers of at most this dimension
             (0 = never, the default; they need a D×D Gram matrix).
+        linear_max_dim: linear-probe (ridge classifier) accuracy for layers of at most this
+            dimension (0 = never, the default): ``linear_train_acc``, ``linear_test_acc`` and
+            ``linear_effective_depth`` in the result (docs/method.md, "Linear probe").
+        linear_ridge: the ridge's relative regularisation α (λ = α · tr(centred scatter) / D).
     """
 
     def __init__(self, num_classes: int, layers: int, eps: Sequence[float] = DEFAULT_EPS,
-                 classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM) -> None:
+                 classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
+                 linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE) -> None:
         if layers < 1:
             raise DepthprobeError(f"layers = {layers}: need at least one layer")
         self.num_classes = int(num_classes)
@@ -87,6 +95,7 @@ class LayerProbe:
         self._eps = [float(e) for e in eps]
         self._classes = None if classes is None else [int(c) for c in classes]
         self._rank_max_dim = int(rank_max_dim)
+        self._linear = (int(linear_max_dim), float(linear_ridge))
         self._native: Optional[NativeProbe] = None
         # Until every layer's dimension is known, the first batches wait here (at most one per layer).
         self._pending: List[tuple] = []
@@ -139,7 +148,8 @@ class LayerProbe:
         missing = [i + 1 for i, d in enumerate(self._dims) if d is None]
         if missing:
             raise DepthprobeError(f"layer(s) {missing} received no train data in pass 0")
-        self._native = NativeProbe(self.num_classes, list(self._dims), self._eps, self._classes, self._rank_max_dim)
+        self._native = NativeProbe(self.num_classes, list(self._dims), self._eps, self._classes, self._rank_max_dim,
+                                   *self._linear)
         if self._classifier is not None:
             self._native.set_classifier(self._classifier)
         pending, self._pending = self._pending, []

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import DEFAULT_EPS, DEFAULT_RANK_MAX_DIM, DepthprobeError, _native
+from . import DEFAULT_EPS, DEFAULT_LINEAR_MAX_DIM, DEFAULT_LINEAR_RIDGE, DEFAULT_RANK_MAX_DIM, DepthprobeError
 from ._native import NativeProbe
 
 __all__ = ["probe", "auto_layers", "pool_output", "all_gather", "ProbeEvery"]
@@ -160,6 +160,9 @@ class _Reducer:
                               torch.as_tensor(ops["mean_proj"], dtype=f64, device=dev),
                               torch.as_tensor(ops["mean_sq_norms"], dtype=f64, device=dev), r)
                 acc["correct"] = torch.zeros((), dtype=torch.long, device=dev)
+                acc["linear_correct"] = torch.zeros((), dtype=torch.long, device=dev)
+                if ops["linear_bias"] is not None:  # the last C columns of joint are the ridge weights
+                    acc["linear_bias"] = torch.as_tensor(ops["linear_bias"], dtype=f64, device=dev)
                 if lp["within"]:
                     acc["within"] = torch.zeros(r, r, dtype=f64, device=dev)
             layers.append(acc)
@@ -213,6 +216,9 @@ class _Reducer:
                 dist = x.square().sum(1, keepdim=True) - 2.0 * scores[:, :c] + msq.unsqueeze(0)
                 pred = dist.argmin(1)
                 la["correct"] += ((pred == idx) & keep).sum()
+                if "linear_bias" in la:
+                    lin = scores[:, c + r:c + r + c] + la["linear_bias"].unsqueeze(0)
+                    la["linear_correct"] += ((lin.argmax(1) == idx) & keep).sum()
                 if "within" in la and r > 0:
                     p = scores[:, c:c + r] - onehot @ mean_proj
                     if not all_kept:
@@ -242,7 +248,7 @@ class _Reducer:
                     "rows": acc["rows"],
                     "moments": None if m is None else {"counts": host(m[0]), "means": host(m[1]), "m2": host(m[2])},
                     "gram": host(la["gram"]) if "gram" in la else None,
-                    "decisions": (int(la["correct"]), counted) if "ops" in la else None,
+                    "decisions": (int(la["correct"]), counted, int(la["linear_correct"])) if "ops" in la else None,
                     "within": {"sum": host(la["within"]) if "within" in la else np.zeros((0, 0)), "count": counted}
                     if lp["within"] else None,
                 })
@@ -264,6 +270,7 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           layers: Union[str, Sequence[str]], num_classes: int, pool: str = "flatten",
           device: Union[str, torch.device, None] = None, eps: Sequence[float] = DEFAULT_EPS,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
+          linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
           logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None) -> Dict[str, Any]:
     """Per-layer measures of ``model`` on ``train`` and ``test`` (iterables of ``(x, y)`` batches
     that can be iterated twice, e.g. DataLoaders; ``x`` a tensor, tuple or dict of inputs).
@@ -276,7 +283,8 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
         pool: ``flatten``, ``avg``, ``cls`` or ``mean`` (:func:`pool_output`).
         device: where the model runs and the statistics are reduced (default: the device of
             the model's first parameter).
-        eps, classes, rank_max_dim: as for ``LayerProbe``.
+        eps, classes, rank_max_dim, linear_max_dim, linear_ridge: as for ``LayerProbe`` (the
+            linear probe, off by default, adds ``linear_train_acc`` / ``linear_test_acc``).
         logits: run each forward pass to the end and take the model's output as logits, for NC4
             (otherwise the forward pass stops after the last requested layer and NC4 is absent).
         sync: data-parallel workers: a function that takes this worker's statistics and returns
@@ -286,13 +294,15 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
     ``layer_names``: the module of each layer, in order. The model's train/eval mode is restored.
     """
     return _probe(model, train, test, layers=layers, num_classes=num_classes, pool=pool, device=device, eps=eps,
-                  classes=classes, rank_max_dim=rank_max_dim, logits=logits, sync=sync)[0]
+                  classes=classes, rank_max_dim=rank_max_dim, linear_max_dim=linear_max_dim,
+                  linear_ridge=linear_ridge, logits=logits, sync=sync)[0]
 
 
 def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           layers: Union[str, Sequence[str]], num_classes: int, pool: str = "flatten",
           device: Union[str, torch.device, None] = None, eps: Sequence[float] = DEFAULT_EPS,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
+          linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
           logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None) -> Any:
     """The work of :func:`probe`; also returns the native probe (its result object)."""
     names = auto_layers(model) if isinstance(layers, str) and layers == "auto" else list(layers)
@@ -358,7 +368,7 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
                             dims = [int(e.shape[1]) for e in embs]
                             native = NativeProbe(int(num_classes), dims, [float(e) for e in eps],
                                                  None if classes is None else [int(c) for c in classes],
-                                                 int(rank_max_dim))
+                                                 int(rank_max_dim), int(linear_max_dim), float(linear_ridge))
                             reducer = _Reducer(native.plan(), device)
                         reducer.update(split, embs, y, lg)
                     if p == 0:

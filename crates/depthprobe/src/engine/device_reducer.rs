@@ -66,6 +66,9 @@ impl DeviceMoments {
 /// whose between-class subspaces differ in rank are padded with zero columns to the largest.
 struct Operands {
     r: i64,
+    /// The linear probe's intercepts [K, 1, C] when the layer has one (its weights are the last
+    /// C columns of `joint`).
+    linear_bias: Option<Tensor>,
     /// [K, D, C + r], [K, C, r], [K, 1, C].
     joint: Tensor,
     mean_proj: Tensor,
@@ -80,6 +83,7 @@ struct LayerAcc {
     moments: Option<DeviceMoments>,
     gram: Option<Tensor>,
     correct: Option<Tensor>,
+    linear_correct: Option<Tensor>,
     within: Option<Tensor>,
     ops: Option<Operands>,
 }
@@ -137,19 +141,29 @@ impl DeviceReducer {
                         .filter_map(|p| p[s].layers[i].decisions.as_ref().map(|o| o.rank))
                         .max()
                         .unwrap_or(0);
-                    let (w, cu) = (c as usize + r, c as usize);
-                    let (mut joint, mut mean_proj, mut msq, mut ranks) =
-                        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    let cu = c as usize;
+                    let lin = if first.linear_bias.is_some() { cu } else { 0 };
+                    let w = cu + r + lin;
+                    let (mut joint, mut mean_proj, mut msq, mut ranks, mut bias) =
+                        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
                     for (k, p) in self.plans.iter().enumerate() {
                         match p.as_ref().filter(|_| self.live(k)).and_then(|p| p[s].layers[i].decisions.clone()) {
                             Some(o) => {
                                 assert_eq!(o.classes, first.classes, "networks of one probe share their classes");
-                                let ow = o.classes + o.rank;
+                                let ow = o.width();
+                                assert_eq!(
+                                    o.linear_bias.is_some(),
+                                    lin > 0,
+                                    "networks of one probe share the linear probe"
+                                );
                                 for row in 0..d {
-                                    joint.extend_from_slice(&o.joint[row * ow..row * ow + cu]);
-                                    joint.extend_from_slice(&o.joint[row * ow + cu..(row + 1) * ow]);
+                                    let at = row * ow;
+                                    joint.extend_from_slice(&o.joint[at..at + cu]);
+                                    joint.extend_from_slice(&o.joint[at + cu..at + cu + o.rank]);
                                     joint.extend(std::iter::repeat_n(0.0, r - o.rank));
+                                    joint.extend_from_slice(&o.joint[at + cu + o.rank..at + ow]);
                                 }
+                                bias.extend(o.linear_bias.clone().unwrap_or_default());
                                 for cl in 0..cu {
                                     mean_proj.extend_from_slice(&o.mean_proj[cl * o.rank..(cl + 1) * o.rank]);
                                     mean_proj.extend(std::iter::repeat_n(0.0, r - o.rank));
@@ -161,6 +175,7 @@ impl DeviceReducer {
                                 joint.extend(std::iter::repeat_n(0.0, d * w));
                                 mean_proj.extend(std::iter::repeat_n(0.0, cu * r));
                                 msq.extend(std::iter::repeat_n(0.0, cu));
+                                bias.extend(std::iter::repeat_n(0.0, lin));
                                 ranks.push(0);
                             }
                         }
@@ -171,6 +186,7 @@ impl DeviceReducer {
                         joint: up(&joint, &[kn, d as i64, w as i64]),
                         mean_proj: up(&mean_proj, &[kn, c, r as i64]),
                         mean_sq_norms: up(&msq, &[kn, 1, c]),
+                        linear_bias: (lin > 0).then(|| up(&bias, &[kn, 1, c])),
                         ranks,
                     }
                 });
@@ -180,6 +196,10 @@ impl DeviceReducer {
                     moments: lp.moments.then(|| DeviceMoments::new(kn, c, d as i64, dev)),
                     gram: lp.gram.then(|| Tensor::zeros([kn, d as i64, d as i64], (F64, dev))),
                     correct: lp.decisions.as_ref().map(|_| Tensor::zeros([kn], (Kind::Int64, dev))),
+                    linear_correct: ops
+                        .as_ref()
+                        .and_then(|o| o.linear_bias.as_ref())
+                        .map(|_| Tensor::zeros([kn], (Kind::Int64, dev))),
                     within: within.map(|r| Tensor::zeros([kn, r, r], (F64, dev))),
                     ops,
                 }
@@ -286,6 +306,11 @@ impl Reducer for DeviceReducer {
                 let pred = dist.argmin(2, false);
                 let hit = pred.eq_tensor(&y).logical_and(&keep);
                 *correct += hit.sum_dim_intlist(1, false, Kind::Int64);
+                if let (Some(b), Some(lc)) = (o.linear_bias.as_ref(), la.linear_correct.as_mut()) {
+                    let lin = scores.narrow(2, classes + o.r, classes) + b;
+                    let hit = lin.argmax(2, false).eq_tensor(&y).logical_and(&keep);
+                    *lc += hit.sum_dim_intlist(1, false, Kind::Int64);
+                }
                 if let Some(w) = la.within.as_mut() {
                     let mut p = scores.narrow(2, classes, o.r) - onehot.bmm(&o.mean_proj);
                     if !all_kept {
@@ -337,6 +362,7 @@ struct HostLayer {
     moments: Option<(Vec<f64>, Vec<f64>, Vec<f64>)>,
     gram: Option<Vec<f64>>,
     correct: Option<Vec<f64>>,
+    linear_correct: Option<Vec<f64>>,
     within: Option<(usize, Vec<f64>, Vec<usize>)>,
 }
 
@@ -354,6 +380,7 @@ impl HostSplit {
                     moments: l.moments.map(|m| (host_f64(&m.counts), host_f64(&m.means), host_f64(&m.m2))),
                     gram: l.gram.as_ref().map(host_f64),
                     correct: l.correct.as_ref().map(host_f64),
+                    linear_correct: l.linear_correct.as_ref().map(host_f64),
                     within: match (l.within.as_ref(), l.ops.as_ref()) {
                         (Some(w), Some(o)) => Some((o.r as usize, host_f64(w), o.ranks.clone())),
                         _ => None,
@@ -384,7 +411,11 @@ impl HostSplit {
                         )
                     }),
                     gram: l.gram.as_ref().map(|g| Gram::from_row_major(d, &g[k * d * d..(k + 1) * d * d])),
-                    decisions: l.correct.as_ref().map(|cr| NccDecisions { correct: cr[k] as u64, counted }),
+                    decisions: l.correct.as_ref().map(|cr| NccDecisions {
+                        correct: cr[k] as u64,
+                        counted,
+                        linear_correct: l.linear_correct.as_ref().map_or(0, |lc| lc[k] as u64),
+                    }),
                     within: if lp.within {
                         Some(match &l.within {
                             // Network k's own r×r block of the padded R×R sum.

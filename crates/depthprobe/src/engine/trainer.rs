@@ -390,6 +390,8 @@ impl Trainer {
                 let mut spec = ProbeSpec::new(c, dims.clone());
                 spec.eps = cfg.eps.clone();
                 spec.rank_max_dim = cfg.rank_max_dim;
+                spec.linear_max_dim = cfg.linear_max_dim;
+                spec.linear_ridge = cfg.linear_ridge;
                 let mut p = Probe::new(spec)?;
                 if let Some(w) = &classifier {
                     p.set_classifier(&host_f32(&w.narrow(0, (i * c) as i64, c as i64)))?;

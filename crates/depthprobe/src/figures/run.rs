@@ -14,6 +14,21 @@ use super::{ramp_color, render_svg, write_figure, Panel, Series};
 
 /// Draw both figures of a run with `layers` probed layers into `out`.
 pub fn draw(out: &Path, cfg: &Config, layers: usize, blocks: &[MetricBlock]) -> Result<()> {
+    let title = format!(
+        "{} on {}{}",
+        cfg.model.name(),
+        cfg.data.dataset,
+        if cfg.corruption.p > 0.0 {
+            format!(", {:.0}% corrupted labels", cfg.corruption.p * 100.0)
+        } else {
+            String::new()
+        }
+    );
+    draw_titled(out, &title, layers, blocks)
+}
+
+/// Both figures under `title` (a run without a config: one a Python training loop probed).
+pub fn draw_titled(out: &Path, title: &str, layers: usize, blocks: &[MetricBlock]) -> Result<()> {
     let Some(last) = blocks.last() else { return Ok(()) };
     let nl = layers;
     let color = |l: usize| ramp_color(l - 1, nl);
@@ -42,16 +57,6 @@ pub fn draw(out: &Path, cfg: &Config, layers: usize, blocks: &[MetricBlock]) -> 
             integer_x: true,
         }
     };
-    let title = format!(
-        "{} on {}{}",
-        cfg.model.name(),
-        cfg.data.dataset,
-        if cfg.corruption.p > 0.0 {
-            format!(", {:.0}% corrupted labels", cfg.corruption.p * 100.0)
-        } else {
-            String::new()
-        }
-    );
     write_figure(
         out,
         "ncc_by_epoch",
@@ -71,14 +76,28 @@ pub fn draw(out: &Path, cfg: &Config, layers: usize, blocks: &[MetricBlock]) -> 
         (1..=nl).map(|l| (l as f64, f(last.value(Some(l), split, name)))).collect()
     };
     let log10 = |v: f64| if v > 0.0 && v.is_finite() { v.log10() } else { f64::NAN };
+    let mut acc_series = vec![
+        prof("train", "#1f77b4", layer_pts(Split::Train, "ncc_acc", &|v| v)),
+        prof("test", "#d62728", layer_pts(Split::Test, "ncc_acc", &|v| v)),
+    ];
+    // The linear probe beside the NCC one, dashed, when the run has one.
+    for (split, color) in [(Split::Train, "#1f77b4"), (Split::Test, "#d62728")] {
+        let pts = layer_pts(split, "linear_acc", &|v| v);
+        if pts.iter().any(|p| p.1.is_finite()) {
+            acc_series.push(Series { name: format!("linear {split}"), points: pts, color: color.into(), dashed: true });
+        }
+    }
+    let has_linear = acc_series.len() > 2;
     let acc = Panel {
-        title: "NCC accuracy by layer".into(),
+        title: if has_linear {
+            "NCC (solid) and linear-probe (dashed) accuracy by layer"
+        } else {
+            "NCC accuracy by layer"
+        }
+        .into(),
         x_label: "layer".into(),
         y_label: "accuracy".into(),
-        series: vec![
-            prof("train", "#1f77b4", layer_pts(Split::Train, "ncc_acc", &|v| v)),
-            prof("test", "#d62728", layer_pts(Split::Test, "ncc_acc", &|v| v)),
-        ],
+        series: acc_series,
         y_range: Some((0.0, 1.0)),
         integer_x: true,
     };

@@ -153,6 +153,7 @@ mod tests {
             test_acc: 0.9,
             wall_s: 1.0,
             effective_depth: vec![(0.01, eff)],
+            linear_effective_depth: Vec::new(),
             layers: Vec::new(),
             producer: None,
         }
@@ -185,7 +186,14 @@ mod tests {
             let mut r = rec(2, 0.0, 0, Some(2), 1.0);
             r.config.model.width = h;
             r.layers = (0..2)
-                .map(|i| LayerFinal { ncc_train_acc: a[i], ncc_test_acc: a[i], cdnv_train: c[i], cdnv_test: c[i] })
+                .map(|i| LayerFinal {
+                    ncc_train_acc: a[i],
+                    ncc_test_acc: a[i],
+                    cdnv_train: c[i],
+                    cdnv_test: c[i],
+                    linear_train_acc: f64::NAN,
+                    linear_test_acc: f64::NAN,
+                })
                 .collect();
             r
         };

@@ -18,6 +18,7 @@ mod checks;
 mod figures;
 mod parquet;
 mod render;
+mod run;
 mod tables;
 
 use std::collections::BTreeMap;
@@ -104,8 +105,12 @@ pub struct ReportOutput {
     pub checks: Vec<String>,
 }
 
-/// Aggregate the sweep in `dir` and write its report into `dir/report`.
+/// Aggregate the sweep in `dir` and write its report into `dir/report`; a run folder (no
+/// plan.json, a summary.json) gets the report of its one run (`run.rs`).
 pub fn report(dir: &Path) -> Result<ReportOutput> {
+    if !dir.join("plan.json").exists() && dir.join("summary.json").exists() {
+        return run::report_run(dir);
+    }
     let sd = SweepDir(dir.to_path_buf());
     let plan = sd.read_plan()?;
     let recs = load_all(&sd)?;
@@ -145,6 +150,9 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
             "The comparative bound (Tab. 1; bold: smallest over the p grid)".into(),
             bound::markdown(&bound_rows),
         ));
+    }
+    if let Some(t) = tables::linear_markdown(&plan, &grid) {
+        tables.push(("Linear probe: effective depth beside the NCC one (finished runs)".into(), t));
     }
     let mut found = Vec::new();
     if has("model.depth") {

@@ -59,7 +59,8 @@ pub fn run_table(plan: &Plan, recs: &[RunRecord]) -> Vec<(String, Column)> {
         ("top_cdnv_train".into(), f(&|r| r.layers.last().map(|l| l.cdnv_train).unwrap_or(f64::NAN))),
         ("wall_s".into(), f(&|r| r.wall_s)),
     ]);
-    for e in eps {
+    for e in &eps {
+        let e = *e;
         // -1: not separable (or not probed at this ε); the depth itself otherwise.
         cols.push((
             format!("effective_depth_{e}"),
@@ -69,7 +70,58 @@ pub fn run_table(plan: &Plan, recs: &[RunRecord]) -> Vec<(String, Column)> {
             }),
         ));
     }
+    // The linear probe's, only when some run has one (other reports keep their columns).
+    if recs.iter().any(|r| !r.linear_effective_depth.is_empty()) {
+        for e in eps {
+            cols.push((
+                format!("linear_effective_depth_{e}"),
+                i(&move |r| match r.linear_effective_depth.iter().find(|(x, _)| (x - e).abs() < 1e-12) {
+                    Some((_, Some(d))) => *d as i64,
+                    _ => -1,
+                }),
+            ));
+        }
+    }
     cols
+}
+
+/// The report's table of NCC against linear-probe effective depth per finished run, when some
+/// run has a linear probe.
+pub fn linear_markdown(plan: &Plan, recs: &[&RunRecord]) -> Option<String> {
+    let runs: Vec<&&RunRecord> = recs.iter().filter(|r| r.done() && !r.linear_effective_depth.is_empty()).collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let eps: Vec<f64> = runs[0].linear_effective_depth.iter().map(|e| e.0).collect();
+    let show = |d: Option<&(f64, Option<usize>)>| d.and_then(|x| x.1).map_or("–".to_string(), |d| d.to_string());
+    let mut s = String::from("| run |");
+    for a in &plan.axes {
+        s.push_str(&format!(" {a} |"));
+    }
+    for e in &eps {
+        s.push_str(&format!(" NCC ε={e} | linear ε={e} |"));
+    }
+    s.push_str(" top linear test acc |\n|---|");
+    s.push_str(&"---|".repeat(plan.axes.len() + 2 * eps.len() + 1));
+    s.push('\n');
+    for r in runs {
+        s.push_str(&format!("| {} |", r.run.id));
+        for a in &plan.axes {
+            let v = r.run.values.iter().find(|(k, _)| k == a).map(|(_, v)| value_text(v)).unwrap_or_default();
+            s.push_str(&format!(" {v} |"));
+        }
+        for e in &eps {
+            let find = |v: &[(f64, Option<usize>)]| v.iter().find(|(x, _)| (x - e).abs() < 1e-12).copied();
+            s.push_str(&format!(
+                " {} | {} |",
+                show(find(&r.effective_depth).as_ref()),
+                show(find(&r.linear_effective_depth).as_ref())
+            ));
+        }
+        let top = r.layers.last().map_or(f64::NAN, |l| l.linear_test_acc);
+        s.push_str(&if top.is_finite() { format!(" {top:.4} |\n") } else { " – |\n".to_string() });
+    }
+    Some(s)
 }
 
 pub fn columns_csv(cols: &[(String, Column)]) -> String {
@@ -96,12 +148,17 @@ pub fn columns_csv(cols: &[(String, Column)]) -> String {
 pub fn layer_table(recs: &[RunRecord]) -> Vec<(String, Column)> {
     let rows: Vec<(&RunRecord, usize)> = recs.iter().flat_map(|r| (0..r.layers.len()).map(move |i| (r, i))).collect();
     let f = |g: fn(&LayerFinal) -> f64| Column::F64(rows.iter().map(|(r, i)| g(&r.layers[*i])).collect());
-    vec![
+    let mut cols = vec![
         ("id".into(), Column::Str(rows.iter().map(|(r, _)| r.run.id.clone()).collect())),
         ("layer".into(), Column::I64(rows.iter().map(|(_, i)| *i as i64 + 1).collect())),
         ("ncc_train_acc".into(), f(|l| l.ncc_train_acc)),
         ("ncc_test_acc".into(), f(|l| l.ncc_test_acc)),
         ("cdnv_train".into(), f(|l| l.cdnv_train)),
         ("cdnv_test".into(), f(|l| l.cdnv_test)),
-    ]
+    ];
+    if rows.iter().any(|(r, i)| r.layers[*i].linear_train_acc.is_finite()) {
+        cols.push(("linear_train_acc".into(), f(|l| l.linear_train_acc)));
+        cols.push(("linear_test_acc".into(), f(|l| l.linear_test_acc)));
+    }
+    cols
 }

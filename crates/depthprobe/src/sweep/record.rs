@@ -15,6 +15,9 @@ pub struct LayerFinal {
     pub ncc_test_acc: f64,
     pub cdnv_train: f64,
     pub cdnv_test: f64,
+    /// NaN without a linear probe on the layer.
+    pub linear_train_acc: f64,
+    pub linear_test_acc: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -29,6 +32,8 @@ pub struct RunRecord {
     pub wall_s: f64,
     /// ε → effective depth (None: not separable), as in summary.json.
     pub effective_depth: Vec<(f64, Option<usize>)>,
+    /// The same from the linear probe (empty without one).
+    pub linear_effective_depth: Vec<(f64, Option<usize>)>,
     pub layers: Vec<LayerFinal>,
     /// The depthprobe build that trained it.
     pub producer: Option<String>,
@@ -62,6 +67,7 @@ impl RunRecord {
             test_acc: f64::NAN,
             wall_s: f64::NAN,
             effective_depth: Vec::new(),
+            linear_effective_depth: Vec::new(),
             layers: Vec::new(),
             producer: None,
         };
@@ -78,6 +84,9 @@ impl RunRecord {
             for (k, d) in &r.effective_depth {
                 rec.effective_depth.push((k.parse().unwrap_or(f64::NAN), *d));
             }
+            for (k, d) in &r.linear_effective_depth {
+                rec.linear_effective_depth.push((k.parse().unwrap_or(f64::NAN), *d));
+            }
             rec.layers = r
                 .layers
                 .iter()
@@ -86,6 +95,8 @@ impl RunRecord {
                     ncc_test_acc: l.ncc_test_acc.unwrap_or(f64::NAN),
                     cdnv_train: l.cdnv_train.unwrap_or(f64::NAN),
                     cdnv_test: l.cdnv_test.unwrap_or(f64::NAN),
+                    linear_train_acc: l.linear_train_acc.unwrap_or(f64::NAN),
+                    linear_test_acc: l.linear_test_acc.unwrap_or(f64::NAN),
                 })
                 .collect();
         }

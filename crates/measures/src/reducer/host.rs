@@ -125,7 +125,7 @@ impl HostLayer {
         let ncc = &ops.ncc;
         let k = ops.classes;
         let r = ops.rank;
-        let w = k + r;
+        let w = ops.width();
         let project = self.within.is_some();
         let decisions = self.decisions.as_mut().expect("planned");
         let mut labels = Vec::with_capacity(BLOCK_ROWS);
@@ -151,12 +151,15 @@ impl HostLayer {
                 if ncc.decide(self.x_sq[i], &self.scores[i * w..i * w + k]) == label {
                     decisions.correct += 1;
                 }
+                if ops.linear_decide(&self.scores[i * w..(i + 1) * w]) == Some(label) {
+                    decisions.linear_correct += 1;
+                }
             }
             decisions.counted += kept as u64;
             if project {
                 self.proj.clear();
                 for (i, &label) in labels.iter().enumerate() {
-                    let xq = &self.scores[i * w + k..(i + 1) * w];
+                    let xq = &self.scores[i * w + k..i * w + k + r];
                     let mq = &ops.mean_proj[label * r..(label + 1) * r];
                     self.proj.extend(xq.iter().zip(mq).map(|(a, b)| a - b));
                 }

@@ -28,15 +28,19 @@ use crate::spec::{Pass, Split};
 
 /// What pass 2 needs on one layer: the NCC decision is argmin_c ‖x‖² − 2x·μ_c + ‖μ_c‖² (lowest
 /// index on ties), with x·μ_c the first `classes` columns of x·joint; the projection on the
-/// between-class subspace is the other `rank` columns minus `mean_proj[y]`.
+/// between-class subspace is the next `rank` columns minus `mean_proj[y]`; with a linear probe,
+/// the last `classes` columns plus `linear_bias` are the ridge classifier's scores (argmax,
+/// lowest index on ties).
 #[derive(Clone, Debug)]
 pub struct DecisionOperands {
     pub dim: usize,
     pub classes: usize,
     pub rank: usize,
-    /// [μ_1 … μ_C | Q], D × (C + r) row-major: one GEMM gives the NCC dot products and the
-    /// projections.
+    /// [μ_1 … μ_C | Q | W], D × width() row-major: one GEMM gives the NCC dot products, the
+    /// projections and the linear probe's scores.
     pub joint: Vec<f64>,
+    /// The ridge classifier's intercepts (C), when the layer has a linear probe.
+    pub linear_bias: Option<Vec<f64>>,
     /// μ_c·Q, C × r row-major.
     pub mean_proj: Vec<f64>,
     /// The train means as a classifier (NC4 on the host predicts with it).
@@ -44,6 +48,24 @@ pub struct DecisionOperands {
 }
 
 impl DecisionOperands {
+    /// Columns of `joint`.
+    pub fn width(&self) -> usize {
+        self.classes + self.rank + if self.linear_bias.is_some() { self.classes } else { 0 }
+    }
+
+    /// The linear probe's class for a row whose x·joint is `scores` (width() values).
+    pub fn linear_decide(&self, scores: &[f64]) -> Option<usize> {
+        let b = self.linear_bias.as_ref()?;
+        let s = &scores[self.classes + self.rank..self.classes + self.rank + self.classes];
+        let mut best = 0;
+        for c in 1..self.classes {
+            if s[c] + b[c] > s[best] + b[best] {
+                best = c;
+            }
+        }
+        Some(best)
+    }
+
     /// ‖μ_c‖² of every class.
     pub fn mean_sq_norms(&self) -> &[f64] {
         self.ncc.mean_sq_norms()

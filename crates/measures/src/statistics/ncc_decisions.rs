@@ -5,11 +5,14 @@
 pub struct NccDecisions {
     pub correct: u64,
     pub counted: u64,
+    /// Rows the layer's linear probe (ridge classifier) gets right, when it has one.
+    pub linear_correct: u64,
 }
 
 impl NccDecisions {
     pub fn merge(&mut self, other: &NccDecisions) {
         self.correct += other.correct;
         self.counted += other.counted;
+        self.linear_correct += other.linear_correct;
     }
 }

@@ -1,0 +1,106 @@
+//! `depthprobe report RUN`: the report of one run folder (a `train` run, or one a Python
+//! training loop filled with `depthprobe.torch.ProbeEvery`): its two figures, the per-layer
+//! table of the latest probe with the linear probe beside NCC when it was measured, and the
+//! effective depths.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use depthprobe_runfolder::{write_all_atomic, RunFolder};
+
+use super::render::{html_escape, md_table_html};
+use super::ReportOutput;
+use crate::figures::run::draw_titled;
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.4}"))
+}
+
+fn depth(d: Option<usize>) -> String {
+    d.map_or("not separable".into(), |d| d.to_string())
+}
+
+pub fn report_run(dir: &Path) -> Result<ReportOutput> {
+    let folder = RunFolder::new(dir);
+    let summary = folder.summary()?.with_context(|| format!("{}: no summary.json", dir.display()))?;
+    let result = summary
+        .result
+        .as_ref()
+        .with_context(|| format!("{}: the run has not been probed yet (summary.json holds no probe)", dir.display()))?;
+    let blocks = folder.metrics()?;
+    let out = dir.join("report");
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let name = folder.name();
+    let title = match (&summary.model, summary.dataset) {
+        (Some(m), Some(d)) => format!("{} on {d}", m.name()),
+        _ => name.clone(),
+    };
+    draw_titled(&out, &title, result.layers.len(), &blocks)?;
+
+    let linear = result.layers.iter().any(|l| l.linear_train_acc.is_some());
+    let mut layers = String::from("| layer | dim | NCC train | NCC test | CDNV train | CDNV test |");
+    layers.push_str(if linear { " linear train | linear test |\n" } else { "\n" });
+    layers.push_str(&"|---".repeat(if linear { 8 } else { 6 }));
+    layers.push_str("|\n");
+    for l in &result.layers {
+        let _ = write!(
+            layers,
+            "| {} | {} | {:.4} | {} | {} | {} |",
+            l.layer,
+            l.dim,
+            l.ncc_train_acc,
+            cell(l.ncc_test_acc),
+            cell(l.cdnv_train),
+            cell(l.cdnv_test)
+        );
+        if linear {
+            let _ = write!(layers, " {} | {} |", cell(l.linear_train_acc), cell(l.linear_test_acc));
+        }
+        layers.push('\n');
+    }
+    let mut depths =
+        String::from(if linear { "| ε | NCC | linear probe |\n|---|---|---|\n" } else { "| ε | NCC |\n|---|---|\n" });
+    for (eps, d) in &result.effective_depth {
+        let _ = write!(depths, "| {eps} | {} |", depth(*d));
+        if linear {
+            let _ = write!(depths, " {} |", depth(result.linear_effective_depth.get(eps).copied().flatten()));
+        }
+        depths.push('\n');
+    }
+    let status = format!(
+        "{}: status {}, latest probe at epoch {}, {} train and {} test samples, {} layers.",
+        name,
+        summary.status.map_or("not recorded", |s| s.as_str()),
+        summary.probe_epoch.map_or("–".into(), |e| e.to_string()),
+        result.train_samples,
+        result.test_samples,
+        result.layers.len()
+    );
+    let producer = summary.producer.clone().unwrap_or_else(|| "not recorded".into());
+    let md = format!(
+        "# Run report: {name}\n\n{status}\n\n## Effective depth (first layer whose train error is ≤ ε)\n\n{depths}\n## Figures\n\n![NCC accuracy per layer against epoch](ncc_by_epoch.png)\n\n![Per-layer profile](layer_profile.png)\n\n## Per-layer measures at the latest probe\n\n{layers}\n## Provenance\n\nProbed by depthprobe {producer}; report written by depthprobe {}. Definitions: docs/method.md.\n",
+        crate::BUILD
+    );
+    let svg = |stem: &str| std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap_or_default();
+    let html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>depthprobe report: {0}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}svg{{max-width:100%;height:auto}}</style></head><body>\n<h1>Run report: {0}</h1>\n<p>{1}</p>\n<h2>Effective depth (first layer whose train error is ≤ ε)</h2>\n{2}<h2>Figures</h2>\n<figure>{3}</figure>\n<figure>{4}</figure>\n<h2>Per-layer measures at the latest probe</h2>\n{5}<h2>Provenance</h2>\n<p>Probed by depthprobe {6}; report written by depthprobe {7}.</p>\n</body></html>\n",
+        html_escape(&name),
+        html_escape(&status),
+        md_table_html(&depths),
+        svg("ncc_by_epoch"),
+        svg("layer_profile"),
+        md_table_html(&layers),
+        html_escape(&producer),
+        html_escape(crate::BUILD)
+    );
+    let files = vec![(out.join("report.md"), md.into_bytes()), (out.join("index.html"), html.into_bytes())];
+    write_all_atomic(&files)?;
+    let mut written: Vec<_> = files.into_iter().map(|f| f.0).collect();
+    for stem in ["ncc_by_epoch", "layer_profile"] {
+        for ext in ["svg", "png"] {
+            written.push(out.join(format!("{stem}.{ext}")));
+        }
+    }
+    Ok(ReportOutput { dir: out, files: written, checks: Vec::new() })
+}
