@@ -29,8 +29,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError as e:  # the rest of the package works without PyTorch
+    raise ImportError("depthprobe.torch probes PyTorch models and needs PyTorch: pip install torch") from e
 
 from . import DEFAULT_EPS, DEFAULT_LINEAR_MAX_DIM, DEFAULT_LINEAR_RIDGE, DEFAULT_RANK_MAX_DIM, DepthprobeError
 from ._native import NativeProbe
