@@ -64,6 +64,20 @@ def batches(x, y, b):
     return [(x[i:i + b], y[i:i + b]) for i in range(0, len(y), b)]
 
 
+def evaluate(model, data, device):
+    """The network's own accuracy and loss in eval mode."""
+    model.eval()
+    correct, loss, n = 0, 0.0, 0
+    with torch.no_grad():
+        for x, y in data:
+            out = model(x.to(device))
+            y = y.to(device)
+            correct += int((out.argmax(1) == y).sum())
+            loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+            n += len(y)
+    return correct / n, loss / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=None, help="data folder (default: $DEPTHPROBE_DATA, else the download folder)")
@@ -90,7 +104,8 @@ def main() -> None:
     # Every residual block (averaged over its spatial positions: pool="avg") and the classifier;
     # the linear probe on layers of at most 512 dimensions (all of them, after pooling).
     layers = [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)] + ["fc"]
-    every = dt.ProbeEvery(a.out, model, batches(xtr, ytr, 250), batches(xte, yte, 250), k=1, layers=layers,
+    train_eval, test_eval = batches(xtr, ytr, 250), batches(xte, yte, 250)
+    every = dt.ProbeEvery(a.out, model, train_eval, test_eval, k=1, layers=layers,
                           num_classes=10, pool="avg", linear_max_dim=512, device=device)
     g = torch.Generator().manual_seed(a.seed)
     for epoch in range(1, a.epochs + 1):
@@ -108,9 +123,12 @@ def main() -> None:
             loss_sum += loss.item() * len(idx)
         sched.step()
         t1 = time.perf_counter()
-        res = every.finish(epoch) if epoch == a.epochs else every(epoch)
+        (train_acc, train_loss), (test_acc, test_loss) = evaluate(model, train_eval, device), evaluate(model, test_eval, device)
+        net = dict(train_acc=train_acc, test_acc=test_acc, train_loss=train_loss, test_loss=test_loss)
+        res = every.finish(epoch, **net) if epoch == a.epochs else every(epoch, **net)
         top = res["layers"][-1]
-        print(f"epoch {epoch}: train loss {loss_sum / len(ytr):.3f} ({t1 - t0:.0f}s) · probe {res['wall_s']:.0f}s · "
+        print(f"epoch {epoch}: train loss {loss_sum / len(ytr):.3f} ({t1 - t0:.0f}s) · acc train/test "
+              f"{train_acc:.3f}/{test_acc:.3f} · probe {res['wall_s']:.0f}s · "
               f"top NCC train/test {top['ncc_train_acc']:.3f}/{top['ncc_test_acc']:.3f} · "
               f"effective depth (ε=0.05) NCC {res['effective_depth']['0.05']}, linear {res['linear_effective_depth']['0.05']}")
     print(f"\n{'layer':>10} {'NCC train':>9} {'NCC test':>9} {'lin train':>9} {'lin test':>9} {'CDNV train':>10}")

@@ -170,10 +170,19 @@ impl NativeProbe {
         Ok(text)
     }
 
-    /// Add this probe's result at `epoch` to the run folder `run_dir` (`append_probe`).
-    fn append_to_run(&self, run_dir: std::path::PathBuf, epoch: usize, wall_s: f64, done: bool) -> PyResult<()> {
+    /// Add this probe's result at `epoch` to the run folder `run_dir` (`append_probe`), with the
+    /// network's own (train acc, test acc, train loss, test loss) when given (NaN: not known).
+    #[pyo3(signature = (run_dir, epoch, wall_s, done, network=None))]
+    fn append_to_run(
+        &self,
+        run_dir: std::path::PathBuf,
+        epoch: usize,
+        wall_s: f64,
+        done: bool,
+        network: Option<(f64, f64, f64, f64)>,
+    ) -> PyResult<()> {
         let res = self.result.clone().ok_or_else(|| DepthprobeError::new_err("the probe has no result yet"))?;
-        append_probe(run_dir, epoch, res, wall_s, done)
+        append_probe(run_dir, epoch, res, wall_s, done, network)
     }
 }
 
@@ -210,18 +219,40 @@ fn append_probe(
     result: depthprobe_measures::ProbeResult,
     wall_s: f64,
     done: bool,
+    network: Option<(f64, f64, f64, f64)>,
 ) -> PyResult<()> {
-    use depthprobe_runfolder::{metric_rows, MetricBlock, RunFolder, Status, Summary};
+    use depthprobe_measures::Split;
+    use depthprobe_runfolder::{metric_rows, MetricBlock, MetricRow, NetworkMetrics, RunFolder, Status, Summary};
     let fail = |e: anyhow::Error| DepthprobeError::new_err(format!("{e:#}"));
     let folder = RunFolder::new(run_dir);
     std::fs::create_dir_all(folder.path())
         .map_err(|e| DepthprobeError::new_err(format!("{}: cannot create: {e}", folder.path().display())))?;
     let mut blocks = folder.metrics().map_err(fail)?;
     blocks.retain(|b| b.epoch.is_some_and(|e| e < epoch));
-    blocks.push(MetricBlock { epoch: Some(epoch), rows: metric_rows(&result) });
+    let mut rows = metric_rows(&result);
+    if let Some((train_acc, test_acc, train_loss, test_loss)) = network {
+        // As a training run writes them (pipeline.rs); values not given are left out.
+        for (split, name, v) in [
+            (Split::Train, "loss", train_loss),
+            (Split::Train, "acc", train_acc),
+            (Split::Test, "loss", test_loss),
+            (Split::Test, "acc", test_acc),
+        ] {
+            if !v.is_nan() {
+                rows.push(MetricRow::network(split, name, v));
+            }
+        }
+    }
+    blocks.push(MetricBlock { epoch: Some(epoch), rows });
     let previous = folder.summary().map_err(fail)?.map_or(0.0, |s| s.wall_s);
     let mut s = Summary::of_probe(result, previous + wall_s);
     s.probe_epoch = Some(epoch);
+    s.network = network.map(|(train_acc, test_acc, train_loss, test_loss)| NetworkMetrics {
+        train_acc,
+        test_acc,
+        train_loss,
+        test_loss,
+    });
     s.epochs = Some(epoch);
     s.status = Some(if done { Status::Done } else { Status::Running });
     s.producer = Some(format!("depthprobe (Python) {}", env!("CARGO_PKG_VERSION")));

@@ -391,13 +391,18 @@ def test_probe_every_appends_to_a_run_folder_read_run_reads(tmp_path):
             opt.step()
         every(epoch)
     every(4)  # a rerun of epoch 4 replaces its block and drops the later ones
-    last = every.finish(5)
+    with pytest.raises(depthprobe.DepthprobeError, match="unknown network metric"):
+        every.finish(5, top5=0.9)
+    last = every.finish(5, train_acc=0.75, test_acc=0.5, train_loss=0.9)
     got = depthprobe.read_run(run)
     s = got["summary"]
     assert s["status"] == "done" and s["probe_epoch"] == 5
+    assert (s["train_acc"], s["test_acc"], s["train_loss"], s["test_loss"]) == (0.75, 0.5, 0.9, None)
     assert s["layers"][0]["ncc_train_acc"] == last["layers"][0]["ncc_train_acc"]
     m = got["metrics"]
     assert sorted(set(m.epoch)) == [2, 4, 5]
+    acc = m[m.layer.isna() & (m.metric == "acc")]
+    assert list(zip(acc.epoch, acc.split, acc.value)) == [(5, "train", 0.75), (5, "test", 0.5)]
     assert set(m.layer.dropna().astype(int)) == {1, 2, 3}
     # `depthprobe report` reads the folder too.
     subprocess.run([BIN, "report", run], check=True, capture_output=True)

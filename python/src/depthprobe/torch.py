@@ -422,15 +422,23 @@ class ProbeEvery:
         self.probe_args = probe_args
         self.last: Optional[Dict[str, Any]] = None
 
-    def __call__(self, epoch: int) -> Optional[Dict[str, Any]]:
-        return self._probe(epoch, done=False) if epoch % self.k == 0 else None
+    def __call__(self, epoch: int, **network: float) -> Optional[Dict[str, Any]]:
+        """Probe when ``epoch`` is a multiple of k. ``network`` optionally records the
+        network's own ``train_acc``, ``test_acc``, ``train_loss``, ``test_loss`` beside the
+        probe (the figures draw its accuracy dashed), as a CLI training run does."""
+        return self._probe(epoch, False, network) if epoch % self.k == 0 else None
 
-    def finish(self, epoch: int) -> Dict[str, Any]:
-        """Probe at the last epoch (unless just done) and mark the run done."""
-        return self._probe(epoch, done=True)
+    def finish(self, epoch: int, **network: float) -> Dict[str, Any]:
+        """Probe at the last epoch and mark the run done."""
+        return self._probe(epoch, True, network)
 
-    def _probe(self, epoch: int, done: bool) -> Dict[str, Any]:
+    def _probe(self, epoch: int, done: bool, network: Dict[str, float]) -> Dict[str, Any]:
+        keys = ("train_acc", "test_acc", "train_loss", "test_loss")
+        unknown = set(network) - set(keys)
+        if unknown:
+            raise DepthprobeError(f"unknown network metric(s) {sorted(unknown)}: give any of {', '.join(keys)}")
+        net = tuple(float(network.get(k, float("nan"))) for k in keys) if network else None
         res, native = _probe(self.model, self.train, self.test, **self.probe_args)
-        native.append_to_run(str(self.run_dir), int(epoch), float(res["wall_s"]), done)
+        native.append_to_run(str(self.run_dir), int(epoch), float(res["wall_s"]), done, net)
         self.last = res
         return res

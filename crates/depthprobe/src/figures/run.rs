@@ -42,12 +42,11 @@ pub fn draw_titled(out: &Path, title: &str, layers: usize, blocks: &[MetricBlock
                 dashed: false,
             })
             .collect();
-        series.push(Series {
-            name: format!("net {split} acc"),
-            points: blocks.iter().map(|b| (epoch_of(b), b.value(None, split, "acc"))).collect(),
-            color: "#000000".into(),
-            dashed: true,
-        });
+        let net: Vec<(f64, f64)> = blocks.iter().map(|b| (epoch_of(b), b.value(None, split, "acc"))).collect();
+        // A run probed from a Python loop may not record the network's accuracy.
+        if net.iter().any(|p| p.1.is_finite()) {
+            series.push(Series { name: format!("net {split} acc"), points: net, color: "#000000".into(), dashed: true });
+        }
         Panel {
             title: format!("NCC {split} accuracy per layer"),
             x_label: "epoch".into(),
