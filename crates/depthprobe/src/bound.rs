@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use depthprobe_config::{set_key, Config};
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{distinct, mean, min_max};
+use crate::stats::{distinct, interval_of, mean, min_max, Interval, Verdict};
 
 /// What a planned run is for.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -134,6 +134,10 @@ pub struct BoundRow {
     pub bound: f64,
     /// Bound ≥ measured test error (the claim to check).
     pub holds: bool,
+    /// The samples behind the row, for its bootstrap intervals: each clean run's (effective
+    /// depth, test error), not separable counted as L.
+    #[serde(skip)]
+    pub clean_runs: Vec<(f64, f64)>,
     /// This row is the smallest bound of its group (our extension; union bound not applied).
     pub best: bool,
 }
@@ -188,6 +192,7 @@ pub fn compute(spec: &BoundSpec, runs: &[BoundRun]) -> Vec<BoundRow> {
                 first_term,
                 bound,
                 holds: bound >= test_error,
+                clean_runs: clean_done.iter().filter_map(|r| r.depth.map(|d| (d.0 as f64, 1.0 - r.test_acc))).collect(),
                 best: false,
             });
         }
@@ -272,6 +277,38 @@ pub fn csv(rows: &[BoundRow]) -> String {
 
 /// Check (c): the bound is < 1 and ≥ the measured test error, at every p of the grid (each p
 /// is its own estimate of Proposition 1; the smallest over the grid is reported alongside).
+/// One row's claims, bound < 1 and bound ≥ the clean networks' test error, judged on bootstrap
+/// intervals: clean runs are resampled as (depth, test error) pairs, the noisy draws at p on their
+/// own. Returns the verdict and the intervals of the bound and of the test error.
+fn judge(r: &BoundRow) -> (Verdict, Interval, Interval) {
+    let mut rng = crate::stats::bootstrap_rng();
+    let noisy: Vec<f64> = r.noisy_depths.iter().map(|&d| d as f64).collect();
+    let stat = |clean: &[(f64, f64)], noisy: &[f64]| -> (f64, f64) {
+        let dbar = mean(&clean.iter().map(|c| c.0).collect::<Vec<_>>());
+        let err = mean(&clean.iter().map(|c| c.1).collect::<Vec<_>>());
+        let first = noisy.iter().filter(|&&d| dbar >= d).count() as f64 / noisy.len().max(1) as f64;
+        (first + (1.0 + r.alpha) * r.p, err)
+    };
+    let (mut bounds, mut errs, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..crate::stats::BOOTSTRAP_RESAMPLES {
+        let c: Vec<(f64, f64)> =
+            (0..r.clean_runs.len()).map(|_| r.clean_runs[rng.below(r.clean_runs.len() as u64) as usize]).collect();
+        let n: Vec<f64> = (0..noisy.len()).map(|_| noisy[rng.below(noisy.len() as u64) as usize]).collect();
+        let (b, e) = stat(&c, &n);
+        bounds.push(b);
+        errs.push(e);
+        gaps.push(e - b);
+    }
+    let (b0, e0) = stat(&r.clean_runs, &noisy);
+    let (bi, ei, gi) = (interval_of(b0, bounds), interval_of(e0, errs), interval_of(e0 - b0, gaps));
+    // Not vacuous (bound < 1), and not below the test error (test error − bound ≤ 0).
+    let v = Verdict::all([
+        Verdict::at_most(&Interval { value: b0, lo: bi.lo, hi: bi.hi }, 1.0 - 1e-12),
+        Verdict::at_most(&gi, 0.0),
+    ]);
+    (v, bi, ei)
+}
+
 pub fn check(rows: &[BoundRow]) -> Option<String> {
     if rows.is_empty() {
         return None;
@@ -280,29 +317,49 @@ pub fn check(rows: &[BoundRow]) -> Option<String> {
     let mut lines = Vec::new();
     for g in groups {
         let rs: Vec<&BoundRow> = rows.iter().filter(|r| r.group == g).collect();
-        let holds = |r: &BoundRow| r.bound < 1.0 && r.bound >= r.test_error;
-        let failing: Vec<String> = rs.iter().filter(|r| !holds(r)).map(|r| format!("p={}", r.p)).collect();
-        let verdict = if failing.is_empty() {
+        let judged: Vec<(Verdict, Interval, Interval)> = rs.iter().map(|r| judge(r)).collect();
+        let with = |v: Verdict| -> Vec<String> {
+            rs.iter().zip(&judged).filter(|(_, j)| j.0 == v).map(|(r, _)| format!("p={}", r.p)).collect()
+        };
+        let (failing, unsure) = (with(Verdict::Fails), with(Verdict::Inconclusive));
+        let verdict = if failing.is_empty() && unsure.is_empty() {
             "holds at every p".to_string()
         } else if failing.len() == rs.len() {
             "FAILS at every p".to_string()
+        } else if unsure.len() == rs.len() {
+            "inconclusive at every p".to_string()
         } else {
-            format!("FAILS at {} (holds at the other p)", failing.join(", "))
+            let mut parts = Vec::new();
+            if !failing.is_empty() {
+                parts.push(format!("FAILS at {}", failing.join(", ")));
+            }
+            if !unsure.is_empty() {
+                parts.push(format!("inconclusive at {}", unsure.join(", ")));
+            }
+            format!("{} (holds at the other p)", parts.join(", "))
         };
         let per_p: Vec<String> = rs
             .iter()
-            .map(|r| {
+            .zip(&judged)
+            .map(|(r, (v, b, e))| {
                 format!(
-                    "p={}: first term {:.3} + (1+α)p = {:.4}{}",
+                    "p={}: first term {:.3} + (1+α)p = {:.4} (95% interval [{:.4}, {:.4}]) against test error [{:.4}, {:.4}]: {}{}",
                     r.p,
                     r.first_term,
                     r.bound,
-                    if holds(r) {
+                    b.lo,
+                    b.hi,
+                    e.lo,
+                    e.hi,
+                    v.word(),
+                    if *v == Verdict::Holds {
                         ""
                     } else if r.bound >= 1.0 {
                         " (vacuous)"
-                    } else {
+                    } else if r.bound < r.test_error {
                         " (below the test error)"
+                    } else {
+                        ""
                     }
                 )
             })
@@ -320,4 +377,55 @@ pub fn check(rows: &[BoundRow]) -> Option<String> {
         ));
     }
     Some(lines.join("\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(p: f64, clean: &[(f64, f64)], noisy: &[usize]) -> BoundRow {
+        let dbar = mean(&clean.iter().map(|c| c.0).collect::<Vec<_>>());
+        let first = noisy.iter().filter(|&&d| dbar >= d as f64).count() as f64 / noisy.len() as f64;
+        let err = mean(&clean.iter().map(|c| c.1).collect::<Vec<_>>());
+        let bound = first + 1.1 * p;
+        BoundRow {
+            group: String::new(),
+            p,
+            alpha: 0.1,
+            eps: 0.01,
+            clean_done: clean.len(),
+            clean_planned: clean.len(),
+            clean_mean_depth: dbar,
+            clean_not_separable: 0,
+            test_error: err,
+            test_error_min: 0.0,
+            test_error_max: 0.0,
+            noisy_done: noisy.len(),
+            noisy_planned: noisy.len(),
+            noisy_depths: noisy.to_vec(),
+            noisy_not_separable: 0,
+            noisy_train_acc: 1.0,
+            first_term: first,
+            bound,
+            holds: bound >= err,
+            clean_runs: clean.to_vec(),
+            best: false,
+        }
+    }
+
+    /// The bound's verdict follows the intervals: clearly above the test error holds, clearly
+    /// below fails, a test error whose interval reaches across the bound is inconclusive, and a
+    /// first term that some resamples push to 1 makes the bound possibly vacuous.
+    #[test]
+    fn bound_verdicts_follow_their_intervals() {
+        let clean = [(4.0, 0.08), (4.0, 0.09), (4.0, 0.085)];
+        assert_eq!(judge(&row(0.2, &clean, &[8, 9, 9])).0, Verdict::Holds);
+        assert_eq!(judge(&row(0.05, &clean, &[8, 9, 9])).0, Verdict::Fails);
+        let spread = [(4.0, 0.03), (4.0, 0.05), (4.0, 0.09), (4.0, 0.11)];
+        let (v, b, e) = judge(&row(0.06, &spread, &[8, 9, 9]));
+        assert!(v == Verdict::Inconclusive && e.lo < b.value && e.hi > b.value, "{v:?} {b:?} {e:?}");
+        // Noisy depths at or below D̄ half the time: resamples put the first term near 1.
+        let (v, b, _) = judge(&row(0.4, &[(5.0, 0.1), (5.0, 0.1)], &[4, 9, 5, 9]));
+        assert!(v == Verdict::Inconclusive && b.hi >= 1.0, "{v:?} {b:?}");
+    }
 }

@@ -24,3 +24,160 @@ pub fn distinct<T: PartialEq>(v: impl IntoIterator<Item = T>) -> Vec<T> {
     }
     out
 }
+
+/// Sample standard deviation (n − 1); NaN for fewer than two values.
+pub fn std_dev(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+/// Resamples per bootstrap interval, and its fixed seed: a report is the same every time.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+const BOOTSTRAP_SEED: u64 = 0x5eed_b007;
+
+/// A statistic with its 95% percentile-bootstrap interval.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Interval {
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// `stat` of `groups` (the seeds of each setting), with the 2.5% and 97.5% percentiles of
+/// `stat` over resamples in which every group is drawn again, with replacement, from itself.
+pub fn bootstrap(groups: &[Vec<f64>], stat: impl Fn(&[Vec<f64>]) -> f64) -> Interval {
+    let value = stat(groups);
+    let mut rng = bootstrap_rng();
+    let draws: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let re: Vec<Vec<f64>> =
+                groups.iter().map(|g| (0..g.len()).map(|_| g[rng.below(g.len() as u64) as usize]).collect()).collect();
+            stat(&re)
+        })
+        .collect();
+    interval_of(value, draws)
+}
+
+/// `value` with the 2.5% and 97.5% percentiles of its bootstrap `draws`.
+pub fn interval_of(value: f64, mut draws: Vec<f64>) -> Interval {
+    draws.sort_by(f64::total_cmp);
+    let at = |q: f64| draws[((q * (draws.len() - 1) as f64).round() as usize).min(draws.len() - 1)];
+    Interval { value, lo: at(0.025), hi: at(0.975) }
+}
+
+/// A bootstrap generator with the report's fixed seed.
+pub fn bootstrap_rng() -> crate::rng::Rng {
+    crate::rng::Rng::new(BOOTSTRAP_SEED)
+}
+
+/// The 95% interval of one group's mean.
+pub fn mean_interval(v: &[f64]) -> Interval {
+    bootstrap(&[v.to_vec()], |g| mean(&g[0]))
+}
+
+/// A claim judged with its uncertainty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Holds,
+    Fails,
+    /// The interval straddles the threshold: more seeds could go either way.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The claim "statistic ≤ threshold", judged on its interval.
+    pub fn at_most(iv: &Interval, threshold: f64) -> Verdict {
+        if iv.hi <= threshold {
+            Verdict::Holds
+        } else if iv.lo > threshold {
+            Verdict::Fails
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
+    /// All of several claims: fails if one fails, holds if all hold.
+    pub fn all(vs: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let vs: Vec<Verdict> = vs.into_iter().collect();
+        if vs.contains(&Verdict::Fails) {
+            Verdict::Fails
+        } else if vs.iter().all(|v| *v == Verdict::Holds) {
+            Verdict::Holds
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::Fails => "FAILS",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The largest drop between consecutive groups' means (≤ 0: the means never fall).
+pub fn max_drop(groups: &[Vec<f64>]) -> f64 {
+    let m: Vec<f64> = groups.iter().map(|g| mean(g)).collect();
+    m.windows(2).map(|w| w[0] - w[1]).fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// The range of the groups' means (largest − smallest).
+pub fn range_of_means(groups: &[Vec<f64>]) -> f64 {
+    let (lo, hi) = min_max(groups.iter().map(|g| mean(g)));
+    hi - lo
+}
+
+/// One markdown row per group: its label, number of seeds, mean, spread (sample std) and 95%
+/// interval of the mean.
+pub fn group_rows(labels: &[String], groups: &[Vec<f64>]) -> String {
+    let mut s = String::from("| group | seeds | mean | std | 95% interval of the mean |\n|---|---|---|---|---|\n");
+    for (l, g) in labels.iter().zip(groups) {
+        let iv = mean_interval(g);
+        let sd = std_dev(g);
+        s.push_str(&format!(
+            "| {l} | {} | {:.3} | {} | [{:.3}, {:.3}] |\n",
+            g.len(),
+            iv.value,
+            if sd.is_nan() { "–".into() } else { format!("{sd:.3}") },
+            iv.lo,
+            iv.hi
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_intervals_cover_and_verdicts_follow_them() {
+        // Constant groups: no uncertainty at all.
+        let iv = bootstrap(&[vec![3.0; 5], vec![4.0; 5]], max_drop);
+        assert_eq!((iv.value, iv.lo, iv.hi), (-1.0, -1.0, -1.0));
+        assert_eq!(Verdict::at_most(&iv, 0.0), Verdict::Holds);
+        // A clear drop: every resample shows it.
+        let iv = bootstrap(&[vec![6.0, 6.0, 7.0], vec![3.0, 3.0, 4.0]], max_drop);
+        assert!(iv.lo > 0.0 && Verdict::at_most(&iv, 0.0) == Verdict::Fails, "{iv:?}");
+        // Overlapping groups: the interval straddles 0.
+        let iv = bootstrap(&[vec![3.0, 5.0, 4.0, 6.0], vec![4.0, 3.0, 6.0, 5.0]], max_drop);
+        assert!(iv.lo < 0.0 && iv.hi > 0.0 && Verdict::at_most(&iv, 0.0) == Verdict::Inconclusive, "{iv:?}");
+        // The mean's interval of a sample from a known distribution covers its mean, and narrows
+        // as n grows (about 1.96·σ/√n each side).
+        let mut r = crate::rng::Rng::new(7);
+        let draw = |r: &mut crate::rng::Rng, n: usize| -> Vec<f64> { (0..n).map(|_| r.uniform()).collect() };
+        let (a, b) = (mean_interval(&draw(&mut r, 50)), mean_interval(&draw(&mut r, 800)));
+        assert!(a.lo < 0.5 && a.hi > 0.5 && b.lo < 0.5 && b.hi > 0.5, "{a:?} {b:?}");
+        let half = (1.0f64 / 12.0).sqrt() * 1.96 / 800f64.sqrt();
+        assert!(((b.hi - b.lo) / 2.0 - half).abs() < 0.3 * half, "{b:?} vs ±{half}");
+        assert!(b.hi - b.lo < (a.hi - a.lo) / 2.0);
+        assert_eq!(Verdict::all([Verdict::Holds, Verdict::Inconclusive]), Verdict::Inconclusive);
+        assert_eq!(Verdict::all([Verdict::Holds, Verdict::Fails, Verdict::Inconclusive]), Verdict::Fails);
+        assert!(std_dev(&[1.0]).is_nan() && (std_dev(&[1.0, 3.0]) - 2f64.sqrt()).abs() < 1e-12);
+    }
+}

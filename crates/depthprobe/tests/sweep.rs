@@ -181,6 +181,34 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
     let html = std::fs::read_to_string(a.join("report/index.html")).unwrap();
     assert!(html.contains("<svg") && !html.contains("src=\""), "the HTML page holds its figures inline");
 
+    // ε sensitivity: at ε = 0.01 its mean depth per L is the mean of the runs' own effective
+    // depths (results.csv; −1 = not separable, counted as L), and every grid ε is there.
+    let sens = std::fs::read_to_string(a.join("report/eps_sensitivity.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for l in [2.0, 3.0] {
+        let depths: Vec<f64> = csv
+            .lines()
+            .skip(1)
+            .map(|row| row.split(',').collect::<Vec<_>>())
+            .filter(|f| f[col("depth")].parse::<f64>().unwrap() == l)
+            .map(|f| f[col("effective_depth_0.01")].parse::<f64>().map(|d| if d < 0.0 { l } else { d }).unwrap())
+            .collect();
+        let want = depths.iter().sum::<f64>() / depths.len() as f64;
+        let row = sens.lines().find(|r| r.starts_with(&format!("L={l},0.01,"))).unwrap_or_else(|| panic!("{sens}"));
+        let got: f64 = row.split(',').nth(3).unwrap().parse().unwrap();
+        assert!((got - want).abs() < 1e-12, "L={l}: {got} vs {want}");
+        assert_eq!(sens.lines().filter(|r| r.starts_with(&format!("L={l},"))).count(), 10, "{sens}");
+    }
+    assert!(a.join("report/eps_sensitivity.png").exists());
+    let md = std::fs::read_to_string(a.join("report/report.md")).unwrap();
+    // (This sweep never separates, so check (a) has no interval to give: checks.rs tests those.)
+    assert!(
+        md.contains("![eps_sensitivity](eps_sensitivity.png)")
+            && md.contains("No depth separates the training data at ε=0.01"),
+        "{md}"
+    );
+
     // Provenance: the user's five commands are logged, the runs `sweep local` started are not.
     let log = std::fs::read_to_string(a.join("commands.log")).unwrap();
     let lines: Vec<&str> = log.lines().collect();

@@ -45,7 +45,12 @@ pub fn draw_titled(out: &Path, title: &str, layers: usize, blocks: &[MetricBlock
         let net: Vec<(f64, f64)> = blocks.iter().map(|b| (epoch_of(b), b.value(None, split, "acc"))).collect();
         // A run probed from a Python loop may not record the network's accuracy.
         if net.iter().any(|p| p.1.is_finite()) {
-            series.push(Series { name: format!("net {split} acc"), points: net, color: "#000000".into(), dashed: true });
+            series.push(Series {
+                name: format!("net {split} acc"),
+                points: net,
+                color: "#000000".into(),
+                dashed: true,
+            });
         }
         Panel {
             title: format!("NCC {split} accuracy per layer"),
