@@ -309,6 +309,39 @@ fn judge(r: &BoundRow) -> (Verdict, Interval, Interval) {
     (v, bi, ei)
 }
 
+/// Check (e): the bound assumes the minimal depth d_min needed to fit partially corrupted labels
+/// grows with p. Its estimates, the noisy networks' effective depths, must not fall between
+/// consecutive p by more than the one layer a run may move (as check (b)), judged on bootstrap
+/// intervals over the noisy draws; with each p's mean, spread and interval as a table.
+pub fn check_dmin(rows: &[BoundRow]) -> Option<(String, Vec<(String, String)>)> {
+    let groups = distinct(rows.iter().map(|r| r.group.as_str()));
+    let (mut lines, mut tables) = (Vec::new(), Vec::new());
+    for g in groups {
+        let mut rs: Vec<&BoundRow> = rows.iter().filter(|r| r.group == g && !r.noisy_depths.is_empty()).collect();
+        if rs.len() < 2 {
+            continue;
+        }
+        rs.sort_by(|a, b| a.p.total_cmp(&b.p));
+        let samples: Vec<Vec<f64>> = rs.iter().map(|r| r.noisy_depths.iter().map(|&d| d as f64).collect()).collect();
+        let iv = crate::stats::bootstrap(&samples, crate::stats::max_drop);
+        let tol = crate::report::NOISE_TOLERANCE;
+        let v = Verdict::at_most(&iv, tol);
+        let gname = if g.is_empty() { String::new() } else { format!(" ({g})") };
+        let seq: Vec<String> = rs.iter().zip(&samples).map(|(r, s)| format!("p={}: {:.2}", r.p, mean(s))).collect();
+        lines.push(format!(
+            "**(e) minimal depth against p{gname}: {}.** Mean d_min (effective depth of the networks fitted to partly corrupted labels) over the draws: {}; largest fall between consecutive p: {:.2} (95% interval [{:.2}, {:.2}]; the claim needs ≤ {tol}).",
+            v.word(),
+            seq.join(", "),
+            iv.value,
+            iv.lo,
+            iv.hi
+        ));
+        let labels: Vec<String> = rs.iter().map(|r| format!("p={}", r.p)).collect();
+        tables.push((format!("(e) d_min per p{gname} over noisy draws"), crate::stats::group_rows(&labels, &samples)));
+    }
+    (!lines.is_empty()).then(|| (lines.join("\n\n"), tables))
+}
+
 pub fn check(rows: &[BoundRow]) -> Option<String> {
     if rows.is_empty() {
         return None;
@@ -411,6 +444,21 @@ mod tests {
             clean_runs: clean.to_vec(),
             best: false,
         }
+    }
+
+    /// d_min must not fall with p beyond one layer: rising draws hold, a clear fall fails.
+    #[test]
+    fn dmin_check_follows_the_noisy_depths() {
+        let clean = [(4.0, 0.08), (4.0, 0.09)];
+        let rising = [row(0.05, &clean, &[5, 6, 5]), row(0.1, &clean, &[7, 8, 7]), row(0.2, &clean, &[9, 9, 10])];
+        let (t, tables) = check_dmin(&rising).unwrap();
+        assert!(
+            t.contains("(e) minimal depth against p: holds") && tables[0].1.contains("| p=0.1 | 3 | 7.333 |"),
+            "{t}"
+        );
+        let falling = [row(0.05, &clean, &[9, 9, 9]), row(0.1, &clean, &[5, 6, 5])];
+        assert!(check_dmin(&falling).unwrap().0.contains(": FAILS"));
+        assert!(check_dmin(&rising[..1]).is_none(), "one p is no trend");
     }
 
     /// The bound's verdict follows the intervals: clearly above the test error holds, clearly

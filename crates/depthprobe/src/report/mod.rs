@@ -15,6 +15,7 @@
 //! | Markdown and HTML | `render.rs` |
 
 mod checks;
+pub use checks::NOISE_TOLERANCE;
 mod figures;
 mod parquet;
 mod render;
@@ -178,6 +179,10 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
         tables.extend(c.tables);
     }
     found.extend(bound::check(&bound_rows));
+    if let Some((text, t)) = bound::check_dmin(&bound_rows) {
+        found.push(text);
+        tables.extend(t);
+    }
 
     let count = |st: Option<Status>| recs.iter().filter(|r| r.status == st).count();
     let status_line = format!(
