@@ -117,9 +117,9 @@ enum SweepCmd {
     Plan {
         /// Sweep file (TOML): base config, [config] overrides, [axes] grid, optional [bound].
         sweep: PathBuf,
-        /// Sweep folder to write (plan.json, configs/, later runs/ and logs/).
-        #[arg(long)]
-        out: PathBuf,
+        /// Sweep folder to write (plan.json, configs/, later runs/ and logs/); not with --dry-run.
+        #[arg(long, required_unless_present = "dry_run")]
+        out: Option<PathBuf>,
         /// List the runs and their count; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -363,6 +363,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
                 print!("{}", sweep::plan::describe(&plan));
                 println!("{}: {} runs (dry run: nothing written)", plan.name, plan.runs.len());
             } else {
+                let out = out.expect("clap requires --out without --dry-run");
                 let plan = sweep::write_plan(&sweep, &out)?;
                 SweepDir(out.clone()).log_command();
                 println!("{}: {} runs planned in {}", plan.name, plan.runs.len(), out.display());

@@ -101,6 +101,8 @@ fn plan_expands_the_grid_with_stable_distinct_ids() {
     let text = ok(&["sweep", "plan", s(&f), "--out", s(&out), "--dry-run"]);
     assert!(text.contains("6 runs"), "{text}");
     assert!(!out.exists());
+    assert_eq!(ok(&["sweep", "plan", s(&f), "--dry-run"]), text, "--dry-run needs no --out");
+    assert!(err(&["sweep", "plan", s(&f)]).contains("--out"));
     let text = ok(&["sweep", "plan", s(&f), "--out", s(&out)]);
     assert!(text.contains("6 runs planned"), "{text}");
     for r in &plan.runs {
@@ -483,14 +485,14 @@ fn slurm_batches_groups_and_asks_for_what_gpu_runs_need() {
 fn every_recipe_plans() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
     let mut n = 0;
-    for sub in ["quick", "paper"] {
+    for sub in ["quick", "paper", "paper-cpu"] {
         for e in std::fs::read_dir(root.join(sub)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
                 let (plan, cfgs) = expand(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 assert!(!plan.runs.is_empty() && cfgs.len() == plan.runs.len());
-                if sub == "quick" {
-                    // Quick recipes run on 2 CPU cores with MNIST / Fashion-MNIST.
+                if sub == "quick" || sub == "paper-cpu" {
+                    // Quick and CPU paper-protocol recipes run on 2 CPU cores with MNIST / Fashion-MNIST.
                     assert!(cfgs.iter().all(|c| c.train.device == Device::Cpu
                         && matches!(c.data.dataset, DatasetName::Mnist | DatasetName::FashionMnist)));
                 }
