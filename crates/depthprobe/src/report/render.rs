@@ -94,13 +94,18 @@ pub fn markdown(p: &Page) -> String {
     md
 }
 
+/// The start of a self-contained report page (sweep or run): head, style and title.
+pub fn page_head(kind: &str, name: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>depthprobe report: {0}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}</style></head><body>\n<h1>{kind}: {0}</h1>\n",
+        html_escape(name)
+    )
+}
+
 /// index.html: self-contained, the figures inline as SVG.
 pub fn html(p: &Page) -> String {
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>depthprobe report: {0}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}figure{{margin:1em 0}}svg{{max-width:100%;height:auto}}</style></head><body>\n<h1>Sweep report: {0}</h1>\n<p>{1}</p>\n",
-        html_escape(p.name),
-        html_escape(&p.status_line)
-    );
+    let mut html = page_head("Sweep report", p.name);
+    let _ = writeln!(html, "<p>{}</p>", html_escape(&p.status_line));
     if !p.failed.is_empty() {
         html.push_str("<p>Failed runs:</p><ul>");
         for f in &p.failed {

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use depthprobe_runfolder::{write_all_atomic, RunFolder};
 
-use super::render::{html_escape, md_table_html};
+use super::render::{html_escape, md_table_html, page_head};
 use super::ReportOutput;
 use crate::figures::run::draw_titled;
 
@@ -84,8 +84,8 @@ pub fn report_run(dir: &Path) -> Result<ReportOutput> {
     );
     let svg = |stem: &str| std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap_or_default();
     let html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>depthprobe report: {0}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}svg{{max-width:100%;height:auto}}</style></head><body>\n<h1>Run report: {0}</h1>\n<p>{1}</p>\n<h2>Effective depth (first layer whose train error is ≤ ε)</h2>\n{2}<h2>Figures</h2>\n<figure>{3}</figure>\n<figure>{4}</figure>\n<h2>Per-layer measures at the latest probe</h2>\n{5}<h2>Provenance</h2>\n<p>Probed by depthprobe {6}; report written by depthprobe {7}.</p>\n</body></html>\n",
-        html_escape(&name),
+        "{}<p>{}</p>\n<h2>Effective depth (first layer whose train error is ≤ ε)</h2>\n{}<h2>Figures</h2>\n<figure>{}</figure>\n<figure>{}</figure>\n<h2>Per-layer measures at the latest probe</h2>\n{}<h2>Provenance</h2>\n<p>Probed by depthprobe {}; report written by depthprobe {}.</p>\n</body></html>\n",
+        page_head("Run report", &name),
         html_escape(&status),
         md_table_html(&depths),
         svg("ncc_by_epoch"),
