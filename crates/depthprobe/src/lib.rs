@@ -16,6 +16,7 @@
 //! | figures (SVG + PNG) | `figures` |
 //! | sweeps: plan, run locally or on SLURM | `sweep` |
 //! | the comparative generalization bound | `bound` |
+//! | the bound's uniform-errors assumption, tested | `uniform_errors` |
 //! | the sweep report: tables, figures, checks of the claims | `report` |
 //! | what the terminal shows | `progress`, `console` |
 
@@ -25,6 +26,7 @@ pub mod data;
 pub mod engine;
 pub mod figures;
 pub mod interrupt;
+pub mod machine;
 pub mod measure;
 pub mod phases;
 pub mod pipeline;
@@ -34,6 +36,7 @@ pub mod rng;
 pub mod schedule;
 pub mod stats;
 pub mod sweep;
+pub mod uniform_errors;
 
 pub use depthprobe_config as config;
 

@@ -252,6 +252,7 @@ impl<'a> Member<'a> {
             Some(CorruptionInfo { p: cfg.corruption.p, mode: cfg.corruption.mode, changed: self.data.changed.len() });
         s.batch = batch.clone();
         s.producer = Some(crate::BUILD.to_string());
+        s.machine = Some(crate::machine::describe().to_string());
         s
     }
 
@@ -441,6 +442,7 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
         // again (deterministic) for the final result, without adding a metrics block.
         probe_all(&mut trainer, &mut m, epochs, None, false);
     }
+    write_s2_predictions(&mut trainer, &mut m, cfg0.probe.batch_size, &fail);
     drop(trainer);
     // Figures and result files are plain Rust: in parallel (a figure pair takes ~0.1 s, most of
     // a short run's tail).
@@ -460,6 +462,40 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
     phases.report(&if k == 1 { "one network".to_string() } else { format!("{k} networks batched") });
     results
 }
+
+/// A clean bound run's predictions on its held-out half S2, `s2_predictions.csv` (index into S2,
+/// true label, predicted label): the uniform-errors check compares them across seeds.
+fn write_s2_predictions(trainer: &mut Trainer, m: &mut [Member], pb: usize, fail: &dyn Fn(&mut Member, usize, String)) {
+    let sets: Option<Vec<Dataset>> = m
+        .iter()
+        .map(|x| {
+            let d = &x.data.data;
+            let s2 = x.data.s2.clone()?;
+            let empty = data::Split { storage: s2.storage.emptied(), labels: Vec::new() };
+            Some(Dataset { name: d.name, shape: d.shape.clone(), num_classes: d.num_classes, train: empty, test: s2 })
+        })
+        .collect();
+    let Some(sets) = sets else { return };
+    let refs: Vec<&Dataset> = sets.iter().collect();
+    let predicted = trainer.predict(&refs, pb);
+    let epochs = m[0].spec.cfg.train.epochs;
+    for ((x, set), pred) in m.iter_mut().zip(&sets).zip(predicted) {
+        if x.failed.is_some() {
+            continue;
+        }
+        let mut csv = String::from("index,label,predicted\n");
+        for (i, (l, p)) in set.test.labels.iter().zip(pred).enumerate() {
+            csv.push_str(&format!("{i},{l},{p}\n"));
+        }
+        let path = x.folder.file(S2_PREDICTIONS);
+        if let Err(e) = depthprobe_runfolder::write_atomic(&path, csv.as_bytes()) {
+            fail(x, epochs, format!("{}: {e:#}", path.display()));
+        }
+    }
+}
+
+/// The file `write_s2_predictions` writes in a run folder.
+pub const S2_PREDICTIONS: &str = "s2_predictions.csv";
 
 /// Checkpoint every live member at `at` (see the module docs for the three steps); inside an
 /// epoch, with the epoch's cursor.

@@ -199,6 +199,16 @@ fn checkpoints_load_into_the_equivalent_pytorch_modules() {
         t.train_epoch(&data, 1);
         let rows: Vec<usize> = (0..4).collect();
         let outs = t.eval_outputs(&data, true, &rows);
+        // `predict` (what a clean bound run writes for S2), in chunks of 3, is each network's
+        // argmax of these logits.
+        let predicted = t.predict(&data, 3);
+        for (j, (logits, _)) in outs.iter().enumerate() {
+            assert_eq!(predicted[j].len(), ds.test.len());
+            for (r, row) in logits.chunks(10).enumerate() {
+                let arg = (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32;
+                assert_eq!(predicted[j][r], arg, "{} network {j} sample {r}: {row:?}", m.name());
+            }
+        }
         for (j, (logits, embs)) in outs.iter().enumerate() {
             let dir = tmp.path().join(format!("{i}-{j}"));
             std::fs::create_dir_all(&dir).unwrap();

@@ -372,12 +372,27 @@ fn bound_runs_split_the_data_and_the_bound_follows_from_their_depths() {
     let mut clean_depths = Vec::new();
     let mut clean_err = Vec::new();
     let mut noisy: Vec<(f64, usize)> = Vec::new();
+    let mut clean_s2: Vec<Vec<Vec<u32>>> = Vec::new();
     for r in &plan.runs {
         let sum: serde_json::Value = serde_json::from_str(&read(&r.id, "summary.json")).unwrap();
         let depth = sum["effective_depth"]["0.05"].as_u64().map(|d| d as usize).unwrap_or(3);
         match r.role {
             depthprobe::sweep::Role::Clean { .. } => {
                 assert_eq!(sum["train_samples"], 500);
+                // Its predictions on S2: the other 50 per class, in order, better than chance.
+                let pred: Vec<Vec<u32>> = read(&r.id, "s2_predictions.csv")
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+                    .collect();
+                assert_eq!(pred.len(), 500);
+                assert!(pred.iter().enumerate().all(|(i, f)| f[0] == i as u32));
+                for c in 0..10 {
+                    assert_eq!(pred.iter().filter(|f| f[1] == c).count(), 50, "class {c}");
+                }
+                let right = pred.iter().filter(|f| f[1] == f[2]).count() as f64 / 500.0;
+                assert!(right > 0.3, "S2 accuracy {right}");
+                clean_s2.push(pred);
                 clean_depths.push(depth as f64);
                 clean_err.push(1.0 - sum["test_acc"].as_f64().unwrap());
             }
@@ -415,6 +430,12 @@ fn bound_runs_split_the_data_and_the_bound_follows_from_their_depths() {
     ok(&["report", s(&dir)]);
     let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
     assert!(md.contains("(c) bound"), "{md}");
+    // (f): the uniform-errors check reads those predictions: its count of samples wrong in both
+    // clean networks is the brute-force one.
+    assert!(md.contains("(f) uniform error indices on S2") && md.contains("(f′) uniform wrong labels"), "{md}");
+    let both = (0..500).filter(|&i| clean_s2.iter().all(|p| p[i][1] != p[i][2])).count();
+    assert!(md.contains(&format!("; {both} samples are wrong in all 2 networks")), "{md}");
+    assert!(md.contains(&format!("| 2 | {both} |")), "{md}");
 }
 
 #[test]

@@ -34,6 +34,18 @@ pub enum Storage {
     Floats(Vec<f32>),
 }
 
+impl Storage {
+    /// The same kind of storage with no samples.
+    pub fn emptied(&self) -> Storage {
+        match self {
+            Storage::Bytes { mean, std, .. } => {
+                Storage::Bytes { pixels: Vec::new(), mean: mean.clone(), std: std.clone() }
+            }
+            Storage::Floats(_) => Storage::Floats(Vec::new()),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Split {
     pub storage: Storage,

@@ -12,6 +12,9 @@ use super::{balanced_subset, bound_halves, check_classes_present, corruption, lo
 pub struct Prepared {
     pub data: Dataset,
     pub changed: Vec<Relabel>,
+    /// A clean bound run's held-out half S2 (fresh data it never trains on): its predictions
+    /// there are what the uniform-errors check reads (docs/method.md, "The comparative bound").
+    pub s2: Option<super::Split>,
 }
 
 /// The data folder: --data-dir, else $DEPTHPROBE_DATA, else data.root, else the user's data
@@ -48,10 +51,12 @@ pub fn derive(cfg: &Config, base: &Dataset) -> Result<Prepared> {
     };
     // Corruption acts on train labels from `first` on: all of them, or S2 alone for the bound.
     let mut first = 0;
+    let mut held_out = None;
     match cfg.data.bound_split {
         BoundSplit::None => {}
         BoundSplit::S1 => {
-            let (s1, _) = bound_halves(&ds.train, ds.num_classes);
+            let (s1, s2) = bound_halves(&ds.train, ds.num_classes);
+            held_out = Some(select(&ds, &ds.train, &s2));
             ds.train = select(&ds, &ds.train, &s1);
         }
         BoundSplit::S1S2 => {
@@ -77,5 +82,5 @@ pub fn derive(cfg: &Config, base: &Dataset) -> Result<Prepared> {
     };
     check_classes_present(&ds.train, ds.num_classes, &format!("train split of {}", ds.name))?;
     check_classes_present(&ds.test, ds.num_classes, &format!("test split of {}", ds.name))?;
-    Ok(Prepared { data: ds, changed })
+    Ok(Prepared { data: ds, changed, s2: held_out })
 }

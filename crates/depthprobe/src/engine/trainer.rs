@@ -518,6 +518,29 @@ impl Trainer {
             .collect()
     }
 
+    /// Every network's predicted class (argmax of its logits, eval mode) for each sample of its
+    /// test split, `pb` samples at a time.
+    pub fn predict(&mut self, data: &[&Dataset], pb: usize) -> Vec<Vec<u32>> {
+        let k = self.networks();
+        let n = data[0].test.len();
+        let mut out = vec![Vec::with_capacity(n); k];
+        let mut start = 0;
+        while start < n {
+            let rows: Vec<usize> = (start..(start + pb.max(1)).min(n)).collect();
+            let r: Vec<&[usize]> = vec![&rows[..]; k];
+            let (x, _) = self.batch(data, true, &r, &mut vec![None; k]);
+            let logits = tch::no_grad(|| self.net.forward(&x, false, false, false).logits);
+            let nb = rows.len() as i64;
+            for (j, o) in out.iter_mut().enumerate() {
+                let pred = network_slice(&logits, nb, j, k).argmax(1, false).to_kind(Kind::Int64);
+                let v: Vec<i64> = Vec::<i64>::try_from(pred.to_device(Device::Cpu)).expect("predictions to the host");
+                o.extend(v.into_iter().map(|c| c as u32));
+            }
+            start += rows.len();
+        }
+        out
+    }
+
     /// Network k's variables under their PyTorch names and shapes.
     pub fn network_variables(&self, k: usize) -> HashMap<String, Tensor> {
         let n = self.networks();

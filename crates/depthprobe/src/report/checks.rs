@@ -204,6 +204,8 @@ mod tests {
             linear_effective_depth: Vec::new(),
             layers: Vec::new(),
             producer: None,
+            machine: None,
+            s2_predictions: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct RunRecord {
     pub layers: Vec<LayerFinal>,
     /// The depthprobe build that trained it.
     pub producer: Option<String>,
+    /// The machine it trained on (summary.json's `machine`), when recorded.
+    pub machine: Option<String>,
+    /// A clean bound run's predictions on S2, (label, predicted) per sample, when it wrote them.
+    pub s2_predictions: Option<Vec<(u32, u32)>>,
 }
 
 impl RunRecord {
@@ -70,12 +74,19 @@ impl RunRecord {
             linear_effective_depth: Vec::new(),
             layers: Vec::new(),
             producer: None,
+            machine: None,
+            s2_predictions: None,
         };
-        let Some(s) = RunFolder::new(dir.run_dir(&run.id)).summary()? else { return Ok(rec) };
+        let folder = RunFolder::new(dir.run_dir(&run.id));
+        let Some(s) = folder.summary()? else { return Ok(rec) };
+        if matches!(run.role, bound::Role::Clean { .. }) {
+            rec.s2_predictions = read_s2_predictions(&folder.file(crate::pipeline::S2_PREDICTIONS))?;
+        }
         rec.status = s.status;
         rec.reason = s.reason;
         rec.wall_s = s.wall_s;
         rec.producer = s.producer;
+        rec.machine = s.machine;
         if let Some(n) = s.network {
             rec.train_acc = n.train_acc;
             rec.test_acc = n.test_acc;
@@ -107,6 +118,33 @@ impl RunRecord {
     pub fn history(&self, dir: &SweepDir) -> Result<Vec<MetricBlock>> {
         RunFolder::new(dir.run_dir(&self.run.id)).metrics()
     }
+}
+
+/// `s2_predictions.csv` (index,label,predicted), or None when the run has none.
+fn read_s2_predictions(path: &std::path::Path) -> Result<Option<Vec<(u32, u32)>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("{}: {e}", path.display()),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("index,label,predicted") {
+        bail!("{}: line 1: expected the header 'index,label,predicted'", path.display());
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |s: &str, what: &str| -> Result<u32> {
+            s.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{}: line {}: {what} '{s}' is not a class number", path.display(), i + 2))
+        };
+        if f.len() != 3 || f[0].trim().parse::<usize>().ok() != Some(i) {
+            bail!("{}: line {}: expected '{i},label,predicted', found '{line}'", path.display(), i + 2);
+        }
+        out.push((num(f[1], "label")?, num(f[2], "predicted")?));
+    }
+    Ok(Some(out))
 }
 
 /// Every planned run of the sweep, in plan order.
