@@ -404,8 +404,15 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             };
             let d = SweepDir(dir);
             d.log_command();
+            let t0 = std::time::Instant::now();
             let failed = sweep::run_local(&d, &workers, batch, data_dir.as_deref(), quiet)?;
             let (text, _) = sweep::status_report(&d)?;
+            // The wall time of this command, for the report's provenance.
+            d.log_line(&format!(
+                "sweep local ended after {:.0} s wall: {}",
+                t0.elapsed().as_secs_f64(),
+                text.lines().last().unwrap_or("").trim()
+            ));
             print!("{text}");
             if let Some(sig) = interrupt::requested() {
                 eprintln!("stopped by {}: run the same command again to continue", interrupt::name(sig));

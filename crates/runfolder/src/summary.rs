@@ -102,6 +102,9 @@ pub struct Summary {
     /// The depthprobe build that wrote it: version and commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer: Option<String>,
+    /// The machine it ran on (CPU model, cores, memory, GPUs), in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// Seconds the run (or command) has taken.
     pub wall_s: f64,
 }
@@ -129,6 +132,7 @@ impl Summary {
             batch: None,
             source: None,
             producer: None,
+            machine: None,
             wall_s,
         }
     }

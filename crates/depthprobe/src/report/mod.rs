@@ -10,13 +10,15 @@
 //! | stage | file |
 //! |---|---|
 //! | figures | `figures.rs` |
-//! | checks of the paper's claims | `checks.rs` |
+//! | checks of the paper's claims | `checks.rs` (the bound's: `bound.rs`, `uniform_errors.rs`) |
+//! | a CONV depth sweep on CIFAR-10 against the paper's Fig. 1 | `paper.rs` |
 //! | results and layers tables | `tables.rs`, `parquet.rs` |
 //! | Markdown and HTML | `render.rs` |
 
 mod checks;
 pub use checks::NOISE_TOLERANCE;
 mod figures;
+mod paper;
 mod parquet;
 mod render;
 mod run;
@@ -165,6 +167,12 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
         // The claim is stated at ε = 0.01; the looser ε = 0.05 reading is reported beside it.
         judged.extend(checks::check_depth(&grid, EPS_MAIN, "a"));
         judged.extend(checks::check_depth(&grid, 0.05, "a′"));
+        if let Some((text, table)) = paper::fig1_comparison(&grid) {
+            judged.push(checks::Check {
+                text,
+                tables: vec![("Final NCC train accuracy per layer against the paper's Fig. 1".into(), table)],
+            });
+        }
     }
     if has("corruption.p") {
         judged.extend(checks::check_noise(&grid, EPS_MAIN, "b"));
@@ -182,6 +190,27 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
     if let Some((text, t)) = bound::check_dmin(&bound_rows) {
         found.push(text);
         tables.extend(t);
+    }
+    if plan.bound.is_some() {
+        // (f): the uniform-errors assumption, from the clean networks' predictions on S2.
+        let clean: Vec<&RunRecord> =
+            recs.iter().filter(|r| r.done() && matches!(r.run.role, bound::Role::Clean { .. })).collect();
+        let group = |r: &RunRecord| r.bound_run(EPS_MAIN).group;
+        for g in crate::stats::distinct(clean.iter().map(|r| group(r))) {
+            let runs: Vec<Vec<(u32, u32)>> =
+                clean.iter().filter(|r| group(r) == g).filter_map(|r| r.s2_predictions.clone()).collect();
+            if runs.is_empty() {
+                found.push(format!(
+                    "**(f) uniform errors on S2{}: not checked.** Its clean runs wrote no `s2_predictions.csv` (trained by a build before it existed).",
+                    if g.is_empty() { String::new() } else { format!(" ({g})") }
+                ));
+                continue;
+            }
+            let classes = runs.iter().flatten().map(|&(l, p)| l.max(p) as usize + 1).max().unwrap_or(0);
+            let (text, t) = crate::uniform_errors::check(&g, &runs, classes);
+            found.push(text);
+            tables.extend(t);
+        }
     }
 
     let count = |st: Option<Status>| recs.iter().filter(|r| r.status == st).count();
@@ -248,6 +277,21 @@ fn provenance(dir: &Path, recs: &[RunRecord]) -> Vec<String> {
     )];
     for (who, n) in trained {
         lines.push(format!("{n} run(s) trained by depthprobe {who}."));
+    }
+    let mut machines: BTreeMap<String, usize> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.status.is_some()) {
+        *machines.entry(r.machine.clone().unwrap_or_else(|| "not recorded".into())).or_default() += 1;
+    }
+    for (m, n) in machines {
+        lines.push(format!("{n} run(s) trained on: {m}."));
+    }
+    let walls: Vec<f64> = recs.iter().filter(|r| r.done()).map(|r| r.wall_s).filter(|w| w.is_finite()).collect();
+    if !walls.is_empty() {
+        // Runs of a batched group share their wall time; a sweep's own is in commands.log.
+        let longest = walls.iter().cloned().fold(0.0, f64::max);
+        lines.push(format!(
+            "Wall time of the longest run (or batched group): {longest:.0} s. The sweep's own wall time is the `sweep local … ended after` line below, when the sweep was run by a build that writes it."
+        ));
     }
     match std::fs::read_to_string(SweepDir(dir.to_path_buf()).commands_path()) {
         Ok(log) => {

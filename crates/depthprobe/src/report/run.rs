@@ -77,7 +77,10 @@ pub fn report_run(dir: &Path) -> Result<ReportOutput> {
         result.test_samples,
         result.layers.len()
     );
-    let producer = summary.producer.clone().unwrap_or_else(|| "not recorded".into());
+    let mut producer = summary.producer.clone().unwrap_or_else(|| "not recorded".into());
+    if let Some(m) = &summary.machine {
+        producer.push_str(&format!(" on {m}, in {:.0} s wall", summary.wall_s));
+    }
     let md = format!(
         "# Run report: {name}\n\n{status}\n\n## Effective depth (first layer whose train error is ≤ ε)\n\n{depths}\n## Figures\n\n![NCC accuracy per layer against epoch](ncc_by_epoch.png)\n\n![Per-layer profile](layer_profile.png)\n\n## Per-layer measures at the latest probe\n\n{layers}\n## Provenance\n\nProbed by depthprobe {producer}; report written by depthprobe {}. Definitions: docs/method.md.\n",
         crate::BUILD

@@ -115,7 +115,20 @@ impl SweepDir {
             return;
         }
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let line = format!("{} · depthprobe {} · depthprobe {}\n", utc_now(), crate::BUILD, args.join(" "));
+        self.log_line(&format!(
+            "depthprobe {} · depthprobe {} · on {}",
+            crate::BUILD,
+            args.join(" "),
+            crate::machine::describe()
+        ));
+    }
+
+    /// Append a time-stamped line to commands.log (best effort, as `log_command`).
+    pub fn log_line(&self, text: &str) {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            return;
+        }
+        let line = format!("{} · {text}\n", utc_now());
         let _ = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
