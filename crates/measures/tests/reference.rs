@@ -517,3 +517,63 @@ fn linear_probe_matches_brute_force_ridge() {
     let res = run_probe(&train, &test, c, 53, &order, |_| {});
     assert!(res.layers.iter().all(|l| l.linear_train_acc.is_none()) && res.linear_effective_depth.is_empty());
 }
+
+/// The rank's Gram matrix on badly conditioned data. X = U·diag(s)·Vᵀ (N × D, random orthonormal
+/// U, V) with singular values from 1 down to 1e-7 across the f32 rank threshold
+/// σ_max·max(N, D)·ε_f32 (≈ 2.4e-4 here), stored in f32 as embeddings are. Stated bound: each
+/// eigenvalue of the streamed f64 Gram matrix is within N·u·‖X‖_F² of the exact σ_i² (u = 2⁻⁵³;
+/// Weyl, with the f64 rounding of every product and sum), so the numerical rank is exact unless a
+/// σ_i² lies within that of the threshold (it is ~1e-12 of it here); compared with an exact f64
+/// SVD of the same f32 data, fed in uneven batches.
+#[test]
+fn rank_gram_holds_its_error_bound_on_badly_conditioned_data() {
+    let (n, d) = (2000usize, 48usize);
+    let mut r = Rng(5);
+    let orth = |m: usize, k: usize, r: &mut Rng| -> Mat<f64> {
+        let g = Mat::<f64>::from_fn(m, k, |_, _| r.normal());
+        g.qr().compute_thin_Q()
+    };
+    let (u, v) = (orth(n, d, &mut r), orth(d, d, &mut r));
+    // 1 → 1e-7, log-spaced, then 8 exact zeros (a collapsed layer's null directions).
+    let s: Vec<f64> = (0..d).map(|i| if i < 40 { 10f64.powf(-7.0 * i as f64 / 39.0) } else { 0.0 }).collect();
+    let x = Mat::<f64>::from_fn(n, d, |i, j| (0..d).map(|k| u[(i, k)] * s[k] * v[(j, k)]).sum::<f64>());
+    let x32: Vec<f32> = (0..n).flat_map(|i| (0..d).map(move |j| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
+    let exact = Mat::<f64>::from_fn(n, d, |i, j| x32[i * d + j] as f64).singular_values().unwrap();
+
+    let mut gram = depthprobe_measures::Gram::new(d);
+    let mut start = 0;
+    for b in [1usize, 7, 300, 1000, 692].iter().cycle() {
+        if start >= n {
+            break;
+        }
+        let rows = (*b).min(n - start);
+        let x64: Vec<f64> = x32[start * d..(start + rows) * d].iter().map(|&v| v as f64).collect();
+        gram.update(&x64, rows);
+        start += rows;
+    }
+    for i in 0..d {
+        for j in 0..d {
+            assert_eq!(gram.sum[(i, j)], gram.sum[(j, i)], "symmetric at ({i}, {j})");
+        }
+    }
+    let mut eig: Vec<f64> = gram.sum.self_adjoint_eigenvalues(Side::Lower).unwrap();
+    eig.sort_by(|a, b| b.total_cmp(a));
+    let frob2: f64 = exact.iter().map(|s| s * s).sum();
+    // Products and sums of N rows, plus the eigensolver's own backward error (D·u·‖G‖).
+    let bound = (n + d) as f64 * f64::EPSILON / 2.0 * frob2 * 4.0;
+    for (i, (e, s)) in eig.iter().zip(&exact).enumerate() {
+        assert!((e - s * s).abs() <= bound, "eigenvalue {i}: {e} vs σ² = {} (bound {bound})", s * s);
+    }
+    // The probe's ranks from this Gram equal those of the exact SVD.
+    let tol = exact[0] * n.max(d) as f64 * f32::EPSILON as f64;
+    assert!(exact.iter().all(|s| (s * s - tol * tol).abs() > 1e3 * bound), "no σ² near the threshold");
+    let sv: Vec<f64> = eig.iter().map(|e| e.max(0.0).sqrt()).collect();
+    let want = exact.iter().filter(|&&s| s > tol).count();
+    assert!(want > 10 && want < 40, "the threshold falls inside the spectrum: {want}");
+    assert_eq!(depthprobe_measures::rank::numerical_rank(&sv, n, d), want);
+    let (er, er_exact) = (
+        depthprobe_measures::rank::effective_rank(&sv).unwrap(),
+        depthprobe_measures::rank::effective_rank(&exact).unwrap(),
+    );
+    assert!((er - er_exact).abs() < 1e-6 * er_exact, "effective rank {er} vs {er_exact}");
+}

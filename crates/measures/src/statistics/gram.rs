@@ -2,7 +2,7 @@
 //! which the numerical and effective rank are computed (`rank.rs`). D×D memory, so it is kept
 //! only for layers of dimension ≤ `rank_max_dim`.
 
-use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
 
 #[derive(Clone, Debug)]
@@ -22,10 +22,27 @@ impl Gram {
         Gram { dim, sum: Mat::from_fn(dim, dim, |i, j| v[i * dim + j]) }
     }
 
-    /// Add `rows` rows of f64 values (row-major [rows, dim]).
+    /// Add `rows` rows of f64 values (row-major [rows, dim]). In f64 throughout: the rank's
+    /// threshold sits near f32 rounding (rank.rs), so the Gram must not add f32 rounding of its
+    /// own. Only the lower triangle is multiplied (half the work), then mirrored.
     pub fn update(&mut self, x64: &[f64], rows: usize) {
         let xm = MatRef::from_row_major_slice(x64, rows, self.dim);
-        matmul(self.sum.as_mut(), Accum::Add, xm.transpose(), xm, 1.0, Par::Seq);
+        triangular::matmul(
+            self.sum.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            xm.transpose(),
+            BlockStructure::Rectangular,
+            xm,
+            BlockStructure::Rectangular,
+            1.0,
+            Par::Seq,
+        );
+        for j in 1..self.dim {
+            for i in 0..j {
+                self.sum[(i, j)] = self.sum[(j, i)];
+            }
+        }
     }
 
     pub fn merge(&mut self, other: &Gram) {
