@@ -242,8 +242,19 @@ pub fn status_report(dir: &SweepDir) -> Result<(String, Vec<RunStatus>)> {
     Ok((s, sts))
 }
 
-fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], device: Option<Device>, data_dir: Option<&Path>) -> Result<Child> {
+/// This executable's path. Rebuilt while a sweep runs, Linux names the running (old) file
+/// "PATH (deleted)"; the runs still to start then use the new build at PATH.
+fn this_exe() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the depthprobe executable")?;
+    let s = exe.to_string_lossy();
+    Ok(match s.strip_suffix(" (deleted)") {
+        Some(p) if !exe.exists() => PathBuf::from(p),
+        _ => exe,
+    })
+}
+
+fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], device: Option<Device>, data_dir: Option<&Path>) -> Result<Child> {
+    let exe = this_exe()?;
     std::fs::create_dir_all(dir.0.join("logs"))?;
     let r = group[0];
     let log_path = dir.log_path(&r.id);
@@ -461,7 +472,7 @@ pub fn write_slurm(
     }
     let groups = batch_groups(dir, todo, batch.max(1))?;
     let abs = std::fs::canonicalize(&dir.0).with_context(|| format!("{}: cannot resolve", dir.0.display()))?;
-    let exe = std::env::current_exe().context("cannot find the depthprobe executable")?;
+    let exe = this_exe()?;
     std::fs::create_dir_all(abs.join("logs"))?;
     let configs = plan.runs.iter().map(|r| dir.run_config(&r.id)).collect::<Result<Vec<_>>>()?;
     let cpus = configs.iter().map(|c| c.train.threads).max().unwrap_or(0).max(1);
