@@ -9,10 +9,11 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
 cd "$DEPTHPROBE_ROOT"
-cargo build --release --locked -p depthprobe --bin depthprobe --example train_throughput --example sweep_throughput
+cargo build --release --locked -p depthprobe --bins --example train_throughput --example sweep_throughput
 out=bench/out/gpu
 rm -rf "$out" && mkdir -p "$out/data/mnist"
 strip -o "$out/depthprobe" target/release/depthprobe
+strip -o "$out/depthprobe-engine" target/release/depthprobe-engine
 strip -o "$out/train_throughput" target/release/examples/train_throughput
 strip -o "$out/sweep_throughput" target/release/examples/sweep_throughput
 cp "${DEPTHPROBE_DATA:?set DEPTHPROBE_DATA to the folder with mnist/}"/mnist/*.gz "$out/data/mnist/"

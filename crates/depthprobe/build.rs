@@ -24,14 +24,23 @@ fn main() {
     for v in ["LIBTORCH", "LIBTORCH_USE_PYTORCH", "DEPTHPROBE_TORCH_LIB", "PYTHON_SYS_EXECUTABLE"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-    println!("cargo:rustc-link-arg=-ltorch_cuda");
-    println!("cargo:rustc-link-arg=-Wl,--as-needed");
     let Some(lib) = torch_lib() else {
         panic!("LibTorch not found: set LIBTORCH, DEPTHPROBE_TORCH_LIB, or a PYTHON_SYS_EXECUTABLE with torch");
     };
     println!("cargo:rustc-link-search=native={lib}");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    // Only what uses LibTorch links it: the engine, the tests, benches and examples. The
+    // `depthprobe` binary (src/main.rs) must not, or `measure` pays LibTorch's start-up.
+    let torch_args = [
+        "-Wl,--no-as-needed".to_string(),
+        "-ltorch_cuda".into(),
+        "-Wl,--as-needed".into(),
+        format!("-Wl,-rpath,{lib}"),
+    ];
+    for a in &torch_args {
+        println!("cargo:rustc-link-arg-bin=depthprobe-engine={a}");
+        println!("cargo:rustc-link-arg-tests={a}");
+        println!("cargo:rustc-link-arg-examples={a}");
+    }
     shim(&lib);
     commit();
 }

@@ -295,7 +295,7 @@ pub fn check_key(key: &str, origin: &str) -> Result<()> {
 /// Apply `key=value` overrides (value in TOML syntax; bare words are taken as strings). Each is
 /// checked on its own first (its key and its value's type), so that a bad `--set` is reported as
 /// the `--set`, not as the file's fault; ranges and combinations are checked on the whole.
-fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
+pub fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
     for s in sets {
         let origin = format!("--set '{s}'");
         let (key, val) = s.split_once('=').with_context(|| format!("{origin}: expected section.key=value"))?;

@@ -1,4 +1,5 @@
-//! The `depthprobe` command line: a thin layer over the library.
+//! `depthprobe-engine`: every command of the `depthprobe` command line (the `depthprobe` binary hands
+//! all but `measure` to it; docs/architecture.md, "Two binaries"). A thin layer over the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,6 @@ use clap::{Args, Parser, Subcommand};
 use depthprobe::config::Config;
 use depthprobe::console;
 use depthprobe::interrupt::{self, Interrupted};
-use depthprobe::measure::{measure, MeasureOptions};
 use depthprobe::pipeline::{train, RunOptions, RunResult};
 
 #[derive(Parser)]
@@ -44,36 +44,7 @@ enum Cmd {
         run: RunArgs,
     },
     /// Layer measures of embeddings dumped by any framework (.npy folders or .safetensors).
-    Measure {
-        /// Train split: folder with labels.npy, layer_1.npy … layer_L.npy, or a .safetensors file.
-        #[arg(long)]
-        train: PathBuf,
-        /// Test split, same layout.
-        #[arg(long)]
-        test: PathBuf,
-        /// Output folder for summary.json, metrics.csv, cdnv_pairs.csv.
-        #[arg(long)]
-        out: PathBuf,
-        /// ε values for effective depth.
-        #[arg(long, value_delimiter = ',', default_values_t = depthprobe_measures::DEFAULT_EPS.to_vec())]
-        eps: Vec<f64>,
-        /// Number of classes (default: largest train label + 1).
-        #[arg(long)]
-        num_classes: Option<usize>,
-        /// Measure only these classes (comma-separated labels).
-        #[arg(long, value_delimiter = ',')]
-        classes: Option<Vec<usize>>,
-        /// Rank measures for layers of at most this dimension (D×D memory; 0 = never).
-        #[arg(long, default_value_t = depthprobe_measures::DEFAULT_RANK_MAX_DIM)]
-        rank_max_dim: usize,
-        /// Linear-probe (ridge classifier) accuracy for layers of at most this dimension (D×D
-        /// memory, a D³ solve per layer; 0 = never).
-        #[arg(long, default_value_t = depthprobe_measures::DEFAULT_LINEAR_MAX_DIM)]
-        linear_max_dim: usize,
-        /// The ridge's relative regularisation α (λ = α · tr(centred scatter) / D).
-        #[arg(long, default_value_t = depthprobe_measures::DEFAULT_LINEAR_RIDGE)]
-        linear_ridge: f64,
-    },
+    Measure(depthprobe_measure_cli::MeasureArgs),
     /// Probe the last checkpoint of a run again, e.g. on another device (CPU against GPU).
     Probe {
         /// Run folder (with config.toml and checkpoint.json).
@@ -123,6 +94,10 @@ enum SweepCmd {
         /// List the runs and their count; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Override a config key of every run (not an axis), e.g. --set train.epochs=2 for a
+        /// quick trial of a recipe; repeatable. Recorded at the top of the folder's sweep.toml.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Run planned runs I,J,... (what a SLURM array task calls). Done runs are skipped, interrupted
     /// ones resume; runs that differ only in seeds and label corruption train as one batched model.
@@ -304,18 +279,7 @@ fn main() -> ExitCode {
             run.force = true;
             run_training(depthprobe::DEMO_CONFIG, "demo config (configs/demo.toml)", PathBuf::from("runs/demo"), run)
         }
-        Cmd::Measure { train, test, out, eps, num_classes, classes, rank_max_dim, linear_max_dim, linear_ridge } => {
-            if linear_ridge.is_nan() || linear_ridge <= 0.0 {
-                eprintln!("error: --linear-ridge {linear_ridge}: must be > 0");
-                return ExitCode::FAILURE;
-            }
-            let opts =
-                MeasureOptions { train, test, eps, num_classes, classes, rank_max_dim, linear_max_dim, linear_ridge };
-            measure(&opts, &out).map(|r| {
-                print!("{}", console::table(&r));
-                println!("wrote {}/{{summary.json, metrics.csv, cdnv_pairs.csv}}", out.display());
-            })
-        }
+        Cmd::Measure(args) => depthprobe_measure_cli::run(args, depthprobe::BUILD),
         Cmd::Probe { run, device, out, data_dir } => {
             let out = out.unwrap_or_else(|| {
                 run.join(format!("probe-{}", device.as_deref().unwrap_or("default").replace(':', "")))
@@ -357,14 +321,14 @@ fn main() -> ExitCode {
 fn sweep(cmd: SweepCmd) -> Result<()> {
     use depthprobe::sweep::{self, SweepDir};
     match cmd {
-        SweepCmd::Plan { sweep, out, dry_run } => {
+        SweepCmd::Plan { sweep, out, dry_run, sets } => {
             if dry_run {
-                let (plan, _) = sweep::plan::expand(&sweep)?;
+                let (plan, _) = sweep::plan::expand_with(&sweep, &sets)?;
                 print!("{}", sweep::plan::describe(&plan));
                 println!("{}: {} runs (dry run: nothing written)", plan.name, plan.runs.len());
             } else {
                 let out = out.expect("clap requires --out without --dry-run");
-                let plan = sweep::write_plan(&sweep, &out)?;
+                let plan = sweep::write_plan(&sweep, &out, &sets)?;
                 SweepDir(out.clone()).log_command();
                 println!("{}: {} runs planned in {}", plan.name, plan.runs.len(), out.display());
             }

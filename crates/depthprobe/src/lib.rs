@@ -12,22 +12,20 @@
 //! | the layer measures and the two-pass probe (framework-free) | crate `depthprobe-measures` |
 //! | a run (or a batched group of runs) from start to finish | `pipeline` |
 //! | the run folder as types (summary.json, metrics.csv, checkpoints) | crate `depthprobe-runfolder` |
-//! | `measure` on dumped embeddings | `measure` |
+//! | `measure` on dumped embeddings, and the console table (no LibTorch) | crate `depthprobe-measure-cli` |
 //! | figures (SVG + PNG) | `figures` |
 //! | sweeps: plan, run locally or on SLURM | `sweep` |
 //! | the comparative generalization bound | `bound` |
 //! | the bound's uniform-errors assumption, tested | `uniform_errors` |
 //! | the sweep report: tables, figures, checks of the claims | `report` |
-//! | what the terminal shows | `progress`, `console` |
+//! | what the terminal shows | `progress`, `console` (from `depthprobe-measure-cli`) |
 
 pub mod bound;
-pub mod console;
 pub mod data;
 pub mod engine;
 pub mod figures;
 pub mod interrupt;
 pub mod machine;
-pub mod measure;
 pub mod phases;
 pub mod pipeline;
 pub mod progress;
@@ -39,6 +37,8 @@ pub mod sweep;
 pub mod uniform_errors;
 
 pub use depthprobe_config as config;
+/// `measure` and the console table live in a crate without LibTorch (the `depthprobe` binary).
+pub use depthprobe_measure_cli::{console, measure};
 
 /// The configuration `depthprobe demo` trains (also in configs/demo.toml).
 pub const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");

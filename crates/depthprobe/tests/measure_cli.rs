@@ -81,7 +81,7 @@ fn measure_matches_independent_numpy_implementation() {
     let (trd, ted, out) = (tmp.path().join("train"), tmp.path().join("test"), tmp.path().join("out"));
     write_npy_dir(&trd, &tr, &[("classifier_weight", vec![4, 20], w), ("logits", vec![700, 4], lg_tr)]);
     write_npy_dir(&ted, &te, &[("logits", vec![300, 4], lg_te)]);
-    measure(&opts(&trd, &ted), &out).unwrap();
+    measure(&opts(&trd, &ted), &out, "test").unwrap();
     let ours: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let script = common::repo_root().join("tests/numpy_reference.py");
     let o = Command::new(common::python())
@@ -143,15 +143,15 @@ fn safetensors_input_gives_the_same_results_as_npy() {
     let (trs, tes) = (tmp.path().join("train.safetensors"), tmp.path().join("test.safetensors"));
     st(&tr, &trs);
     st(&te, &tes);
-    let a = measure(&opts(&trd, &ted), &tmp.path().join("a")).unwrap();
-    let b = measure(&opts(&trs, &tes), &tmp.path().join("b")).unwrap();
+    let a = measure(&opts(&trd, &ted), &tmp.path().join("a"), "test").unwrap();
+    let b = measure(&opts(&trs, &tes), &tmp.path().join("b"), "test").unwrap();
     for (la, lb) in a.layers.iter().zip(&b.layers) {
         assert_eq!(format!("{:?}", la.scalar_metrics()), format!("{:?}", lb.scalar_metrics()));
     }
 }
 
 fn expect_err(train: &Path, test: &Path, needles: &[&str]) {
-    let e = match measure(&opts(train, test), &train.parent().unwrap().join("out")) {
+    let e = match measure(&opts(train, test), &train.parent().unwrap().join("out"), "test") {
         Ok(_) => panic!("expected an error mentioning {needles:?}"),
         Err(e) => format!("{e:#}"),
     };
@@ -180,7 +180,7 @@ fn bad_input_names_the_file_and_the_problem() {
     std::fs::write(d.join("labels.npy"), npy_bytes_i64(&y)).unwrap();
     let mut o = opts(&d, &good);
     o.num_classes = Some(4);
-    let e = format!("{:#}", measure(&o, &tmp.path().join("o1")).unwrap_err());
+    let e = format!("{:#}", measure(&o, &tmp.path().join("o1"), "test").unwrap_err());
     assert!(e.contains("labels.npy") && e.contains("label 9 at row 17"), "{e}");
 
     // A class absent from train: relabel all of class 2 as 3.
@@ -245,7 +245,7 @@ fn memory_does_not_depend_on_rows_read_in_chunks() {
     let (trd, ted) = (tmp.path().join("train"), tmp.path().join("test"));
     write_npy_dir(&trd, &tr, &[]);
     write_npy_dir(&ted, &te, &[]);
-    let a = measure(&opts(&trd, &ted), &tmp.path().join("o")).unwrap();
+    let a = measure(&opts(&trd, &ted), &tmp.path().join("o"), "test").unwrap();
     let mut spec = depthprobe_measures::ProbeSpec::new(4, vec![5, 12, 20]);
     spec.rank_max_dim = 1024;
     let mut p = depthprobe_measures::LayerProbe::new(spec).unwrap();
@@ -311,4 +311,37 @@ fn a_full_disk_fails_clearly_and_keeps_earlier_results() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
+}
+
+/// `depthprobe measure` runs in the binary without LibTorch (LD_DEBUG lists every library the
+/// loader opens), with the same results as the engine's `measure`; every other command is
+/// handed to the engine, which does load it.
+#[test]
+fn measure_starts_without_libtorch_and_the_rest_goes_to_the_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let split = make_split(3, 200, &centres(5));
+    let trd = tmp.path().join("train");
+    write_npy_dir(&trd, &split, &[]);
+    let bin = env!("CARGO_BIN_EXE_depthprobe");
+    let engine = env!("CARGO_BIN_EXE_depthprobe-engine");
+    let run = |exe: &str, args: &[&str]| Command::new(exe).args(args).env("LD_DEBUG", "libs").output().unwrap();
+    let t = trd.to_str().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let o = run(bin, &["measure", "--train", t, "--test", t, "--out", a.to_str().unwrap()]);
+    let loaded = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{loaded}");
+    assert!(loaded.contains("libc.so"), "LD_DEBUG=libs lists what the loader opens: {loaded}");
+    assert!(!loaded.contains("libtorch"), "measure loaded LibTorch");
+    let o = run(engine, &["measure", "--train", t, "--test", t, "--out", b.to_str().unwrap()]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("libtorch_cpu"));
+    let metrics = |d: &Path| std::fs::read(d.join("metrics.csv")).unwrap();
+    assert_eq!(metrics(&a), metrics(&b), "both binaries measure the same");
+    // Another command: the engine answers (its help lists every command), through the same pid.
+    let o = Command::new(bin).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && help.contains("sweep") && help.contains("measure"), "{help}");
+    let o = Command::new(bin).args(["measure", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--rank-max-dim"));
+    let o = Command::new(bin).args(["measure", "--train", t]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--test"));
 }

@@ -137,6 +137,31 @@ fn bad_sweep_files_are_refused_with_the_key_named() {
     assert!(e.contains("/nonexistent/sweep.toml"), "{e}");
 }
 
+/// `sweep plan --set`: every run's config gets the override (a recipe tried small); an axis or an
+/// unknown key is refused by name; the folder's sweep.toml records it.
+#[test]
+fn plan_overrides_apply_to_every_run_but_not_to_axes() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "ov", "[axes]\n\"model.depth\" = [2, 3]\n");
+    let out = t.path().join("o");
+    ok(&["sweep", "plan", s(&f), "--out", s(&out), "--set", "train.epochs=2", "--set", "model.width=8"]);
+    let plan = SweepDir(out.clone()).read_plan().unwrap();
+    for r in &plan.runs {
+        let cfg = SweepDir(out.clone()).run_config(&r.id).unwrap();
+        assert_eq!((cfg.train.epochs, cfg.model.width), (2, 8), "{}", r.id);
+    }
+    let (plain, _) = expand(&f).unwrap();
+    assert!(plain.runs.iter().zip(&plan.runs).all(|(a, b)| a.id != b.id), "an override is part of the run's identity");
+    let src = std::fs::read_to_string(out.join("sweep.toml")).unwrap();
+    assert!(src.starts_with("# planned with --set train.epochs=2\n# planned with --set model.width=8\n"), "{src}");
+    let e = err(&["sweep", "plan", s(&f), "--dry-run", "--set", "model.depth=5"]);
+    assert!(e.contains("'model.depth' is an axis") && e.contains("ov.toml"), "{e}");
+    let e = err(&["sweep", "plan", s(&f), "--dry-run", "--set", "train.epoch=5"]);
+    assert!(e.contains("train.epoch") && e.contains("did you mean 'train.epochs'"), "{e}");
+    let e = err(&["sweep", "plan", s(&f), "--dry-run", "--set", "train.epochs=0"]);
+    assert!(e.contains("epochs"), "{e}");
+}
+
 #[test]
 fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
     let t = tempfile::tempdir().unwrap();

@@ -133,13 +133,14 @@ pub fn write_outputs(out: &Path, summary: &Summary) -> Result<()> {
     RunFolder::new(out).write_probe(summary, None)
 }
 
-pub fn measure(opts: &MeasureOptions, out: &Path) -> Result<ProbeResult> {
+/// Measure, and write the results into `out`; `producer` (the build) goes into summary.json.
+pub fn measure(opts: &MeasureOptions, out: &Path, producer: &str) -> Result<ProbeResult> {
     let t0 = std::time::Instant::now();
     let (res, train, test) = run_probe(opts)?;
     let mut s = Summary::of_probe(res.clone(), t0.elapsed().as_secs_f64());
     s.source =
         Some(Source::Embeddings { train: train.source.display().to_string(), test: test.source.display().to_string() });
-    s.producer = Some(crate::BUILD.to_string());
+    s.producer = Some(producer.to_string());
     write_outputs(out, &s)?;
     Ok(res)
 }

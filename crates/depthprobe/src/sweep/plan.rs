@@ -206,6 +206,12 @@ fn axis_labels(axes: &[String]) -> Vec<String> {
 
 /// Expand a sweep file into its runs (nothing written).
 pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
+    expand_with(sweep_path, &[])
+}
+
+/// `expand`, with `sets` (`key=value`, as `train --set`) applied to every run's config on top
+/// of the sweep file's [config]; a key that is an axis or set by the bound is refused.
+pub fn expand_with(sweep_path: &Path, sets: &[String]) -> Result<(Plan, Vec<Config>)> {
     let origin = sweep_path.display().to_string();
     let text = std::fs::read_to_string(sweep_path).with_context(|| format!("{origin}: cannot read sweep file"))?;
     let file: SweepFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: invalid sweep file: {e}"))?;
@@ -219,6 +225,13 @@ pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
         None => toml::Table::new(),
     };
     merge(&mut base, &file.config);
+    for set in sets {
+        let key = set.split_once('=').map_or(set.as_str(), |(k, _)| k.trim());
+        if file.axes.contains_key(key) {
+            bail!("--set '{set}': '{key}' is an axis of {origin}; change its [axes] list instead");
+        }
+    }
+    depthprobe_config::apply_sets(&mut base, sets)?;
     let base_cfg = Config::from_table(base.clone(), &format!("{origin} (base config)"))?;
 
     let mut axes = Vec::new();
@@ -299,13 +312,18 @@ pub fn expand(sweep_path: &Path) -> Result<(Plan, Vec<Config>)> {
 
 /// Write the plan into `out`: plan.json, configs/<id>.toml and a copy of the sweep file.
 /// Runs already in `out` keep their results: a run whose config is unchanged keeps its id.
-pub fn write_plan(sweep_path: &Path, out: &Path) -> Result<Plan> {
-    let (plan, configs) = expand(sweep_path)?;
+pub fn write_plan(sweep_path: &Path, out: &Path, sets: &[String]) -> Result<Plan> {
+    let (plan, configs) = expand_with(sweep_path, sets)?;
     let dir = SweepDir(out.to_path_buf());
     std::fs::create_dir_all(out.join("configs")).with_context(|| format!("{}: cannot create", out.display()))?;
     let mut files: Vec<(PathBuf, Vec<u8>)> =
         plan.runs.iter().zip(&configs).map(|(r, c)| (dir.config_path(&r.id), c.to_toml().into_bytes())).collect();
-    let src = std::fs::read(sweep_path)?;
+    let mut src = std::fs::read(sweep_path)?;
+    if !sets.is_empty() {
+        // The copy says what the configs in configs/ also have.
+        let note: String = sets.iter().map(|s| format!("# planned with --set {s}\n")).collect();
+        src.splice(0..0, note.into_bytes());
+    }
     files.push((out.join("sweep.toml"), src));
     write_all_atomic(&files)?;
     // The plan last: a folder with plan.json always has every config it names.
