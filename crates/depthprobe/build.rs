@@ -28,15 +28,12 @@ fn main() {
         panic!("LibTorch not found: set LIBTORCH, DEPTHPROBE_TORCH_LIB, or a PYTHON_SYS_EXECUTABLE with torch");
     };
     println!("cargo:rustc-link-search=native={lib}");
-    // Only what uses LibTorch links it: the engine, the tests, benches and examples. The
-    // `depthprobe` binary (src/main.rs) must not, or `measure` pays LibTorch's start-up.
-    let torch_args = [
-        "-Wl,--no-as-needed".to_string(),
-        "-ltorch_cuda".into(),
-        "-Wl,--as-needed".into(),
-        format!("-Wl,-rpath,{lib}"),
-    ];
-    for a in &torch_args {
+    // Only what uses LibTorch links libtorch_cuda whether referenced or not: the engine, the
+    // integration tests and the examples. The `depthprobe` binary (src/main.rs) must not, or
+    // `measure` pays LibTorch's start-up; the RUNPATH alone loads nothing, and every target
+    // that links LibTorch (the library's unit tests too) needs it.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    for a in ["-Wl,--no-as-needed", "-ltorch_cuda", "-Wl,--as-needed"] {
         println!("cargo:rustc-link-arg-bin=depthprobe-engine={a}");
         println!("cargo:rustc-link-arg-tests={a}");
         println!("cargo:rustc-link-arg-examples={a}");

@@ -261,6 +261,24 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
     Ok(ReportOutput { dir: out, files: files.into_iter().map(|f| f.0).collect(), checks: found })
 }
 
+/// A logged command with the path after `--data-dir` replaced by DATA: the report is read on other
+/// machines, where this machine's folders mean nothing.
+fn data_dir_as_placeholder(line: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut words = line.split(' ').peekable();
+    while let Some(w) = words.next() {
+        if w == "--data-dir" && words.peek().is_some() {
+            words.next();
+            out.push("--data-dir DATA".into());
+        } else if w.starts_with("--data-dir=") {
+            out.push("--data-dir=DATA".into());
+        } else {
+            out.push(w.to_string());
+        }
+    }
+    out.join(" ")
+}
+
 /// Where the numbers come from: the depthprobe build that wrote this report and the command,
 /// and the builds that trained the runs (from their summary.json).
 fn provenance(dir: &Path, recs: &[RunRecord]) -> Vec<String> {
@@ -295,12 +313,23 @@ fn provenance(dir: &Path, recs: &[RunRecord]) -> Vec<String> {
     }
     match std::fs::read_to_string(SweepDir(dir.to_path_buf()).commands_path()) {
         Ok(log) => {
-            lines.push("Commands run on the sweep folder (`commands.log`):".into());
-            lines.extend(log.lines().map(|l| format!("`{l}`")));
+            lines.push("Commands run on the sweep folder (`commands.log`; the data folder shown as DATA):".into());
+            lines.extend(log.lines().map(|l| format!("`{}`", data_dir_as_placeholder(l))));
         }
         Err(_) => {
             lines.push("No `commands.log` in the sweep folder: the commands that ran it were not recorded.".into())
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod provenance_tests {
+    #[test]
+    fn data_folders_are_shown_as_data() {
+        let l = "t · depthprobe sweep local d -j 2 --data-dir /some/where/data --quiet";
+        assert_eq!(super::data_dir_as_placeholder(l), "t · depthprobe sweep local d -j 2 --data-dir DATA --quiet");
+        assert_eq!(super::data_dir_as_placeholder("x --data-dir=/a/b y"), "x --data-dir=DATA y");
+        assert_eq!(super::data_dir_as_placeholder("no data dir here"), "no data dir here");
+    }
 }
