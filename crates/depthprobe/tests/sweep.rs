@@ -236,13 +236,25 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
         "{md}"
     );
 
-    // Provenance: the user's five commands are logged, the runs `sweep local` started are not.
+    // Provenance: the user's five commands are logged with the machine, each `sweep local` also
+    // with its wall time when it ends; the runs `sweep local` started are not logged.
     let log = std::fs::read_to_string(a.join("commands.log")).unwrap();
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 5, "{log}");
-    for (line, cmd) in lines.iter().zip(["sweep plan", "sweep local", "sweep local", "sweep run", "sweep run"]) {
+    assert_eq!(lines.len(), 7, "{log}");
+    let expected = [
+        "depthprobe sweep plan",
+        "depthprobe sweep local",
+        "sweep local ended after",
+        "depthprobe sweep local",
+        "sweep local ended after",
+        "depthprobe sweep run",
+        "depthprobe sweep run",
+    ];
+    for (line, cmd) in lines.iter().zip(expected) {
         assert!(line.starts_with("20") && line.as_bytes()[10] == b'T' && line.contains(cmd), "{line}");
+        assert!(line.contains(" cores") || line.contains("ended after"), "the machine is named: {line}");
     }
+    assert!(lines[2].contains("s wall: det: 4 runs · 4 done"), "{}", lines[2]);
     let md = std::fs::read_to_string(a.join("report/report.md")).unwrap();
     assert!(md.contains("Commands run on the sweep folder") && md.contains("-j 1 --quiet"), "{md}");
 }
@@ -531,22 +543,33 @@ fn slurm_batches_groups_and_asks_for_what_gpu_runs_need() {
 fn every_recipe_plans() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
     let mut n = 0;
-    for sub in ["quick", "paper", "paper-cpu"] {
+    for sub in ["quick", "paper", "paper-cpu", "gpu"] {
         for e in std::fs::read_dir(root.join(sub)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
                 let (plan, cfgs) = expand(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 assert!(!plan.runs.is_empty() && cfgs.len() == plan.runs.len());
                 if sub == "quick" || sub == "paper-cpu" {
-                    // Quick and CPU paper-protocol recipes run on 2 CPU cores with MNIST / Fashion-MNIST.
-                    assert!(cfgs.iter().all(|c| c.train.device == Device::Cpu
-                        && matches!(c.data.dataset, DatasetName::Mnist | DatasetName::FashionMnist)));
+                    // Quick and CPU paper-protocol recipes run on 2 CPU cores, on subsets.
+                    assert!(cfgs.iter().all(|c| c.train.device == Device::Cpu && c.data.train_per_class > 0));
+                    if sub == "quick" {
+                        assert!(cfgs
+                            .iter()
+                            .all(|c| matches!(c.data.dataset, DatasetName::Mnist | DatasetName::FashionMnist)));
+                    }
+                }
+                if sub == "gpu" {
+                    // Fig. 1 and the width claim: CONV on all of CIFAR-10, on a GPU, 500 epochs.
+                    assert!(cfgs.iter().all(|c| c.train.device != Device::Cpu
+                        && c.data.dataset == DatasetName::Cifar10
+                        && c.data.train_per_class == 0
+                        && c.train.epochs == 500));
                 }
                 n += 1;
             }
         }
     }
-    assert!(n >= 12, "{n} recipes");
+    assert!(n >= 15, "{n} recipes");
 }
 
 #[test]
