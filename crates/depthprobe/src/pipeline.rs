@@ -483,19 +483,12 @@ fn write_s2_predictions(trainer: &mut Trainer, m: &mut [Member], pb: usize, fail
         if x.failed.is_some() {
             continue;
         }
-        let mut csv = String::from("index,label,predicted\n");
-        for (i, (l, p)) in set.test.labels.iter().zip(pred).enumerate() {
-            csv.push_str(&format!("{i},{l},{p}\n"));
-        }
-        let path = x.folder.file(S2_PREDICTIONS);
-        if let Err(e) = depthprobe_runfolder::write_atomic(&path, csv.as_bytes()) {
-            fail(x, epochs, format!("{}: {e:#}", path.display()));
+        let rows: Vec<(u32, u32)> = set.test.labels.iter().zip(pred).map(|(&l, p)| (l as u32, p)).collect();
+        if let Err(e) = x.folder.write_s2_predictions(&rows) {
+            fail(x, epochs, format!("{e:#}"));
         }
     }
 }
-
-/// The file `write_s2_predictions` writes in a run folder.
-pub const S2_PREDICTIONS: &str = "s2_predictions.csv";
 
 /// Checkpoint every live member at `at` (see the module docs for the three steps); inside an
 /// epoch, with the epoch's cursor.

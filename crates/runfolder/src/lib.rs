@@ -10,6 +10,7 @@
 //! | `checkpoint.json` | [`CheckpointMeta`] |
 //! | `config.toml` | `depthprobe_config::Config` |
 //! | `corrupted_labels.csv` | [`Relabel`] rows |
+//! | `s2_predictions.csv` | (label, predicted) per sample of the bound's held-out half S2 |
 
 mod atomic;
 mod checkpoint;
@@ -36,9 +37,19 @@ pub struct Relabel {
     pub corrupted: i64,
 }
 
+/// A clean bound run's predictions on S2 (docs/result-files.md).
+const S2_PREDICTIONS: &str = "s2_predictions.csv";
+
 /// The files a run folder can hold; a fresh run removes the ones an earlier run left.
-const RUN_FILES: [&str; 6] =
-    ["summary.json", "metrics.csv", "cdnv_pairs.csv", "corrupted_labels.csv", "config.toml", "checkpoint.json"];
+const RUN_FILES: [&str; 7] = [
+    "summary.json",
+    "metrics.csv",
+    "cdnv_pairs.csv",
+    "corrupted_labels.csv",
+    S2_PREDICTIONS,
+    "config.toml",
+    "checkpoint.json",
+];
 
 /// A run folder (or a `measure` / `probe` output folder).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +101,43 @@ impl RunFolder {
             write_atomic(&self.file("corrupted_labels.csv"), s.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// Write `s2_predictions.csv`: (true label, predicted label) for each sample of S2, in order.
+    pub fn write_s2_predictions(&self, rows: &[(u32, u32)]) -> Result<()> {
+        let mut s = String::from("index,label,predicted\n");
+        for (i, (l, p)) in rows.iter().enumerate() {
+            let _ = writeln!(s, "{i},{l},{p}");
+        }
+        write_atomic(&self.file(S2_PREDICTIONS), s.as_bytes())
+    }
+
+    /// `s2_predictions.csv` as written by `write_s2_predictions`, or None when there is none.
+    pub fn s2_predictions(&self) -> Result<Option<Vec<(u32, u32)>>> {
+        let path = self.file(S2_PREDICTIONS);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => bail!("{}: {e}", path.display()),
+        };
+        let mut lines = text.lines();
+        if lines.next() != Some("index,label,predicted") {
+            bail!("{}: line 1: expected the header 'index,label,predicted'", path.display());
+        }
+        let mut out = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let f: Vec<&str> = line.split(',').collect();
+            let num = |s: &str, what: &str| -> Result<u32> {
+                s.trim().parse().map_err(|_| {
+                    anyhow::anyhow!("{}: line {}: {what} '{s}' is not a class number", path.display(), i + 2)
+                })
+            };
+            if f.len() != 3 || f[0].trim().parse::<usize>().ok() != Some(i) {
+                bail!("{}: line {}: expected '{i},label,predicted', found '{line}'", path.display(), i + 2);
+            }
+            out.push((num(f[1], "label")?, num(f[2], "predicted")?));
+        }
+        Ok(Some(out))
     }
 
     pub fn config(&self) -> Result<Config> {
@@ -239,6 +287,27 @@ mod tests {
         std::fs::write(f.file("metrics.csv"), "epoch,layer,split,metric,value\n1,1,val,ncc_acc,1\n").unwrap();
         let e = f.metrics().unwrap_err().to_string();
         assert!(e.contains("metrics.csv: line 2") && e.contains("split must be train or test"), "{e}");
+    }
+
+    #[test]
+    fn s2_predictions_round_trip_and_a_fresh_run_removes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = RunFolder::new(tmp.path());
+        assert!(f.s2_predictions().unwrap().is_none());
+        let rows = vec![(0, 0), (3, 7), (9, 9)];
+        f.write_s2_predictions(&rows).unwrap();
+        assert_eq!(f.s2_predictions().unwrap(), Some(rows));
+        std::fs::write(f.file("s2_predictions.csv"), "index,label,predicted\n0,1,1\n2,1,x\n").unwrap();
+        let e = f.s2_predictions().unwrap_err().to_string();
+        assert!(e.contains("s2_predictions.csv: line 3: expected '1,label,predicted'"), "{e}");
+        std::fs::write(f.file("s2_predictions.csv"), "index,label,predicted\n0,1,-1\n").unwrap();
+        let e = f.s2_predictions().unwrap_err().to_string();
+        assert!(e.contains("line 2: predicted '-1' is not a class number"), "{e}");
+        // A forced fresh run in the folder of an earlier run leaves none of its predictions.
+        f.start(&Config::default(), &[], false).unwrap();
+        f.write_s2_predictions(&[(1, 2)]).unwrap();
+        f.start(&Config::default(), &[], true).unwrap();
+        assert!(!f.file("s2_predictions.csv").exists());
     }
 
     #[test]

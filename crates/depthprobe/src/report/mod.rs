@@ -195,10 +195,9 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
         // (f): the uniform-errors assumption, from the clean networks' predictions on S2.
         let clean: Vec<&RunRecord> =
             recs.iter().filter(|r| r.done() && matches!(r.run.role, bound::Role::Clean { .. })).collect();
-        let group = |r: &RunRecord| r.bound_run(EPS_MAIN).group;
-        for g in crate::stats::distinct(clean.iter().map(|r| group(r))) {
+        for g in crate::stats::distinct(clean.iter().map(|r| r.bound_group())) {
             let runs: Vec<Vec<(u32, u32)>> =
-                clean.iter().filter(|r| group(r) == g).filter_map(|r| r.s2_predictions.clone()).collect();
+                clean.iter().filter(|r| r.bound_group() == g).filter_map(|r| r.s2_predictions.clone()).collect();
             if runs.is_empty() {
                 found.push(format!(
                     "**(f) uniform errors on S2{}: not checked.** Its clean runs wrote no `s2_predictions.csv` (trained by a build before it existed).",

@@ -111,9 +111,6 @@ impl SweepDir {
     /// Append this process's command line to commands.log (not for the runs a sweep starts
     /// itself: they say `DEPTHPROBE_SWEEP_CHILD`). A failure to write is not an error.
     pub fn log_command(&self) {
-        if std::env::var_os(CHILD_ENV).is_some() {
-            return;
-        }
         let args: Vec<String> = std::env::args().skip(1).collect();
         self.log_line(&format!(
             "depthprobe {} · depthprobe {} · on {}",

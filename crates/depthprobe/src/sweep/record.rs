@@ -80,7 +80,7 @@ impl RunRecord {
         let folder = RunFolder::new(dir.run_dir(&run.id));
         let Some(s) = folder.summary()? else { return Ok(rec) };
         if matches!(run.role, bound::Role::Clean { .. }) {
-            rec.s2_predictions = read_s2_predictions(&folder.file(crate::pipeline::S2_PREDICTIONS))?;
+            rec.s2_predictions = folder.s2_predictions()?;
         }
         rec.status = s.status;
         rec.reason = s.reason;
@@ -120,33 +120,6 @@ impl RunRecord {
     }
 }
 
-/// `s2_predictions.csv` (index,label,predicted), or None when the run has none.
-fn read_s2_predictions(path: &std::path::Path) -> Result<Option<Vec<(u32, u32)>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("{}: {e}", path.display()),
-    };
-    let mut lines = text.lines();
-    if lines.next() != Some("index,label,predicted") {
-        bail!("{}: line 1: expected the header 'index,label,predicted'", path.display());
-    }
-    let mut out = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |s: &str, what: &str| -> Result<u32> {
-            s.trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{}: line {}: {what} '{s}' is not a class number", path.display(), i + 2))
-        };
-        if f.len() != 3 || f[0].trim().parse::<usize>().ok() != Some(i) {
-            bail!("{}: line {}: expected '{i},label,predicted', found '{line}'", path.display(), i + 2);
-        }
-        out.push((num(f[1], "label")?, num(f[2], "predicted")?));
-    }
-    Ok(Some(out))
-}
-
 /// Every planned run of the sweep, in plan order.
 pub fn load_all(dir: &SweepDir) -> Result<Vec<RunRecord>> {
     let plan = dir.read_plan()?;
@@ -154,10 +127,16 @@ pub fn load_all(dir: &SweepDir) -> Result<Vec<RunRecord>> {
 }
 
 impl RunRecord {
+    /// The axis values it shares with its group of the bound, e.g. "model.depth=8" (empty
+    /// without axes).
+    pub fn bound_group(&self) -> String {
+        self.run.values.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" ")
+    }
+
     /// What the bound's estimate needs of this run, at `eps`.
     pub fn bound_run(&self, eps: f64) -> BoundRun {
         BoundRun {
-            group: self.run.values.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" "),
+            group: self.bound_group(),
             role: self.run.role,
             done: self.done(),
             depth: self.depth_at(eps),
