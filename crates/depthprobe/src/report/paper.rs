@@ -162,7 +162,11 @@ pub fn fig1_comparison(grid: &[&RunRecord]) -> Option<(String, String)> {
         }
         let net_ours = mean(&runs.iter().map(|r| r.train_acc).collect::<Vec<_>>());
         let paper_cells: Vec<String> = paper.iter().map(|p| p.map_or("".into(), read_text)).collect();
-        let (pd1, pd5) = if l >= 12 { ("≈ 7".to_string(), "≈ 6".to_string()) } else { ("".into(), "".into()) };
+        let (pd1, pd5) = if l >= 12 {
+            (format!("≈ {FIG1_DEPTH_001}"), format!("≈ {FIG1_DEPTH_005}"))
+        } else {
+            Default::default()
+        };
         table.push_str(&format!(
             "| {l} | Fig. 1 (H = 400, 50,000 images) | – | {} | ≈ {net:.3} | {pd1} | {pd5} |\n",
             paper_cells.join(" | ")
@@ -192,7 +196,7 @@ pub fn fig1_comparison(grid: &[&RunRecord]) -> Option<(String, String)> {
     };
     let mad = mean(&diffs.iter().map(|d| d.abs()).collect::<Vec<_>>());
     let deep = if ours_deep.is_empty() {
-        "No L ≥ 12 here, where the paper reads ε = 0.01 / 0.05 effective depths of ≈ 7 / ≈ 6.".to_string()
+        format!("No L ≥ 12 here, where the paper reads ε = 0.01 / 0.05 effective depths of ≈ {FIG1_DEPTH_001} / ≈ {FIG1_DEPTH_005}.")
     } else {
         format!(
             "Where the paper reads ε = 0.01 / 0.05 effective depths of ≈ {FIG1_DEPTH_001} / ≈ {FIG1_DEPTH_005} (L ≥ 12), this sweep has {}.",
