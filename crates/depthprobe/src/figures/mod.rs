@@ -82,7 +82,10 @@ const LEGEND_W: f64 = 130.0;
 /// A grid of panels, `cols` wide, with an overall title.
 pub fn render_svg(title: &str, panels: &[Panel], cols: usize) -> String {
     let rows = panels.len().div_ceil(cols);
-    let (w, h) = ((PW + LEGEND_W) * cols as f64 + 20.0, PH * rows as f64 + 50.0);
+    // Wide enough for the title too: a one-panel figure is narrower than a long bold title
+    // (about 10 px per character at 17 px), which would otherwise be clipped at both ends.
+    let title_w = title.chars().count() as f64 * 10.0 + 40.0;
+    let (w, h) = (((PW + LEGEND_W) * cols as f64 + 20.0).max(title_w), PH * rows as f64 + 50.0);
     let mut s = String::new();
     let _ = writeln!(
         s,
