@@ -21,5 +21,5 @@ pub mod npy;
 pub mod safetensors;
 
 pub use embeddings::SplitEmbeddings;
-pub use matrix::{Dtype, Matrix};
+pub use matrix::{Dtype, MappedF32, Matrix};
 pub use npy::{npy_bytes, npy_bytes_f32, npy_bytes_i64, open_npy};

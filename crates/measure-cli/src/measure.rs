@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use depthprobe_formats::SplitEmbeddings;
+use depthprobe_formats::{MappedF32, Matrix, SplitEmbeddings};
 use depthprobe_measures::{drive, HostReducer, NetworkRows, Probe, ProbeError, ProbeResult, ProbeSpec, Split};
 use depthprobe_runfolder::{RunFolder, Source, Summary};
 use rayon::prelude::*;
@@ -38,32 +38,60 @@ fn locate(e: ProbeError, train: &SplitEmbeddings, test: &SplitEmbeddings) -> any
     }
 }
 
-/// Stream one split's files chunk by chunk (layers read in parallel) into `sink`.
+/// One chunk of one layer: mapped from its file where the format allows, else read.
+enum Rows {
+    Mapped(MappedF32),
+    Read(Vec<f32>),
+}
+
+impl Rows {
+    fn load(&mut self, m: &Matrix, start: usize, n: usize) -> Result<()> {
+        // Unmap the previous window first: at most one chunk per layer is resident.
+        if let Rows::Mapped(_) = self {
+            *self = Rows::Read(Vec::new());
+        }
+        if let Some(map) = m.map_f32(start, n)? {
+            *self = Rows::Mapped(map);
+        } else if let Rows::Read(b) = self {
+            m.read_f32(start, n, b)?;
+        }
+        Ok(())
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Rows::Mapped(m) => m,
+            Rows::Read(b) => b,
+        }
+    }
+}
+
+/// Stream one split's files chunk by chunk (layers loaded in parallel) into `sink`.
 fn feed(
     data: &SplitEmbeddings,
     logits: bool,
     sink: &mut dyn for<'a> FnMut(&'a [NetworkRows<'a>]) -> Result<(), ProbeError>,
 ) -> Result<()> {
     let mut labels = Vec::new();
-    let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); data.layers.len()];
-    let mut lg = Vec::new();
+    let mut bufs: Vec<Rows> = (0..data.layers.len()).map(|_| Rows::Read(Vec::new())).collect();
+    let mut lg = Rows::Read(Vec::new());
     let mut start = 0;
     while start < data.rows() {
         let n = CHUNK_ROWS.min(data.rows() - start);
         data.labels.read_labels(start, n, &mut labels)?;
         bufs.par_iter_mut()
             .zip(data.layers.par_iter())
-            .map(|(b, m)| m.read_f32(start, n, b))
+            .map(|(b, m)| b.load(m, start, n))
             .collect::<Result<Vec<()>>>()?;
         let with_logits = match (&data.logits, logits) {
             (Some(m), true) => {
-                m.read_f32(start, n, &mut lg)?;
+                lg.load(m, start, n)?;
                 true
             }
             _ => false,
         };
         let rows = NetworkRows {
-            layers: bufs.iter().map(|b| b.as_slice()).collect(),
+            layers: bufs.iter().map(Rows::as_slice).collect(),
             logits: with_logits.then_some(lg.as_slice()),
             labels: &labels,
         };
