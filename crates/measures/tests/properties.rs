@@ -124,3 +124,37 @@ fn bad_input_is_named() {
     // Class 2 never appeared in train.
     assert_eq!(probe.next_pass().unwrap_err(), ProbeError::EmptyClass { class: 2 });
 }
+
+/// A batch refused for a non-finite value changes nothing, in either pass, even when the value
+/// sits in a late block of a large batch whose earlier blocks were already reduced.
+#[test]
+fn a_refused_batch_leaves_every_statistic_as_it_was() {
+    let (d, c) = (8, 3);
+    let mus: Vec<Vec<f64>> = (0..c).map(|k| (0..d).map(|j| ((k * d + j) as f64 * 0.7).sin()).collect()).collect();
+    let (x, y) = gaussians(5, 600, d, 0.5, &mus);
+    let mut bad = x[..500 * d].to_vec();
+    bad[470 * d + 3] = f32::INFINITY;
+    let spec = || {
+        let mut s = ProbeSpec::new(c, vec![d]);
+        s.rank_max_dim = d;
+        s.linear_max_dim = d;
+        s
+    };
+    let run = |with_refusals: bool| {
+        let mut p = LayerProbe::new(spec()).unwrap();
+        p.update(Split::Train, 1, &x, &y).unwrap();
+        if with_refusals {
+            let e = p.update(Split::Train, 1, &bad, &y[..500]).unwrap_err();
+            assert!(e.to_string().contains("row 1070, column 3"), "{e}");
+        }
+        p.next_pass().unwrap();
+        p.update(Split::Train, 1, &x, &y).unwrap();
+        if with_refusals {
+            assert!(p.update(Split::Train, 1, &bad, &y[..500]).is_err());
+            assert!(p.update(Split::Test, 1, &bad, &y[..500]).is_err());
+        }
+        p.update(Split::Test, 1, &x[..300 * d], &y[..300]).unwrap();
+        format!("{:?}", p.finish().unwrap())
+    };
+    assert_eq!(run(true), run(false));
+}

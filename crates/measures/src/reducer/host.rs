@@ -12,8 +12,14 @@ use crate::statistics::{
     Agreement, ClassMoments, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats, WithinClassProjection,
 };
 
-/// Rows per block in pass 2: a block's f64 copy (256 × D × 8 bytes) stays in L2 for D ≤ 512.
+/// Rows per block: a block is checked and reduced while in cache, and in pass 2 its f64 copy
+/// (256 × D × 8 bytes) stays in L2 for D ≤ 512. The NCC decisions' GEMM runs on such blocks,
+/// so changing this may change rounding in them.
 const BLOCK_ROWS: usize = 256;
+/// Rows per group of the class moments (two-pass inside, Chan merges between): a group is read
+/// twice, and 512 rows stay in L2 for D ≤ 512. Batches up to this size (training's) reduce as one
+/// group, so their numbers do not depend on it; a multiple of BLOCK_ROWS.
+const GROUP_ROWS: usize = 1024;
 
 /// One network's rows of one batch.
 pub struct NetworkRows<'a> {
@@ -27,7 +33,7 @@ pub struct NetworkRows<'a> {
 /// Index of the first NaN/±∞, scanning branch-free first (it vectorises) and locating only
 /// on failure.
 fn first_non_finite(x: &[f32]) -> Option<usize> {
-    if x.iter().fold(true, |ok, v| ok & v.is_finite()) {
+    if crate::kernels::all_finite(x) {
         None
     } else {
         x.iter().position(|v| !v.is_finite())
@@ -44,9 +50,12 @@ struct HostLayer {
     decisions: Option<NccDecisions>,
     within: Option<WithinClassProjection>,
     x64: Vec<f64>,
+    /// The Gram's widened rows (pass 1; x64 is the decisions').
+    g64: Vec<f64>,
     x_sq: Vec<f64>,
     proj: Vec<f64>,
     scores: Vec<f64>,
+    labels: Vec<usize>,
     class_of_row: Vec<Option<usize>>,
 }
 
@@ -61,14 +70,19 @@ impl HostLayer {
             within: plan.decisions.as_ref().filter(|_| plan.within).map(|o| WithinClassProjection::new(o.rank)),
             plan: plan.clone(),
             x64: Vec::new(),
+            g64: Vec::new(),
             x_sq: Vec::new(),
             proj: Vec::new(),
             scores: Vec::new(),
+            labels: Vec::new(),
             class_of_row: Vec::new(),
         }
     }
 
-    /// Check and reduce one batch of this layer. Nothing is changed when the batch is refused.
+    /// Check and reduce one batch of this layer. Nothing is changed when the batch is refused:
+    /// every statistic is staged and committed only once the whole batch has been checked.
+    /// The batch goes through in blocks of BLOCK_ROWS rows, each checked and reduced while it
+    /// is in cache, so its rows are read from memory once.
     fn update(&mut self, split: Split, x: &[f32], y: &[u32], map: &[Option<usize>]) -> Result<(), ProbeError> {
         let d = self.plan.dim;
         let rows = y.len();
@@ -86,85 +100,125 @@ impl HostLayer {
             })?;
             self.class_of_row.push(*c);
         }
-        if let Some(p) = first_non_finite(x) {
-            return Err(ProbeError::NonFinite {
-                split: split.name(),
-                layer: self.layer,
-                row: base + (p / d) as u64,
-                col: p % d,
-                value: x[p],
-            });
-        }
-        self.rows += rows as u64;
         if let Some(m) = self.moments.as_mut() {
-            m.update(x, &self.class_of_row);
+            m.begin_batch();
         }
         if let Some(g) = self.gram.as_mut() {
-            // Rank is of the measured classes' rows only.
-            self.x64.clear();
-            let mut kept = 0;
-            for (row, c) in x.chunks_exact(d).zip(&self.class_of_row) {
-                if c.is_some() {
-                    self.x64.extend(row.iter().map(|&v| v as f64));
-                    kept += 1;
+            g.begin_batch();
+        }
+        let mut decided = NccDecisions::default();
+        // r×r (r ≤ C): staged as a copy, updated block by block.
+        let mut within = self.within.clone();
+        let class_of_row = std::mem::take(&mut self.class_of_row);
+        let result = (|| {
+            let groups = x.chunks(GROUP_ROWS * d).zip(class_of_row.chunks(GROUP_ROWS));
+            for (g, (xg, cg)) in groups.enumerate() {
+                if let Some(m) = self.moments.as_mut() {
+                    m.begin_group();
+                }
+                for (b, (xb, cb)) in xg.chunks(BLOCK_ROWS * d).zip(cg.chunks(BLOCK_ROWS)).enumerate() {
+                    // The block is checked in the same read that first reduces it.
+                    let finite = match (self.moments.as_mut(), self.decisions.is_some()) {
+                        (Some(m), _) => m.add_sums(xb, cb),
+                        (None, true) => self.widen(xb, cb),
+                        (None, false) => crate::kernels::all_finite(xb),
+                    };
+                    if !finite {
+                        let p = first_non_finite(xb).expect("a non-finite value");
+                        return Err(ProbeError::NonFinite {
+                            split: split.name(),
+                            layer: self.layer,
+                            row: base + (g * GROUP_ROWS + b * BLOCK_ROWS + p / d) as u64,
+                            col: p % d,
+                            value: xb[p],
+                        });
+                    }
+                    if let Some(gram) = self.gram.as_mut() {
+                        // Rank is of the measured classes' rows only.
+                        self.g64.clear();
+                        let mut kept = 0;
+                        for (row, c) in xb.chunks_exact(d).zip(cb) {
+                            if c.is_some() {
+                                self.g64.extend(row.iter().map(|&v| v as f64));
+                                kept += 1;
+                            }
+                        }
+                        gram.stage(&self.g64, kept);
+                    }
+                    if self.decisions.is_some() {
+                        if self.moments.is_some() {
+                            self.widen(xb, cb);
+                        }
+                        self.decide_and_project(&mut decided, within.as_mut());
+                    }
+                }
+                if let Some(m) = self.moments.as_mut() {
+                    // The M2 sweep reads the group a second time, from cache.
+                    m.end_group(xg, cg);
                 }
             }
-            g.update(&self.x64, kept);
+            Ok(())
+        })();
+        self.class_of_row = class_of_row;
+        result?;
+        self.rows += rows as u64;
+        if let Some(m) = self.moments.as_mut() {
+            m.commit();
         }
-        if self.decisions.is_some() {
-            self.decide_and_project(x);
+        if let Some(g) = self.gram.as_mut() {
+            g.commit();
+        }
+        if let Some(dec) = self.decisions.as_mut() {
+            dec.merge(&decided);
+            self.within = within;
         }
         Ok(())
     }
 
-    /// Pass 2 on one batch, in blocks of BLOCK_ROWS rows that stay in cache: NCC decisions
-    /// against the train means and, where planned, the within-class scatter projected on Q.
-    fn decide_and_project(&mut self, x: &[f32]) {
+    /// The block's rows of measured classes widened to f64 (x64, with x_sq and labels), for the
+    /// decisions; false when the block holds a non-finite value.
+    fn widen(&mut self, xb: &[f32], cb: &[Option<usize>]) -> bool {
+        self.x64.clear();
+        self.x_sq.clear();
+        self.labels.clear();
+        crate::kernels::widen_rows(xb, cb, self.plan.dim, &mut self.x64, &mut self.x_sq, &mut self.labels)
+    }
+
+    /// Pass 2 on one widened block: NCC decisions against the train means, counted into
+    /// `decided`, and, where planned, the within-class scatter of the rows projected on Q added
+    /// to `within`.
+    fn decide_and_project(&mut self, decided: &mut NccDecisions, within: Option<&mut WithinClassProjection>) {
         let d = self.plan.dim;
         let ops = self.plan.decisions.as_ref().expect("pass 2 has decision operands");
         let ncc = &ops.ncc;
         let k = ops.classes;
         let r = ops.rank;
         let w = ops.width();
-        let project = self.within.is_some();
-        let decisions = self.decisions.as_mut().expect("planned");
-        let mut labels = Vec::with_capacity(BLOCK_ROWS);
-        for (xb, cb) in x.chunks(BLOCK_ROWS * d).zip(self.class_of_row.chunks(BLOCK_ROWS)) {
-            self.x64.clear();
-            self.x_sq.clear();
-            labels.clear();
-            for (row, c) in xb.chunks_exact(d).zip(cb) {
-                if let Some(c) = *c {
-                    self.x_sq.push(crate::kernels::widen_with_sq_norm(row, &mut self.x64));
-                    labels.push(c);
-                }
+        let kept = self.labels.len();
+        if kept == 0 {
+            return;
+        }
+        self.scores.resize(kept * w, 0.0);
+        let dst = MatMut::from_row_major_slice_mut(&mut self.scores, kept, w);
+        let xs = MatRef::from_row_major_slice(&self.x64, kept, d);
+        matmul(dst, Accum::Replace, xs, MatRef::from_row_major_slice(&ops.joint, d, w), 1.0, Par::Seq);
+        for (i, &label) in self.labels.iter().enumerate() {
+            if ncc.decide(self.x_sq[i], &self.scores[i * w..i * w + k]) == label {
+                decided.correct += 1;
             }
-            let kept = labels.len();
-            if kept == 0 {
-                continue;
+            if ops.linear_decide(&self.scores[i * w..(i + 1) * w]) == Some(label) {
+                decided.linear_correct += 1;
             }
-            self.scores.resize(kept * w, 0.0);
-            let dst = MatMut::from_row_major_slice_mut(&mut self.scores, kept, w);
-            let xs = MatRef::from_row_major_slice(&self.x64, kept, d);
-            matmul(dst, Accum::Replace, xs, MatRef::from_row_major_slice(&ops.joint, d, w), 1.0, Par::Seq);
-            for (i, &label) in labels.iter().enumerate() {
-                if ncc.decide(self.x_sq[i], &self.scores[i * w..i * w + k]) == label {
-                    decisions.correct += 1;
-                }
-                if ops.linear_decide(&self.scores[i * w..(i + 1) * w]) == Some(label) {
-                    decisions.linear_correct += 1;
-                }
+        }
+        decided.counted += kept as u64;
+        if let Some(within) = within {
+            self.proj.clear();
+            for (i, &label) in self.labels.iter().enumerate() {
+                let xq = &self.scores[i * w + k..i * w + k + r];
+                let mq = &ops.mean_proj[label * r..(label + 1) * r];
+                self.proj.extend(xq.iter().zip(mq).map(|(a, b)| a - b));
             }
-            decisions.counted += kept as u64;
-            if project {
-                self.proj.clear();
-                for (i, &label) in labels.iter().enumerate() {
-                    let xq = &self.scores[i * w + k..i * w + k + r];
-                    let mq = &ops.mean_proj[label * r..(label + 1) * r];
-                    self.proj.extend(xq.iter().zip(mq).map(|(a, b)| a - b));
-                }
-                self.within.as_mut().unwrap().update(&self.proj, kept);
-            }
+            within.update(&self.proj, kept);
         }
     }
 

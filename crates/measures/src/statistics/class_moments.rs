@@ -6,16 +6,31 @@
 
 /// Per-class moments of one layer's embeddings: counts, means (C×D, row-major) and the
 /// within-class sum of squared distances to the class mean (M2, a scalar per class).
+///
+/// Rows arrive in groups (`begin_group`, `add_sums` of its blocks, `end_group`): two-pass inside a
+/// group, Chan merges between groups. Groups are staged and reach the moments at `commit`, so a
+/// batch refused half-way changes nothing. A batch that is one group merges exactly as a batch
+/// always has (merging into empty staged moments copies it).
 #[derive(Clone, Debug)]
 pub struct ClassMoments {
     pub dim: usize,
     pub counts: Vec<u64>,
     pub means: Vec<f64>,
     pub m2: Vec<f64>,
-    // Scratch for the batch being merged (kept to avoid per-batch allocation).
-    batch_sum: Vec<f64>,
-    batch_count: Vec<u64>,
-    batch_m2: Vec<f64>,
+    // Scratch kept to avoid per-batch allocation: the open group's sums, then its means.
+    group_sum: Vec<f64>,
+    group_count: Vec<u64>,
+    group_m2: Vec<f64>,
+    // The batch's groups merged so far.
+    staged: Moments,
+}
+
+/// Counts, means and M2 of some rows, per class.
+#[derive(Clone, Debug)]
+struct Moments {
+    counts: Vec<u64>,
+    means: Vec<f64>,
+    m2: Vec<f64>,
 }
 
 impl ClassMoments {
@@ -25,9 +40,14 @@ impl ClassMoments {
             counts: vec![0; num_classes],
             means: vec![0.0; num_classes * dim],
             m2: vec![0.0; num_classes],
-            batch_sum: vec![0.0; num_classes * dim],
-            batch_count: vec![0; num_classes],
-            batch_m2: vec![0.0; num_classes],
+            group_sum: vec![0.0; num_classes * dim],
+            group_count: vec![0; num_classes],
+            group_m2: vec![0.0; num_classes],
+            staged: Moments {
+                counts: vec![0; num_classes],
+                means: vec![0.0; num_classes * dim],
+                m2: vec![0.0; num_classes],
+            },
         }
     }
 
@@ -35,35 +55,68 @@ impl ClassMoments {
         self.counts.len()
     }
 
-    /// Merge a batch. `x` is row-major [rows, dim]; `class[i]` is the class index of row i,
-    /// or `None` for rows that this accumulator ignores (classes outside a subset).
+    /// Merge a batch as one group. `x` is row-major [rows, dim]; `class[i]` is the class index
+    /// of row i, or `None` for rows that this accumulator ignores (classes outside a subset).
     pub fn update(&mut self, x: &[f32], class: &[Option<usize>]) {
+        self.begin_batch();
+        self.begin_group();
+        let finite = self.add_sums(x, class);
+        debug_assert!(finite, "ClassMoments::update takes rows checked to be finite");
+        self.end_group(x, class);
+        self.commit();
+    }
+
+    /// Start staging a batch; a batch begun anew before `commit` is dropped.
+    pub fn begin_batch(&mut self) {
+        let s = &mut self.staged;
+        s.counts.iter_mut().for_each(|v| *v = 0);
+        s.means.iter_mut().for_each(|v| *v = 0.0);
+        s.m2.iter_mut().for_each(|v| *v = 0.0);
+    }
+
+    /// Open a group of rows.
+    pub fn begin_group(&mut self) {
+        self.group_sum.iter_mut().for_each(|v| *v = 0.0);
+        self.group_count.iter_mut().for_each(|v| *v = 0);
+        self.group_m2.iter_mut().for_each(|v| *v = 0.0);
+    }
+
+    /// Add a block of the open group's rows (in order) to its per-class sums. Returns whether
+    /// every value of the block was finite; when not, the batch must be dropped (begun anew).
+    pub fn add_sums(&mut self, x: &[f32], class: &[Option<usize>]) -> bool {
+        crate::kernels::add_rows_by_class(x, class, self.dim, &mut self.group_sum, &mut self.group_count)
+    }
+
+    /// Close the group (all its rows, as summed): its means, its two-pass M2 against them, and a
+    /// Chan merge into the staged batch.
+    pub fn end_group(&mut self, x: &[f32], class: &[Option<usize>]) {
         let d = self.dim;
-        self.batch_sum.iter_mut().for_each(|v| *v = 0.0);
-        self.batch_count.iter_mut().for_each(|v| *v = 0);
-        self.batch_m2.iter_mut().for_each(|v| *v = 0.0);
-        for (row, c) in x.chunks_exact(d).zip(class) {
-            let Some(c) = *c else { continue };
-            self.batch_count[c] += 1;
-            crate::kernels::add_widened(&mut self.batch_sum[c * d..(c + 1) * d], row);
-        }
-        // Batch means in place of the sums.
+        // Group means in place of the sums.
         for c in 0..self.num_classes() {
-            let n = self.batch_count[c];
+            let n = self.group_count[c];
             if n > 0 {
                 let inv = 1.0 / n as f64;
-                self.batch_sum[c * d..(c + 1) * d].iter_mut().for_each(|v| *v *= inv);
+                self.group_sum[c * d..(c + 1) * d].iter_mut().for_each(|v| *v *= inv);
             }
         }
-        // Two-pass M2 inside the batch, against the batch mean.
-        for (row, c) in x.chunks_exact(d).zip(class) {
-            let Some(c) = *c else { continue };
-            self.batch_m2[c] += crate::kernels::sq_dist(row, &self.batch_sum[c * d..(c + 1) * d]);
+        crate::kernels::sq_dist_by_class(x, class, d, &self.group_sum, &mut self.group_m2);
+        let s = &mut self.staged;
+        for c in 0..s.counts.len() {
+            merge_class(
+                (&mut s.counts[c], &mut s.means[c * d..(c + 1) * d], &mut s.m2[c]),
+                (self.group_count[c], &self.group_sum[c * d..(c + 1) * d], self.group_m2[c]),
+            );
         }
+    }
+
+    /// Merge the staged batch into the moments.
+    pub fn commit(&mut self) {
+        let d = self.dim;
         for c in 0..self.num_classes() {
+            let s = &self.staged;
             merge_class(
                 (&mut self.counts[c], &mut self.means[c * d..(c + 1) * d], &mut self.m2[c]),
-                (self.batch_count[c], &self.batch_sum[c * d..(c + 1) * d], self.batch_m2[c]),
+                (s.counts[c], &s.means[c * d..(c + 1) * d], s.m2[c]),
             );
         }
     }
