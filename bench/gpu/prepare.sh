@@ -6,6 +6,7 @@
 # CARGO_TARGET_DIR) as bench/out/gpu/baseline, for bench/gpu/pipeline_check.sh. Then, with the
 # device tool:
 #   run(command="bash bench/gpu/check.sh", carry=["bench/out/gpu"], timeout_s=420)
+#   run(command="bash bench/gpu/paper_scale.sh", carry=["bench/out/gpu"], timeout_s=480)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
 cd "$DEPTHPROBE_ROOT"

@@ -2,7 +2,9 @@
 //! for bench/train_bench.py. Random inputs and labels keep the loss near ln 10, so no denormal
 //! gradients skew CPU timings.
 //!
-//!     train_throughput --model mlp|conv [--rounds 5] [--threads 2] [--device cpu|cuda] [--batches N]
+//!     train_throughput --model mlp|conv [--depth L] [--width H] [--rounds 5] [--threads 2]
+//!                      [--device cpu|cuda] [--batches N]
+//! (defaults: MLP-10-512 on 1×32×32 input, CONV-8-64 on 3×32×32; both with BatchNorm)
 //! prints one JSON line: {"model": …, "samples_per_s": [...], "cpu_samples_per_s": [...], "batch": 128}
 //! where cpu_samples_per_s counts the process's CPU time (all threads, user + system) instead of
 //! wall time: on a shared machine it does not count time other tenants took from us.
@@ -22,11 +24,10 @@ fn main() {
     let device = arg("--device", "cpu");
     let (shape, default_batches) = if model == "conv" { (vec![3, 32, 32], 6) } else { (vec![1, 32, 32], 40) };
     let batches: usize = arg("--batches", &default_batches.to_string()).parse().unwrap();
-    let cfg = if model == "conv" {
-        common::bench_config(Arch::Conv, 8, 64, &device)
-    } else {
-        common::bench_config(Arch::Mlp, 10, 512, &device)
-    };
+    let (arch, depth, width) = if model == "conv" { (Arch::Conv, "8", "64") } else { (Arch::Mlp, "10", "512") };
+    let depth: usize = arg("--depth", depth).parse().unwrap();
+    let width: usize = arg("--width", width).parse().unwrap();
+    let cfg = common::bench_config(arch, depth, width, &device);
     let n = 128 * batches;
     let ds = common::random_dataset(shape, n);
     init_runtime(0, threads, Numerics::Native);
@@ -42,7 +43,8 @@ fn main() {
         .unzip();
     println!(
         "{}",
-        serde_json::json!({"model": model, "samples_per_s": rates, "cpu_samples_per_s": cpu_rates, "batch": 128})
+        serde_json::json!({"model": model, "depth": depth, "width": width, "samples_per_s": rates,
+            "cpu_samples_per_s": cpu_rates, "batch": 128})
     );
 }
 

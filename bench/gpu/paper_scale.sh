@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The paper-scale GPU benchmark (bench/gpu/paper_scale.py) on the device machine, with
+# bench/out/gpu carried (bench/gpu/prepare.sh builds it here). About 6 minutes on an H200:
+#   run(command="bash bench/gpu/paper_scale.sh", carry=["bench/out/gpu"], timeout_s=480)
+# The table and every measurement (paper_scale.json) are copied to $OUT.
+set -uo pipefail
+B=bench/out/gpu
+OUT=${OUT:-/tmp/depthprobe-gpu}
+PY=${PYTHON:-python3}
+# shellcheck source=bench/gpu/common.sh
+source bench/gpu/common.sh
+step "paper-scale benchmark" "$PY" bench/gpu/paper_scale.py --bin "$B/train_throughput" --json "$OUT/paper_scale.json" \
+    "$@" >"$OUT/paper_scale.txt" 2>&1
+cat "$OUT/paper_scale.txt"
+exit $status
