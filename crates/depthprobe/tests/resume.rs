@@ -200,9 +200,10 @@ fn sigint_and_sigterm_at_a_random_moment_lose_nothing() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
     let s = summary(&cut);
-    if o.status.code() == Some(0) {
-        // The run had already finished (a slow machine): nothing to check but its result.
-        assert_eq!(s["status"], "done");
+    if s["status"] == "done" {
+        // The run had already finished (a slow machine), or the signal came after its last step
+        // (then the exit status still says it was received): nothing to check but its result.
+        assert!(matches!(o.status.code(), Some(0) | Some(130)), "{:?}", o.status);
     } else {
         assert_eq!(o.status.code(), Some(130), "delay {delay:?}: {}", stderr_of(&o));
         assert_eq!(s["status"], "interrupted", "delay {delay:?}");

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use depthprobe_formats::{MappedF32, Matrix, SplitEmbeddings};
-use depthprobe_measures::{drive, HostReducer, NetworkRows, Probe, ProbeError, ProbeResult, ProbeSpec, Split};
+use depthprobe_measures::{
+    drive, HostBatch, HostReducer, LayerSink, LayerStreams, Probe, ProbeError, ProbeResult, ProbeSpec, Split,
+};
 use depthprobe_runfolder::{RunFolder, Source, Summary};
-use rayon::prelude::*;
 
-/// Rows read per chunk and layer: bounds memory at CHUNK × Σ D_i × 4 bytes.
-pub const CHUNK_ROWS: usize = 4096;
+/// Rows read per chunk of a layer: bounds memory at CHUNK × Σ D_i × 4 bytes.
+pub const CHUNK_ROWS: usize = 1024;
 
 pub struct MeasureOptions {
     pub train: PathBuf,
@@ -66,39 +67,32 @@ impl Rows {
     }
 }
 
-/// Stream one split's files chunk by chunk (layers loaded in parallel) into `sink`.
-fn feed(
-    data: &SplitEmbeddings,
-    logits: bool,
-    sink: &mut dyn for<'a> FnMut(&'a [NetworkRows<'a>]) -> Result<(), ProbeError>,
-) -> Result<()> {
-    let mut labels = Vec::new();
-    let mut bufs: Vec<Rows> = (0..data.layers.len()).map(|_| Rows::Read(Vec::new())).collect();
-    let mut lg = Rows::Read(Vec::new());
-    let mut start = 0;
-    while start < data.rows() {
-        let n = CHUNK_ROWS.min(data.rows() - start);
-        data.labels.read_labels(start, n, &mut labels)?;
-        bufs.par_iter_mut()
-            .zip(data.layers.par_iter())
-            .map(|(b, m)| b.load(m, start, n))
-            .collect::<Result<Vec<()>>>()?;
-        let with_logits = match (&data.logits, logits) {
-            (Some(m), true) => {
-                lg.load(m, start, n)?;
-                true
+/// One split's files as layer streams: each layer reads its own file (and the labels, and with
+/// the top layer the logits) chunk by chunk, so the layers run in parallel without waiting for
+/// one another.
+struct Streams<'a> {
+    data: &'a SplitEmbeddings,
+}
+
+impl LayerStreams for Streams<'_> {
+    fn stream(&self, layer: usize, logits: bool, sink: &mut LayerSink<'_>) -> Result<(), ProbeError> {
+        let input = |e: anyhow::Error| ProbeError::Input(format!("{e:#}"));
+        let m = &self.data.layers[layer - 1];
+        let logits = self.data.logits.as_ref().filter(|_| logits);
+        let (mut rows, mut lg, mut labels) = (Rows::Read(Vec::new()), Rows::Read(Vec::new()), Vec::new());
+        let mut start = 0;
+        while start < self.data.rows() {
+            let n = CHUNK_ROWS.min(self.data.rows() - start);
+            self.data.labels.read_labels(start, n, &mut labels).map_err(input)?;
+            rows.load(m, start, n).map_err(input)?;
+            if let Some(lm) = logits {
+                lg.load(lm, start, n).map_err(input)?;
             }
-            _ => false,
-        };
-        let rows = NetworkRows {
-            layers: bufs.iter().map(Rows::as_slice).collect(),
-            logits: with_logits.then_some(lg.as_slice()),
-            labels: &labels,
-        };
-        sink(std::slice::from_ref(&rows))?;
-        start += n;
+            sink(rows.as_slice(), &labels, logits.map(|_| lg.as_slice()))?;
+            start += n;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Largest label in a split (one streaming pass over the labels only).
@@ -147,10 +141,10 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
         probe.set_classifier(&buf).with_context(|| w.origin.clone())?;
     }
     let mut reducer = HostReducer::new(1);
-    let results = drive(vec![Ok(probe)], &mut reducer, |pass, split, sink| match split {
-        // NC4 needs the final train means: logits are read in pass 2 only.
-        Split::Train => feed(&train, pass == depthprobe_measures::Pass::Decisions, sink),
-        Split::Test => feed(&test, true, sink),
+    // NC4 needs the final train means, so the probe plans it (and the top layer's stream reads
+    // the logits) in pass 2 only.
+    let results = drive(vec![Ok(probe)], &mut reducer, |_, split, sink| {
+        sink(HostBatch::Streams(&Streams { data: if split == Split::Train { &train } else { &test } }))
     })?;
     let res = results.into_iter().next().expect("one network").map_err(|e| locate(e, &train, &test))?;
     Ok((res, train, test))

@@ -22,4 +22,7 @@ pub enum ProbeError {
     RowCountMismatch { split: &'static str, layer: usize, rows: u64, expected: u64 },
     #[error("{0}")]
     WrongPass(String),
+    /// The rows could not be read (a layer stream's own error, which names its file).
+    #[error("{0}")]
+    Input(String),
 }

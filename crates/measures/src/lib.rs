@@ -40,7 +40,7 @@ pub use effective_depth::effective_depth;
 pub use error::ProbeError;
 pub use layer_probe::LayerProbe;
 pub use probe::{drive, Probe};
-pub use reducer::{HostReducer, NetworkRows, PassPlans, PassStats, Reducer};
+pub use reducer::{HostBatch, HostReducer, LayerSink, LayerStreams, NetworkRows, PassPlans, PassStats, Reducer};
 pub use result::{LayerResult, ProbeResult};
 pub use separation::LogLinearFit;
 pub use spec::{

@@ -2,7 +2,9 @@
 //! push-style `LayerProbe` gives, for K networks at once, and a network whose rows are bad fails
 //! alone.
 
-use depthprobe_measures::{drive, HostReducer, LayerProbe, NetworkRows, Probe, ProbeError, ProbeSpec, Split};
+use depthprobe_measures::{
+    drive, HostBatch, HostReducer, LayerProbe, NetworkRows, Probe, ProbeError, ProbeSpec, Split,
+};
 
 mod common;
 use common::Rng;
@@ -58,7 +60,7 @@ fn drive_equals_the_push_probe_and_fails_networks_alone() {
                     }
                 })
                 .collect();
-            sink(&rows)?;
+            sink(HostBatch::Rows(&rows))?;
         }
         Ok(())
     })
@@ -96,7 +98,7 @@ fn an_empty_class_fails_its_network_and_a_source_error_ends_the_probe() {
     y.iter_mut().for_each(|l| *l = (*l).min(2)); // class 3 never appears
     let mut reducer = HostReducer::new(1);
     let r = drive(vec![Probe::new(spec())], &mut reducer, |_, _, sink| -> Result<(), ProbeError> {
-        sink(&[NetworkRows { layers: vec![&x[0], &x[1]], logits: None, labels: &y }])
+        sink(HostBatch::Rows(&[NetworkRows { layers: vec![&x[0], &x[1]], logits: None, labels: &y }]))
     })
     .unwrap();
     assert!(r[0].as_ref().unwrap_err().to_string().contains("class 3 has no train samples"));
@@ -112,4 +114,78 @@ fn an_empty_class_fails_its_network_and_a_source_error_ends_the_probe() {
     let r =
         drive(vec![Probe::new(spec())], &mut reducer, |_, _, _| -> Result<(), Disk> { Err(Disk("disk gone".into())) });
     assert_eq!(r.err().unwrap(), Disk("disk gone".into()));
+}
+
+/// In-memory layer streams: each layer's rows in batches of `batch`, logits with the top layer.
+struct Memory<'a> {
+    x: &'a [Vec<f32>],
+    logits: &'a [f32],
+    y: &'a [u32],
+    batch: usize,
+    /// A read error at this row of this layer.
+    fail: Option<(usize, usize)>,
+}
+
+impl depthprobe_measures::LayerStreams for Memory<'_> {
+    fn stream(
+        &self,
+        layer: usize,
+        logits: bool,
+        sink: &mut depthprobe_measures::LayerSink<'_>,
+    ) -> Result<(), ProbeError> {
+        let d = [3, 6][layer - 1];
+        for s in (0..self.y.len()).step_by(self.batch) {
+            let e = (s + self.batch).min(self.y.len());
+            if self.fail.is_some_and(|(l, r)| l == layer && (s..e).contains(&r)) {
+                return Err(ProbeError::Input(format!("layer_{layer}.npy: disk gone at row {s}")));
+            }
+            let lg = logits.then(|| &self.logits[s * 4..e * 4]);
+            sink(&self.x[layer - 1][s * d..e * d], &self.y[s..e], lg)?;
+        }
+        Ok(())
+    }
+}
+
+/// Each layer streamed on its own, in parallel, gives exactly the results of all layers fed
+/// batch by batch (same batches), NC4 included; a stream's read error fails the network with
+/// its message.
+#[test]
+fn layer_streams_give_what_batches_of_every_layer_give() {
+    let (tr, te) = (data(31, 300), data(32, 70));
+    let logits = |n: usize, seed: u64| {
+        let mut r = Rng(seed);
+        (0..n * 4).map(|_| r.normal() as f32).collect::<Vec<f32>>()
+    };
+    let (lg_tr, lg_te) = (logits(300, 5), logits(70, 6));
+    let batch = 48;
+    let run = |streams: bool, fail: Option<(usize, usize)>| {
+        let mut reducer = HostReducer::new(1);
+        let mut p = Probe::new(spec()).unwrap();
+        p.set_classifier(&[0.5; 4 * 6]).unwrap();
+        drive(vec![Ok(p)], &mut reducer, |pass, split, sink| -> Result<(), ProbeError> {
+            let ((x, y), lg) = if split == Split::Train { (&tr, &lg_tr) } else { (&te, &lg_te) };
+            let with_logits = pass == depthprobe_measures::Pass::Decisions;
+            if streams {
+                let m = Memory { x, logits: lg, y, batch, fail };
+                return sink(HostBatch::Streams(&m));
+            }
+            for s in (0..y.len()).step_by(batch) {
+                let e = (s + batch).min(y.len());
+                sink(HostBatch::Rows(&[NetworkRows {
+                    layers: vec![&x[0][s * 3..e * 3], &x[1][s * 6..e * 6]],
+                    logits: with_logits.then(|| &lg[s * 4..e * 4]),
+                    labels: &y[s..e],
+                }]))?;
+            }
+            Ok(())
+        })
+        .unwrap()
+        .pop()
+        .unwrap()
+    };
+    let by_batches = run(false, None).unwrap();
+    assert!(by_batches.layers[1].nc4_agreement_test.is_some());
+    assert_eq!(format!("{:?}", run(true, None).unwrap()), format!("{by_batches:?}"));
+    let e = run(true, Some((2, 200))).unwrap_err();
+    assert_eq!(e, ProbeError::Input("layer_2.npy: disk gone at row 192".into()));
 }

@@ -12,7 +12,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use depthprobe_config::{Loss, ModelConfig, ProbeConfig, Reduction, TrainConfig};
-use depthprobe_measures::{drive, NetworkRows, Pass, Probe, ProbeError, ProbeResult, ProbeSpec, Split as ProbeSplit};
+use depthprobe_measures::{
+    drive, HostBatch, NetworkRows, Pass, Probe, ProbeError, ProbeResult, ProbeSpec, Split as ProbeSplit,
+};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -430,7 +432,7 @@ impl Trainer {
                             labels: &labels[j],
                         })
                         .collect();
-                    sink(&rows)
+                    sink(HostBatch::Rows(&rows))
                 })
             })?
         };

@@ -16,6 +16,9 @@ use crate::statistics::{
 /// (256 × D × 8 bytes) stays in L2 for D ≤ 512. The NCC decisions' GEMM runs on such blocks,
 /// so changing this may change rounding in them.
 const BLOCK_ROWS: usize = 256;
+/// Rows per update of the Gram matrix: measured fastest on a 2-core AVX-512 machine at D = 512
+/// (64: 2.35 s for the benchmark's ranks, 256: 2.79 s, 1,024: 3.9 s).
+const GRAM_ROWS: usize = 64;
 /// Rows per group of the class moments (two-pass inside, Chan merges between): a group is read
 /// twice, and 512 rows stay in L2 for D ≤ 512. Batches up to this size (training's) reduce as one
 /// group, so their numbers do not depend on it; a multiple of BLOCK_ROWS.
@@ -28,6 +31,26 @@ pub struct NetworkRows<'a> {
     /// The network's logits [n, C], for NC4 (without them NC4 is not measured).
     pub logits: Option<&'a [f32]>,
     pub labels: &'a [u32],
+}
+
+/// Takes one batch of a layer stream: rows, labels, and the logits where asked for.
+pub type LayerSink<'s> = dyn FnMut(&[f32], &[u32], Option<&[f32]>) -> Result<(), ProbeError> + 's;
+
+/// One network's whole split, each layer readable on its own (as `measure`'s files are).
+pub trait LayerStreams: Sync {
+    /// Stream layer `layer` (1 = first) from the split's first row to its last, in batches, into
+    /// `sink(rows, labels, logits)`; with `logits` the batches carry the network's logits too
+    /// (where there are any). Stop at the first error, the sink's included.
+    fn stream(&self, layer: usize, logits: bool, sink: &mut LayerSink<'_>) -> Result<(), ProbeError>;
+}
+
+/// What the host reduction takes.
+#[derive(Clone, Copy)]
+pub enum HostBatch<'a> {
+    /// One batch of rows of every network, every layer at once (network k's at index k).
+    Rows(&'a [NetworkRows<'a>]),
+    /// The whole split of the one network (K = 1), each layer streamed on its own, in parallel.
+    Streams(&'a dyn LayerStreams),
 }
 
 /// Index of the first NaN/±∞, scanning branch-free first (it vectorises) and locating only
@@ -135,15 +158,17 @@ impl HostLayer {
                     }
                     if let Some(gram) = self.gram.as_mut() {
                         // Rank is of the measured classes' rows only.
-                        self.g64.clear();
-                        let mut kept = 0;
-                        for (row, c) in xb.chunks_exact(d).zip(cb) {
-                            if c.is_some() {
-                                self.g64.extend(row.iter().map(|&v| v as f64));
-                                kept += 1;
+                        for (xs, cs) in xb.chunks(GRAM_ROWS * d).zip(cb.chunks(GRAM_ROWS)) {
+                            self.g64.clear();
+                            let mut kept = 0;
+                            for (row, c) in xs.chunks_exact(d).zip(cs) {
+                                if c.is_some() {
+                                    self.g64.extend(row.iter().map(|&v| v as f64));
+                                    kept += 1;
+                                }
                             }
+                            gram.stage(&self.g64, kept);
                         }
-                        gram.stage(&self.g64, kept);
                     }
                     if self.decisions.is_some() {
                         if self.moments.is_some() {
@@ -223,6 +248,9 @@ impl HostLayer {
     }
 
     fn stats(&mut self) -> LayerStats {
+        if let Some(g) = self.gram.as_mut() {
+            g.mirror();
+        }
         LayerStats {
             rows: self.rows,
             moments: self.moments.take(),
@@ -279,39 +307,41 @@ impl HostSplit {
 
     /// NC4: how often the top layer's NCC label equals the network's argmax.
     fn update_agreement(&mut self, x_top: &[f32], logits: &[f32], y: &[u32]) -> Result<(), ProbeError> {
-        let split = self.plan.split;
         let top = self.layers.last().expect("at least one layer");
         let Some(agreement) = self.agreement.as_mut() else {
             return Err(ProbeError::WrongPass("NC4 agreement is fed in pass 2, once the train means are final".into()));
         };
-        let ops = top.plan.decisions.as_ref().expect("NC4 is planned with the decisions");
-        let c = self.plan.num_classes;
-        let d = top.plan.dim;
-        let rows = y.len();
-        if x_top.len() != rows * d || logits.len() != rows * c {
-            return Err(ProbeError::Shape { split: split.name(), layer: top.layer, values: x_top.len(), rows, dim: d });
-        }
-        let (x64, scores, preds) = &mut self.scratch;
-        x64.clear();
-        x64.extend(x_top.iter().map(|&v| v as f64));
-        ops.ncc.predict_into(x64, rows, scores, preds);
-        for (i, &label) in y.iter().enumerate() {
-            if (label as usize) >= c || self.plan.class_map[label as usize].is_none() {
-                continue;
-            }
-            let row = &logits[i * c..(i + 1) * c];
-            let mut best = 0;
-            for k in 1..c {
-                if row[k] > row[best] {
-                    best = k;
-                }
-            }
-            agreement.total += 1;
-            if self.plan.classes[preds[i]] == best {
-                agreement.agree += 1;
-            }
-        }
-        Ok(())
+        agree(top, &self.plan, agreement, &mut self.scratch, x_top, logits, y)
+    }
+
+    /// Every layer's whole split, each streamed on its own, layers in parallel: no layer waits
+    /// for another between batches. The top layer's stream also brings the logits for NC4.
+    fn update_streams(&mut self, streams: &dyn LayerStreams) -> Result<(), ProbeError> {
+        let split = self.plan.split;
+        let plan = &self.plan;
+        let nc4 = std::sync::Mutex::new((self.agreement.as_mut(), &mut self.scratch));
+        let top = self.layers.len();
+        self.layers
+            .par_iter_mut()
+            .map(|l| {
+                let is_top = l.layer == top;
+                streams.stream(l.layer, is_top && plan.agreement, &mut |x, y, logits| {
+                    l.update(split, x, y, &plan.class_map)?;
+                    match (is_top, logits) {
+                        (true, Some(lg)) => {
+                            let mut g = nc4.lock().expect("only the top layer takes it");
+                            let (agreement, scratch) = &mut *g;
+                            match agreement.as_deref_mut() {
+                                Some(a) => agree(l, plan, a, scratch, x, lg, y),
+                                None => Ok(()),
+                            }
+                        }
+                        _ => Ok(()),
+                    }
+                })
+            })
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
     }
 
     fn update(&mut self, rows: &NetworkRows<'_>) -> Result<(), ProbeError> {
@@ -325,6 +355,53 @@ impl HostSplit {
     fn stats(&mut self) -> SplitStats {
         SplitStats { layers: self.layers.iter_mut().map(HostLayer::stats).collect(), agreement: self.agreement }
     }
+}
+
+/// NC4 on one batch of the top layer: count the rows whose NCC class (train means) is the
+/// network's argmax.
+fn agree(
+    top: &HostLayer,
+    plan: &SplitPlan,
+    agreement: &mut Agreement,
+    scratch: &mut (Vec<f64>, Vec<f64>, Vec<usize>),
+    x_top: &[f32],
+    logits: &[f32],
+    y: &[u32],
+) -> Result<(), ProbeError> {
+    let ops = top.plan.decisions.as_ref().expect("NC4 is planned with the decisions");
+    let c = plan.num_classes;
+    let d = top.plan.dim;
+    let rows = y.len();
+    if x_top.len() != rows * d || logits.len() != rows * c {
+        return Err(ProbeError::Shape {
+            split: plan.split.name(),
+            layer: top.layer,
+            values: x_top.len(),
+            rows,
+            dim: d,
+        });
+    }
+    let (x64, scores, preds) = scratch;
+    x64.clear();
+    x64.extend(x_top.iter().map(|&v| v as f64));
+    ops.ncc.predict_into(x64, rows, scores, preds);
+    for (i, &label) in y.iter().enumerate() {
+        if (label as usize) >= c || plan.class_map[label as usize].is_none() {
+            continue;
+        }
+        let row = &logits[i * c..(i + 1) * c];
+        let mut best = 0;
+        for k in 1..c {
+            if row[k] > row[best] {
+                best = k;
+            }
+        }
+        agreement.total += 1;
+        if plan.classes[preds[i]] == best {
+            agreement.agree += 1;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -386,8 +463,7 @@ impl HostReducer {
 }
 
 impl Reducer for HostReducer {
-    /// Network k's rows at index k.
-    type Batch<'a> = &'a [NetworkRows<'a>];
+    type Batch<'a> = HostBatch<'a>;
 
     fn begin(&mut self, plans: PassPlans) {
         assert_eq!(plans.len(), self.nets.len(), "one plan per network");
@@ -397,18 +473,27 @@ impl Reducer for HostReducer {
     }
 
     fn update(&mut self, split: Split, batch: Self::Batch<'_>) -> Result<(), ProbeError> {
-        assert_eq!(batch.len(), self.nets.len(), "one batch of rows per network");
-        self.nets.par_iter_mut().zip(batch.par_iter()).for_each(|(net, rows)| {
+        let update = |net: &mut HostNetwork, f: &dyn Fn(&mut HostSplit) -> Result<(), ProbeError>| {
             if net.failed.is_some() {
                 return;
             }
             if let Some(s) = net.splits.as_mut() {
-                if let Err(e) = s[split.idx()].update(rows) {
+                if let Err(e) = f(&mut s[split.idx()]) {
                     net.failed = Some(e);
                     net.splits = None;
                 }
             }
-        });
+        };
+        match batch {
+            HostBatch::Rows(batch) => {
+                assert_eq!(batch.len(), self.nets.len(), "one batch of rows per network");
+                self.nets.par_iter_mut().zip(batch.par_iter()).for_each(|(net, rows)| update(net, &|s| s.update(rows)));
+            }
+            HostBatch::Streams(streams) => {
+                assert_eq!(self.nets.len(), 1, "layer streams are of one network");
+                update(&mut self.nets[0], &|s| s.update_streams(streams));
+            }
+        }
         let planned = self.nets.iter().filter(|n| n.failed.is_some() || n.splits.is_some());
         match planned.clone().all(|n| n.failed.is_some()) && planned.count() > 0 {
             true => Err(self.nets.iter().find_map(|n| n.failed.clone()).expect("a failure")),

@@ -5,7 +5,7 @@
 
 mod host;
 
-pub use host::{HostReducer, NetworkRows};
+pub use host::{HostBatch, HostReducer, LayerSink, LayerStreams, NetworkRows};
 
 use crate::error::ProbeError;
 use crate::spec::Split;

@@ -29,6 +29,7 @@ impl Gram {
         self.begin_batch();
         self.stage(x64, rows);
         self.commit();
+        self.mirror();
     }
 
     /// Start staging a batch (`stage` its blocks, then `commit`, or drop it by beginning anew).
@@ -58,14 +59,21 @@ impl Gram {
         );
     }
 
-    /// Add the staged batch to the sum, and mirror its lower triangle.
+    /// Add the staged batch to the sum's lower triangle (`mirror` makes the sum whole again).
     pub fn commit(&mut self) {
+        let d = self.dim;
         let s = self.staged.as_ref().expect("begin_batch first");
-        for j in 0..self.dim {
-            for i in j..self.dim {
-                self.sum[(i, j)] += s[(i, j)];
+        for j in 0..d {
+            // Column j from the diagonal down: contiguous in both (column-major).
+            let (dst, src) = (self.sum.col_mut(j).subrows_mut(j, d - j), s.col(j).subrows(j, d - j));
+            for (a, b) in dst.iter_mut().zip(src.iter()) {
+                *a += *b;
             }
         }
+    }
+
+    /// Copy the lower triangle onto the upper one, once the batches are in.
+    pub fn mirror(&mut self) {
         for j in 1..self.dim {
             for i in 0..j {
                 self.sum[(i, j)] = self.sum[(j, i)];
