@@ -156,6 +156,35 @@ pub enum Numerics {
     Portable,
 }
 
+/// The arithmetic of training's matrix products and convolutions (docs/method.md, "Precision").
+/// The probes' reductions are f64 whatever this is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// LibTorch's own choice: on a GPU, cuDNN convolutions in TF32 and matrix products in fp32;
+    /// on a CPU, fp32.
+    #[default]
+    Default,
+    /// fp32 everywhere (no TF32 on a GPU).
+    Fp32,
+    /// TF32 for a GPU's matrix products and convolutions (on a CPU: fp32).
+    Tf32,
+    /// Matrix products and convolutions autocast to bfloat16, on a GPU or a CPU (AMX or
+    /// AVX-512 BF16 where there is one); weights, BatchNorm and the loss stay fp32.
+    Bf16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Default => "default",
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// A compute device: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`. Whether it exists is checked by
 /// the engine when a run starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ mod enums;
 pub mod fuzz;
 
 pub use enums::{
-    Arch, BoundSplit, CorruptionMode, DatasetName, Device, EmbeddingPoint, Loss, Numerics, Reduction, TopKind,
+    Arch, BoundSplit, CorruptionMode, DatasetName, Device, EmbeddingPoint, Loss, Numerics, Precision, Reduction,
+    TopKind,
 };
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -98,6 +99,11 @@ pub struct TrainConfig {
     /// COMPATIBLE branch: results repeat exactly on every x86-64 CPU with AVX2, Intel or not;
     /// slower, see docs/method.md, "Reproducibility").
     pub numerics: Numerics,
+    /// Arithmetic of the matrix products and convolutions: "default" (LibTorch's: TF32 in a GPU's
+    /// convolutions, fp32 elsewhere), "fp32", "tf32" or "bf16" (autocast; docs/method.md,
+    /// "Precision"). Left out of the written config when default, so run ids stay as they were.
+    #[serde(skip_serializing_if = "is_default_precision")]
+    pub precision: Precision,
     /// Write a checkpoint (model, momentum buffers, epoch) every N epochs and after the last
     /// (0 = after the last only); `depthprobe train --resume DIR` continues from it.
     pub checkpoint_every: usize,
@@ -159,6 +165,10 @@ impl Default for ModelConfig {
         }
     }
 }
+fn is_default_precision(p: &Precision) -> bool {
+    *p == Precision::Default
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -175,6 +185,7 @@ impl Default for TrainConfig {
             device: Device::Cpu,
             threads: 0,
             numerics: Numerics::Native,
+            precision: Precision::Default,
             checkpoint_every: 10,
         }
     }
@@ -208,6 +219,10 @@ pub fn valid_keys() -> Vec<String> {
             if let toml::Value::Table(st) = sub {
                 for k in st.keys() {
                     keys.push(format!("{s}.{k}"));
+                    // Keys left out of a written config when default (so run ids stay stable).
+                    if s == "train" && k == "numerics" {
+                        keys.push("train.precision".into());
+                    }
                 }
             }
         }
@@ -387,6 +402,12 @@ impl Config {
                 format!("probe.eps = {:?}: need at least one value, each in [0, 1]", self.probe.eps),
             ),
             (
+                !(t.precision == Precision::Bf16 && t.numerics == Numerics::Portable),
+                "train.precision = \"bf16\" with train.numerics = \"portable\": bfloat16 kernels round \
+                 differently on each CPU, so they cannot give portable numbers; use one or the other"
+                    .to_string(),
+            ),
+            (
                 self.data.dataset != DatasetName::Synthetic || !image_arch,
                 format!("model.arch = '{}' needs image data; the synthetic set is vectors", m.arch.as_str()),
             ),
@@ -496,6 +517,33 @@ mod tests {
         }
         let e = format!("{:#}", Config::from_toml("[probe]\nreduction = \"gpu\"\n", "c.toml", &[]).unwrap_err());
         assert!(e.contains("c.toml") && e.contains("gpu") && e.contains("host"), "{e}");
+    }
+
+    #[test]
+    fn precision_is_parsed_checked_and_left_out_of_a_default_config() {
+        for (v, want) in [
+            ("default", Precision::Default),
+            ("fp32", Precision::Fp32),
+            ("tf32", Precision::Tf32),
+            ("bf16", Precision::Bf16),
+        ] {
+            let c = Config::from_toml(&format!("[train]\nprecision = \"{v}\"\n"), "c.toml", &[]).unwrap();
+            assert_eq!(c.train.precision, want);
+            assert_eq!(Config::from_toml(&c.to_toml(), "again", &[]).unwrap(), c, "{v} round-trips");
+            // Only a chosen precision appears in the written config: run ids of default runs stay.
+            assert_eq!(c.to_toml().contains("precision"), want != Precision::Default, "{v}");
+        }
+        assert!(valid_keys().iter().any(|k| k == "train.precision"));
+        let e = format!("{:#}", Config::from_toml("[train]\nprecision = \"fp16\"\n", "c.toml", &[]).unwrap_err());
+        assert!(e.contains("c.toml") && e.contains("fp16") && e.contains("bf16"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::from_toml("", "c", &["train.precision=\"bf16\"".into(), "train.numerics=\"portable\"".into()])
+                .unwrap_err()
+        );
+        assert!(e.contains("train.precision") && e.contains("portable"), "{e}");
+        let c = Config::from_toml("", "c", &["train.precision=\"tf32\"".into(), "train.numerics=\"portable\"".into()]);
+        assert!(c.is_ok(), "tf32 is fp32 on a CPU, so it goes with portable numerics");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 // Tensors arrive as tch's C_tensor pointers, which are at::Tensor*. Errors come back as a
 // malloc'd message (free with dp_free_error), never as a C++ exception across the FFI.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <cstdlib>
 #include <cstring>
@@ -46,6 +47,39 @@ char *dp_fused_sgd(at::Tensor **params, at::Tensor **bufs, size_t n, double weig
 char *dp_grads_to_none(at::Tensor **params, size_t n) {
     try {
         for (size_t i = 0; i < n; i++) params[i]->mutable_grad().reset();
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+
+// TF32 in cuBLAS matrix products and cuDNN convolutions (process-wide, as in PyTorch).
+char *dp_set_tf32(int matmul, int cudnn) {
+    try {
+        at::globalContext().setAllowTF32CuBLAS(matmul != 0);
+        at::globalContext().setAllowTF32CuDNN(cudnn != 0);
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+
+// Enter (enter != 0) or leave autocast to bfloat16 on the CPU (cuda == 0) or CUDA, as
+// torch.autocast's __enter__ / __exit__ do: leaving restores `was` and, at the outermost level,
+// clears the cache of weights cast to bfloat16 (they change at every step). *was_out gets the
+// state before entering.
+char *dp_autocast_bf16(int cuda, int enter, int was, int *was_out) {
+    try {
+        at::DeviceType dt = cuda ? at::kCUDA : at::kCPU;
+        if (enter) {
+            *was_out = at::autocast::is_autocast_enabled(dt) ? 1 : 0;
+            at::autocast::set_autocast_dtype(dt, at::kBFloat16);
+            at::autocast::set_autocast_enabled(dt, true);
+            at::autocast::increment_nesting();
+        } else {
+            at::autocast::set_autocast_enabled(dt, was != 0);
+            if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+        }
         return nullptr;
     } catch (const std::exception &e) {
         return dp_error(e.what());

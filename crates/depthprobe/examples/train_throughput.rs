@@ -3,7 +3,7 @@
 //! gradients skew CPU timings.
 //!
 //!     train_throughput --model mlp|conv [--depth L] [--width H] [--rounds 5] [--threads 2]
-//!                      [--device cpu|cuda] [--batches N]
+//!                      [--device cpu|cuda] [--batches N] [--precision default|fp32|tf32|bf16]
 //! (defaults: MLP-10-512 on 1×32×32 input, CONV-8-64 on 3×32×32; both with BatchNorm)
 //! prints one JSON line: {"model": …, "samples_per_s": [...], "cpu_samples_per_s": [...], "batch": 128}
 //! where cpu_samples_per_s counts the process's CPU time (all threads, user + system) instead of
@@ -11,7 +11,7 @@
 
 mod common;
 
-use depthprobe::config::{Arch, Numerics};
+use depthprobe::config::{Arch, Numerics, Precision};
 use depthprobe::engine::init_runtime;
 use depthprobe::engine::trainer::{Group, Trainer};
 
@@ -27,7 +27,14 @@ fn main() {
     let (arch, depth, width) = if model == "conv" { (Arch::Conv, "8", "64") } else { (Arch::Mlp, "10", "512") };
     let depth: usize = arg("--depth", depth).parse().unwrap();
     let width: usize = arg("--width", width).parse().unwrap();
-    let cfg = common::bench_config(arch, depth, width, &device);
+    let mut cfg = common::bench_config(arch, depth, width, &device);
+    cfg.train.precision = match arg("--precision", "default").as_str() {
+        "default" => Precision::Default,
+        "fp32" => Precision::Fp32,
+        "tf32" => Precision::Tf32,
+        "bf16" => Precision::Bf16,
+        p => panic!("--precision {p}: expected default, fp32, tf32 or bf16"),
+    };
     let n = 128 * batches;
     let ds = common::random_dataset(shape, n);
     init_runtime(0, threads, Numerics::Native);
@@ -43,7 +50,8 @@ fn main() {
         .unzip();
     println!(
         "{}",
-        serde_json::json!({"model": model, "depth": depth, "width": width, "samples_per_s": rates,
+        serde_json::json!({"model": model, "depth": depth, "width": width,
+            "precision": cfg.train.precision.as_str(), "samples_per_s": rates,
             "cpu_samples_per_s": cpu_rates, "batch": 128})
     );
 }

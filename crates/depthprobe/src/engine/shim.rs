@@ -18,6 +18,8 @@ extern "C" {
         release_grads: i32,
     ) -> *mut c_char;
     fn dp_grads_to_none(params: *mut *mut CTensor, n: usize) -> *mut c_char;
+    fn dp_set_tf32(matmul: i32, cudnn: i32) -> *mut c_char;
+    fn dp_autocast_bf16(cuda: i32, enter: i32, was: i32, was_out: *mut i32) -> *mut c_char;
     fn dp_free_error(e: *mut c_char);
 }
 
@@ -58,4 +60,34 @@ pub fn grads_to_none<'a>(params: impl Iterator<Item = &'a mut Tensor>) -> anyhow
     let mut p = ptrs(params);
     // SAFETY: as above.
     check(unsafe { dp_grads_to_none(p.as_mut_ptr(), p.len()) })
+}
+
+/// Allow TF32 in a GPU's matrix products and in its convolutions (process-wide).
+pub fn set_tf32(matmul: bool, cudnn: bool) -> anyhow::Result<()> {
+    // SAFETY: plain flags; errors come back as a message.
+    check(unsafe { dp_set_tf32(matmul as i32, cudnn as i32) })
+}
+
+/// Autocast to bfloat16 on the CPU or on CUDA while this guard lives (torch.autocast).
+pub struct AutocastBf16 {
+    cuda: bool,
+    was: i32,
+}
+
+impl AutocastBf16 {
+    pub fn enter(cuda: bool) -> AutocastBf16 {
+        let mut was = 0;
+        // SAFETY: was_out points to a live i32.
+        check(unsafe { dp_autocast_bf16(cuda as i32, 1, 0, &mut was) }).expect("autocast cannot fail to start");
+        AutocastBf16 { cuda, was }
+    }
+}
+
+impl Drop for AutocastBf16 {
+    fn drop(&mut self) {
+        let mut unused = 0;
+        // SAFETY: as above.
+        let r = check(unsafe { dp_autocast_bf16(self.cuda as i32, 0, self.was, &mut unused) });
+        r.expect("autocast cannot fail to end");
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use depthprobe_config::{Loss, ModelConfig, ProbeConfig, Reduction, TrainConfig};
+use depthprobe_config::{Loss, ModelConfig, Precision, ProbeConfig, Reduction, TrainConfig};
 use depthprobe_measures::{
     drive, HostBatch, NetworkRows, Pass, Probe, ProbeError, ProbeResult, ProbeSpec, Split as ProbeSplit,
 };
@@ -20,7 +20,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::device_reducer::{DeviceBatch, DeviceReducer};
 use super::layers::Builder;
-use super::network::{build, EmbeddedLayer, Network};
+use super::network::{build, EmbeddedLayer, Forward, Network};
 use super::sgd::Sgd;
 use super::{copy_f32, host_f32, host_f64, resolve_device};
 use crate::data::Dataset;
@@ -145,6 +145,13 @@ impl Trainer {
             net
         };
         let t = g.train;
+        // TF32 switches are process-wide: set them for every trainer (one precision per group).
+        let (tf32_matmul, tf32_conv) = match t.precision {
+            Precision::Default => (false, true), // LibTorch's own defaults
+            Precision::Fp32 => (false, false),
+            Precision::Tf32 | Precision::Bf16 => (true, true),
+        };
+        super::shim::set_tf32(tf32_matmul, tf32_conv)?;
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
         let shared = [same_inputs(data, false), same_inputs(data, true)];
         let resident = resident_inputs(d0, shared[0] && !(g.augment && d0.shape.len() == 3), k, device);
@@ -219,6 +226,23 @@ impl Trainer {
         let mut shape = vec![n as i64];
         shape.extend(&self.shape);
         Tensor::from_slice(&self.xbuf).view(shape.as_slice()).to_device(self.device)
+    }
+
+    /// The networks' forward pass at the run's precision: under bf16, matrix products and
+    /// convolutions autocast to bfloat16 and the outputs come back as f32 (the loss, the
+    /// probes' reductions and their copies to the host take f32).
+    fn forward(&self, x: &Tensor, shared: bool, train: bool, embeddings: bool) -> Forward {
+        if self.train.precision != Precision::Bf16 {
+            return self.net.forward(x, shared, train, embeddings);
+        }
+        let out = {
+            let _amp = super::shim::AutocastBf16::enter(self.device.is_cuda());
+            self.net.forward(x, shared, train, embeddings)
+        };
+        Forward {
+            logits: out.logits.to_kind(Kind::Float),
+            embeddings: out.embeddings.iter().map(|e| e.to_kind(Kind::Float)).collect(),
+        }
     }
 
     /// The loss to differentiate (the sum of the networks' mean losses) and each network's mean
@@ -320,7 +344,7 @@ impl Trainer {
                     self.batch(data, false, &rows, &mut aug)
                 }
             };
-            let logits = self.net.forward(&x, false, true, false).logits;
+            let logits = self.forward(&x, false, true, false).logits;
             let (loss, per) = self.losses(&logits, &y);
             self.opt.zero_grad();
             loss.backward();
@@ -485,7 +509,7 @@ impl Trainer {
                 let r: Vec<&[usize]> = vec![&rows[..]; k];
                 self.batch(data, test, &r, &mut vec![None; k])
             };
-            let out = tch::no_grad(|| self.net.forward(&x, shared, false, true));
+            let out = tch::no_grad(|| self.forward(&x, shared, false, true));
             if measure {
                 tch::no_grad(|| {
                     loss_sum += self.losses(&out.logits, &y).1.to_kind(Kind::Double) * rows.len() as f64;
@@ -509,7 +533,7 @@ impl Trainer {
         let k = self.networks();
         let r: Vec<&[usize]> = vec![rows; k];
         let (x, _) = self.batch(data, test, &r, &mut vec![None; k]);
-        let out = tch::no_grad(|| self.net.forward(&x, false, false, true));
+        let out = tch::no_grad(|| self.forward(&x, false, false, true));
         let n = rows.len() as i64;
         (0..k)
             .map(|j| {
@@ -531,7 +555,7 @@ impl Trainer {
             let rows: Vec<usize> = (start..(start + pb.max(1)).min(n)).collect();
             let r: Vec<&[usize]> = vec![&rows[..]; k];
             let (x, _) = self.batch(data, true, &r, &mut vec![None; k]);
-            let logits = tch::no_grad(|| self.net.forward(&x, false, false, false).logits);
+            let logits = tch::no_grad(|| self.forward(&x, false, false, false).logits);
             let nb = rows.len() as i64;
             for (j, o) in out.iter_mut().enumerate() {
                 let pred = network_slice(&logits, nb, j, k).argmax(1, false).to_kind(Kind::Int64);
