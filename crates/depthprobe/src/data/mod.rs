@@ -21,6 +21,7 @@ pub mod synthetic;
 use anyhow::{bail, Result};
 use depthprobe_config::DatasetName;
 
+pub use augment::Transform;
 pub use corruption::Relabel;
 pub use load::{load, CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD};
 pub use prepare::{data_root, derive, prepare, Prepared};
@@ -113,12 +114,19 @@ impl Dataset {
                     };
                     for ch in 0..c {
                         let (m, s) = (mean[ch], std[ch]);
-                        out.extend(img[ch * plane..(ch + 1) * plane].iter().map(|&p| (p as f32 / 255.0 - m) / s));
+                        out.extend(img[ch * plane..(ch + 1) * plane].iter().map(|&p| normalised(p, m, s)));
                     }
                 }
             }
         }
     }
+}
+
+/// A pixel byte as the network sees it: scaled to [0, 1], then standardised with its channel's
+/// mean and standard deviation. The device path tabulates this very function
+/// (engine/device_data.rs), so both give the same bits.
+pub fn normalised(p: u8, mean: f32, std: f32) -> f32 {
+    (p as f32 / 255.0 - mean) / std
 }
 
 /// Balanced subset: the first `per_class` samples of each class, in their original order.

@@ -8,10 +8,12 @@
 //! | the network abstraction and the architecture registry | `network.rs` |
 //! | one file per architecture | `arch/` |
 //! | the trainer of K ≥ 1 networks: epochs, probes, checkpoints | `trainer.rs` |
+//! | augmented training batches assembled on the device | `device_data.rs` |
 //! | the probe's reduction on the device | `device_reducer.rs` |
 //! | SGD (fused kernel through `shim.rs` / `csrc/shim.cpp`) | `sgd.rs` |
 
 pub mod arch;
+pub mod device_data;
 pub mod device_reducer;
 pub mod layers;
 pub mod network;

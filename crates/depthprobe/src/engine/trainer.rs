@@ -18,6 +18,7 @@ use depthprobe_measures::{
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::device_data::DeviceImages;
 use super::device_reducer::{DeviceBatch, DeviceReducer};
 use super::layers::Builder;
 use super::network::{build, EmbeddedLayer, Forward, Network};
@@ -103,6 +104,8 @@ pub struct Trainer {
     one: Vec<f32>,
     /// The shared train inputs [N, …] on the device (see `resident_inputs`).
     resident: Option<Tensor>,
+    /// The shared train images on the device, for augmented batches (see `device_images`).
+    images: Option<DeviceImages>,
     /// Whether all networks see the same inputs in the train / test split: the probe then sends
     /// one copy of each batch through the first layer against all K weights.
     shared: [bool; 2],
@@ -154,7 +157,9 @@ impl Trainer {
         super::shim::set_tf32(tf32_matmul, tf32_conv)?;
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
         let shared = [same_inputs(data, false), same_inputs(data, true)];
-        let resident = resident_inputs(d0, shared[0] && !(g.augment && d0.shape.len() == 3), k, device);
+        let augment = g.augment && d0.shape.len() == 3;
+        let resident = resident_inputs(d0, shared[0] && !augment, k, device);
+        let images = device_images(d0, shared[0] && augment, k, device);
         Ok(Trainer {
             vs,
             net,
@@ -162,12 +167,13 @@ impl Trainer {
             device,
             train: t.clone(),
             seeds: g.seeds.clone(),
-            augment: g.augment && d0.shape.len() == 3,
+            augment,
             shape: d0.shape.iter().map(|&s| s as i64).collect(),
             num_classes: classes,
             xbuf: Vec::new(),
             one: Vec::new(),
             resident,
+            images,
             shared,
         })
     }
@@ -183,6 +189,11 @@ impl Trainer {
     /// Whether the train inputs live on the device.
     pub fn inputs_resident(&self) -> bool {
         self.resident.is_some()
+    }
+
+    /// Whether augmented train batches are assembled on the device.
+    pub fn augments_on_device(&self) -> bool {
+        self.images.is_some()
     }
 
     /// Rows `rows[k]` of each network's split as one channel-stacked batch [B, K·C, …] on the
@@ -328,8 +339,14 @@ impl Trainer {
         };
         for (it, &s) in starts.iter().enumerate().skip(first) {
             let e = (s + bs).min(n);
-            let (x, y) = match &self.resident {
-                Some(xr) => {
+            let (x, y) = match (&self.resident, &self.images) {
+                (_, Some(images)) => {
+                    let rows: Vec<&[usize]> = orders.iter().map(|o| &o[s..e]).collect();
+                    let y: Vec<i64> =
+                        (s..e).flat_map(|i| orders.iter().zip(data).map(move |(o, d)| d.train.labels[o[i]])).collect();
+                    (images.batch(&rows, &mut aug), Tensor::from_slice(&y).to_device(self.device))
+                }
+                (Some(xr), None) => {
                     // Row b of network k at b·K + k: the gather lands channel-stacked.
                     let idx: Vec<i64> = (s..e).flat_map(|i| orders.iter().map(move |o| o[i] as i64)).collect();
                     let y: Vec<i64> =
@@ -339,7 +356,7 @@ impl Trainer {
                     shape.extend(&self.shape[1..]);
                     (xr.index_select(0, &idx).view(shape.as_slice()), Tensor::from_slice(&y).to_device(self.device))
                 }
-                None => {
+                (None, None) => {
                     let rows: Vec<&[usize]> = orders.iter().map(|o| &o[s..e]).collect();
                     self.batch(data, false, &rows, &mut aug)
                 }
@@ -667,6 +684,16 @@ fn network_slice(t: &Tensor, b: i64, k: usize, n: usize) -> Tensor {
         return t.shallow_clone();
     }
     t.reshape([b, n as i64, -1]).select(1, k as i64)
+}
+
+/// The shared train images on the device for augmented batches, when every network augments the
+/// same images (`shared`) and there is something to gain, as for `resident_inputs`. The batches
+/// are the host's bit for bit (engine/device_data.rs), so where they are made changes no number.
+fn device_images(d0: &Dataset, shared: bool, k: usize, device: Device) -> Option<DeviceImages> {
+    if !shared || (k == 1 && device == Device::Cpu) {
+        return None;
+    }
+    DeviceImages::new(d0, device)
 }
 
 /// Whether every data set holds the same inputs in the split (seeds and corruption draws
