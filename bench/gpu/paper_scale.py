@@ -15,8 +15,9 @@ possible there, torch.compile on the MLP only; about 4 minutes on 2 cores):
     .venv/bin/python bench/gpu/paper_scale.py --device cpu --steps 1 --warmup 1 --rounds 1 \\
         --compile mlp-10-512
 
-depthprobe runs at LibTorch's default precision (cuDNN convolutions in TF32, matrix products in
-fp32; on a CPU plain fp32): it has no bf16 or TF32 switch yet, so those rows show "not built".
+Both sides run each precision the same way: fp32 (no TF32), default (PyTorch's and LibTorch's own:
+cuDNN convolutions in TF32, matrix products in fp32; on a CPU plain fp32), tf32, bf16 (autocast;
+PyTorch's ConvNets also channels-last, depthprobe's not).
 """
 import argparse
 import json
@@ -39,9 +40,10 @@ def parse_workload(w):
             "depth": int(depth), "width": int(width), "key": w}
 
 
-def depthprobe_ms(a, wl):
+def depthprobe_ms(a, wl, precision):
     cmd = [a.bin, "--model", wl["model"], "--depth", str(wl["depth"]), "--width", str(wl["width"]),
-           "--device", a.device, "--batches", str(a.steps), "--rounds", "3", "--threads", str(a.threads)]
+           "--device", a.device, "--batches", str(a.steps), "--rounds", "3", "--threads", str(a.threads),
+           "--precision", precision]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return None, p.stderr.strip()[-300:]
@@ -82,17 +84,19 @@ def main():
         a.threads = 2 if a.device == "cpu" else 8
     wls = [parse_workload(w) for w in a.workloads.split(",")]
     compile_set = set(filter(None, a.compile.split(",")))
-    ours = {w["key"]: [] for w in wls}
+    precisions = a.precisions.split(",")
+    ours = {(w["key"], p): [] for w in wls for p in precisions}
     theirs = {}  # (workload, precision, mode) -> [ms]
     notes = {}
     t_start = time.time()
     for r in range(a.rounds):
         for wl in wls:  # alternating: depthprobe, then PyTorch, workload by workload
-            ms, err = depthprobe_ms(a, wl)
-            if ms is not None:
-                ours[wl["key"]].append(ms)
-            elif err:
-                notes[(wl["key"], "depthprobe")] = err
+            for p in precisions:
+                ms, err = depthprobe_ms(a, wl, p)
+                if ms is not None:
+                    ours[(wl["key"], p)].append(ms)
+                elif err:
+                    notes[(wl["key"], p, "depthprobe")] = err
             res, err = torch_ms(a, wl, wl["key"] in compile_set)
             if err:
                 notes[(wl["key"], "torch")] = err
@@ -105,7 +109,7 @@ def main():
             print(f"  round {r + 1}, {wl['name']}: done at {time.time() - t_start:.0f} s", file=sys.stderr)
 
     med = lambda v: statistics.median(v) if v else None  # noqa: E731
-    ours_default = "default" if a.device == "cuda" else "fp32"
+    ours_default = "default"
     card = "CPU"
     if a.device == "cuda":
         import torch
@@ -117,14 +121,14 @@ def main():
     table = []
     for wl in wls:
         for p in a.precisions.split(","):
-            o = med(ours[wl["key"]]) if p == ours_default else None
+            o = med(ours[(wl["key"], p)])
             e, g, c = (med(theirs.get((wl["key"], p, m), [])) for m in ("eager", "graph", "compile"))
             best = min((v for v in (g, c) if v is not None), default=None)
             ve = e / o if o and e else None
             vb = best / o if o and best else None
             table.append({"workload": wl["name"], "precision": p, "depthprobe": o, "eager": e, "graph": g,
                           "compile": c, "best": best, "vs_eager": ve, "vs_best": vb})
-            dp = fmt(o) if p == ours_default else "not built"
+            dp = fmt(o)
             print(f"{wl['name']:15} {p:9} {dp:>10} {fmt(e):>9} {fmt(g):>9} {fmt(c):>10} {fmt(best):>8} "
                   f"{(f'{ve:.2f}x' if ve else '—'):>9} {(f'{vb:.2f}x' if vb else '—'):>8}")
     for k, v in notes.items():
@@ -151,7 +155,7 @@ def main():
     for name, o, t, target in checks:
         v = t / o if o and t else None
         if o is None:
-            verdict = "not measured: depthprobe has no such precision yet"
+            verdict = "not measured: depthprobe's run failed (see the notes)"
         elif t is None:
             verdict = "not measured: no PyTorch time here (CUDA graphs need a GPU; compile not run)"
         else:
@@ -159,8 +163,6 @@ def main():
         print(f"{name:66} {('—' if v is None else f'{v:.2f}x'):>7}  {verdict}")
 
     # Fig. 1 from step times: ms per step ≈ α + β·L through CONV-8-400 and CONV-20-400.
-    c8, c20 = row("CONV-8-400", "fp32"), row("CONV-20-400", "fp32")
-    c8d, c20d = row("CONV-8-400", ours_default), row("CONV-20-400", ours_default)
     print("\n# Fig. 1 projected: CONV-L-400, L ∈ {3,5,8,12,16,20} × 2 seeds × 500 epochs × "
           f"{STEPS_PER_EPOCH} steps (training only; probes not counted)")
 
@@ -171,16 +173,22 @@ def main():
         alpha = t8 - 8 * beta
         return sum(alpha + beta * L for L in FIG1_DEPTHS) * 2 * 500 * STEPS_PER_EPOCH / 1000 / 3600
 
-    ours_h = project(c8d and c8d["depthprobe"], c20d and c20d["depthprobe"])
-    eager_h = project(c8 and c8["eager"], c20 and c20["eager"])
-    best_h = project(*(min((v for v in (r["graph"], r["compile"]) if v is not None), default=None) if r else None
-                       for r in (row("CONV-8-400", "bf16"), row("CONV-20-400", "bf16"))))
-    for name, h in ((f"depthprobe ({ours_default})", ours_h), ("PyTorch eager fp32", eager_h),
-                    ("PyTorch best, bf16 (graph or compile)", best_h)):
+    def proj(p, col):
+        r8, r20 = row("CONV-8-400", p), row("CONV-20-400", p)
+        return project(r8 and r8[col], r20 and r20[col])
+
+    def proj_best(p):
+        best = lambda r: min((v for v in (r["graph"], r["compile"]) if v is not None), default=None) if r else None  # noqa: E731
+        return project(best(row("CONV-8-400", p)), best(row("CONV-20-400", p)))
+
+    lines = [(f"depthprobe ({p})", proj(p, "depthprobe")) for p in precisions]
+    lines += [("PyTorch eager fp32", proj("fp32", "eager")), ("PyTorch eager default", proj("default", "eager"))]
+    lines += [(f"PyTorch best ({p}, graph or compile)", proj_best(p)) for p in precisions]
+    for name, h in lines:
         unit = "GPU-hours" if a.device == "cuda" else "hours on this CPU"
         print(f"{name:40} {('—' if h is None else f'{h:,.1f} {unit}'):>24}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"card": card, "table": table, "ours": ours,
+        Path(a.json).write_text(json.dumps({"card": card, "table": table, "ours": {"/".join(k): v for k, v in ours.items()},
                                             "theirs": {"/".join(k): v for k, v in theirs.items()},
                                             "notes": {"/".join(k): v for k, v in notes.items()}}, indent=1))
     print(f"\n(total {time.time() - t_start:.0f} s)")
