@@ -17,7 +17,7 @@ possible there, torch.compile on the MLP only; about 4 minutes on 2 cores):
 
 Both sides run each precision the same way: fp32 (no TF32), default (PyTorch's and LibTorch's own:
 cuDNN convolutions in TF32, matrix products in fp32; on a CPU plain fp32), tf32, bf16 (autocast;
-PyTorch's ConvNets also channels-last, depthprobe's not).
+PyTorch's and depthprobe's ConvNets also channels-last).
 """
 import argparse
 import json

@@ -84,3 +84,36 @@ fn bf16_computes_in_bfloat16_keeps_fp32_weights_and_still_trains() {
         assert!(moved > 0.0, "{arch:?}: bf16 training must differ from fp32 training");
     }
 }
+
+/// bf16 ConvNets run channels-last: their convolution weights have NHWC strides, and neither a
+/// batched group nor a checkpoint notices (a saved network loads into a fresh trainer and gives
+/// the same outputs bit for bit; the file holds the logical NCHW order, as PyTorch expects).
+#[test]
+fn bf16_convnets_run_channels_last_and_checkpoint_as_usual() {
+    init_runtime(0, 2, Numerics::Native);
+    let ds = common::cifar_sample(4, 2);
+    let rows: Vec<usize> = (0..20).collect();
+    let c = config(Arch::Conv, Precision::Bf16);
+    let make = |seeds: Vec<u64>| {
+        let data: Vec<&depthprobe::data::Dataset> = seeds.iter().map(|_| &ds).collect();
+        Trainer::new(&Group { model: &c.model, train: &c.train, seeds, augment: true }, &data).unwrap()
+    };
+    let mut pair = make(vec![1, 2]);
+    let weight = &pair.network_variables(0)["layers.0.conv.weight"];
+    let (size, stride) = (weight.size(), weight.stride());
+    assert_eq!(stride[1], 1, "channels-last: the channel is the fastest dimension ({size:?}, {stride:?})");
+    let losses: Vec<Vec<f64>> =
+        (1..=4).map(|e| pair.train_epoch(&[&ds, &ds], e).iter().map(|s| s.loss).collect()).collect();
+    assert!(losses.iter().flatten().all(|l| l.is_finite()) && losses[3][0] < losses[0][0], "{losses:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("net1.safetensors");
+    pair.save(1, &path).unwrap();
+    let saved = tch::Tensor::read_safetensors(&path).unwrap();
+    let w = &saved.iter().find(|(n, _)| n == "model.layers.0.conv.weight").unwrap().1;
+    assert!(w.is_contiguous(), "the file holds NCHW order");
+    let want = pair.eval_outputs(&[&ds, &ds], false, &rows).remove(1);
+    let mut lone = make(vec![9]);
+    lone.load(0, &path).unwrap();
+    let got = lone.eval_outputs(&[&ds], false, &rows).remove(0);
+    assert!(got.0 == want.0 && got.1 == want.1, "a reloaded bf16 network must compute what it computed");
+}

@@ -98,6 +98,8 @@ pub struct Trainer {
     train: TrainConfig,
     seeds: Vec<u64>,
     augment: bool,
+    /// Inputs and convolution weights in channels-last strides (bf16 ConvNets).
+    channels_last: bool,
     shape: Vec<i64>,
     num_classes: usize,
     xbuf: Vec<f32>,
@@ -155,6 +157,17 @@ impl Trainer {
             Precision::Tf32 | Precision::Bf16 => (true, true),
         };
         super::shim::set_tf32(tf32_matmul, tf32_conv)?;
+        // bf16 ConvNets run channels-last (NHWC strides): oneDNN's and cuDNN's bfloat16
+        // convolutions are fastest so. Logical shapes, checkpoints and embeddings are unchanged.
+        let channels_last = t.precision == Precision::Bf16 && vs.variables().values().any(|v| v.dim() == 4);
+        if channels_last {
+            for (_, mut v) in vs.variables() {
+                if v.dim() == 4 {
+                    let cl = to_channels_last(&v);
+                    tch::no_grad(|| v.set_data(&cl));
+                }
+            }
+        }
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
         let shared = [same_inputs(data, false), same_inputs(data, true)];
         let augment = g.augment && d0.shape.len() == 3;
@@ -168,6 +181,7 @@ impl Trainer {
             train: t.clone(),
             seeds: g.seeds.clone(),
             augment,
+            channels_last,
             shape: d0.shape.iter().map(|&s| s as i64).collect(),
             num_classes: classes,
             xbuf: Vec::new(),
@@ -246,9 +260,10 @@ impl Trainer {
         if self.train.precision != Precision::Bf16 {
             return self.net.forward(x, shared, train, embeddings);
         }
+        let x = if self.channels_last && x.dim() == 4 { to_channels_last(x) } else { x.shallow_clone() };
         let out = {
             let _amp = super::shim::AutocastBf16::enter(self.device.is_cuda());
-            self.net.forward(x, shared, train, embeddings)
+            self.net.forward(&x, shared, train, embeddings)
         };
         Forward {
             logits: out.logits.to_kind(Kind::Float),
@@ -694,6 +709,12 @@ fn device_images(d0: &Dataset, shared: bool, k: usize, device: Device) -> Option
         return None;
     }
     DeviceImages::new(d0, device)
+}
+
+/// The same 4-D tensor with channels-last strides (NHWC in memory, NCHW logically), as
+/// PyTorch's `memory_format=torch.channels_last` gives it.
+fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// Whether every data set holds the same inputs in the split (seeds and corruption draws
