@@ -9,6 +9,10 @@ OUT=${OUT:-/tmp/depthprobe-gpu}
 PY=${PYTHON:-python3}
 # shellcheck source=bench/gpu/common.sh
 source bench/gpu/common.sh
+# First the device-side pieces' correctness (device-assembled augmentation bit-identical to the
+# host's, bf16 training): one JSON line, also in $OUT/device_checks.json.
+step "device checks" "$B/device_checks" --device cuda >"$OUT/device_checks.json" 2>&1
+cat "$OUT/device_checks.json"
 step "paper-scale benchmark" "$PY" bench/gpu/paper_scale.py --bin "$B/train_throughput" --json "$OUT/paper_scale.json" \
     "$@" >"$OUT/paper_scale.txt" 2>&1
 cat "$OUT/paper_scale.txt"

@@ -10,13 +10,15 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
 cd "$DEPTHPROBE_ROOT"
-cargo build --release --locked -p depthprobe --bins --example train_throughput --example sweep_throughput
+cargo build --release --locked -p depthprobe --bins --example train_throughput --example sweep_throughput \
+    --example device_checks
 out=bench/out/gpu
 rm -rf "$out" && mkdir -p "$out/data/mnist"
 strip -o "$out/depthprobe" target/release/depthprobe
 strip -o "$out/depthprobe-engine" target/release/depthprobe-engine
 strip -o "$out/train_throughput" target/release/examples/train_throughput
 strip -o "$out/sweep_throughput" target/release/examples/sweep_throughput
+strip -o "$out/device_checks" target/release/examples/device_checks
 cp "${DEPTHPROBE_DATA:?set DEPTHPROBE_DATA to the folder with mnist/}"/mnist/*.gz "$out/data/mnist/"
 if [ -n "${BASELINE:-}" ]; then
   mkdir -p "$out/baseline"

@@ -5,6 +5,7 @@ use depthprobe::rng::Rng;
 
 /// Random N(0, 1) inputs of `shape` with random labels of 10 classes: `n` train and 128 test
 /// samples. The loss stays near ln 10, so no denormal gradients skew CPU timings.
+#[allow(dead_code)] // not every example uses every helper
 pub fn random_dataset(shape: Vec<usize>, n: usize) -> Dataset {
     let per: usize = shape.iter().product();
     let mut r = Rng::new(1);
