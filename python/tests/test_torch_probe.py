@@ -55,15 +55,17 @@ def measure(tmp_path, train_embs, ytr, test_embs, yte, extra=()):
     return json.loads((out / "summary.json").read_text())
 
 
-def assert_same(ours, cli, rel=1e-6):
+def assert_same(ours, cli, rel=1e-6, loose=None):
+    """Equal layer by layer: floats within `rel` relative, or within loose[key] for keys named there."""
     assert ours["effective_depth"] == cli["effective_depth"]
     assert len(ours["layers"]) == len(cli["layers"])
     for a, b in zip(ours["layers"], cli["layers"]):
         assert a.keys() == b.keys()
         for k, v in b.items():
             w = a[k]
+            tol = (loose or {}).get(k, rel)
             if isinstance(v, float) and isinstance(w, float):
-                assert w == v or abs(w - v) <= rel * max(abs(v), 1e-12), f"layer {b['layer']} {k}: {w} vs {v}"
+                assert w == v or abs(w - v) <= tol * max(abs(v), 1e-12), f"layer {b['layer']} {k}: {w} vs {v}"
             else:
                 assert w == v, f"layer {b['layer']} {k}: {w} vs {v}"
 
@@ -289,8 +291,12 @@ def test_data_parallel_shards_merge_to_one_probe(k):
     for t in threads:
         t.join()
     assert not errors, errors
+    # The effective rank comes from √λ of the Gram's eigenvalues, so eigenvalues at the Gram's
+    # rounding (about 1e-16·λ_max, of either sign) become singular values near 1e-8·σ_max and move
+    # it by about 1e-8 when the summation order changes (3.8e-9 measured on an AMD EPYC): it is
+    # compared at 1e-6, everything else at 1e-9.
     for r in results:
-        assert_same(r, whole, rel=1e-9)
+        assert_same(r, whole, rel=1e-9, loose={"effective_rank": 1e-6})
 
     # The same with the NumPy LayerProbe: take, merge, absorb by hand (pickled in between).
     import pickle
