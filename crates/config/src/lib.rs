@@ -212,18 +212,16 @@ impl Default for ProbeConfig {
 
 /// Every valid dotted key, from the default config's own serialisation (one source of truth).
 pub fn valid_keys() -> Vec<String> {
-    let v = toml::Value::try_from(Config::default()).expect("default config serializes");
+    // Keys left out of a written config when default (so run ids stay stable) are set to
+    // something else here, so that every key is written.
+    let mut every = Config::default();
+    every.train.precision = Precision::Bf16;
+    let v = toml::Value::try_from(every).expect("the config serializes");
     let mut keys = Vec::new();
     if let toml::Value::Table(t) = v {
         for (s, sub) in t {
             if let toml::Value::Table(st) = sub {
-                for k in st.keys() {
-                    keys.push(format!("{s}.{k}"));
-                    // Keys left out of a written config when default (so run ids stay stable).
-                    if s == "train" && k == "numerics" {
-                        keys.push("train.precision".into());
-                    }
-                }
+                keys.extend(st.keys().map(|k| format!("{s}.{k}")));
             }
         }
     }
