@@ -104,9 +104,10 @@ pub struct Trainer {
     num_classes: usize,
     xbuf: Vec<f32>,
     one: Vec<f32>,
-    /// The shared train inputs [N, …] on the device (see `resident_inputs`).
+    /// The shared train inputs [N, …] on the device, for unaugmented batches (see `new`).
     resident: Option<Tensor>,
-    /// The shared train images on the device, for augmented batches (see `device_images`).
+    /// The shared train images on the device, for augmented batches; bit for bit the host's
+    /// (engine/device_data.rs), so where batches are made changes no number.
     images: Option<DeviceImages>,
     /// Whether all networks see the same inputs in the train / test split: the probe then sends
     /// one copy of each batch through the first layer against all K weights.
@@ -159,20 +160,23 @@ impl Trainer {
         super::shim::set_tf32(tf32_matmul, tf32_conv)?;
         // bf16 ConvNets run channels-last (NHWC strides): oneDNN's and cuDNN's bfloat16
         // convolutions are fastest so. Logical shapes, checkpoints and embeddings are unchanged.
-        let channels_last = t.precision == Precision::Bf16 && vs.variables().values().any(|v| v.dim() == 4);
-        if channels_last {
-            for (_, mut v) in vs.variables() {
-                if v.dim() == 4 {
-                    let cl = to_channels_last(&v);
-                    tch::no_grad(|| v.set_data(&cl));
-                }
+        let mut channels_last = false;
+        for (_, mut v) in vs.variables() {
+            if t.precision == Precision::Bf16 && v.dim() == 4 {
+                let cl = to_channels_last(&v);
+                tch::no_grad(|| v.set_data(&cl));
+                channels_last = true;
             }
         }
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
         let shared = [same_inputs(data, false), same_inputs(data, true)];
         let augment = g.augment && d0.shape.len() == 3;
-        let resident = resident_inputs(d0, shared[0] && !augment, k, device);
-        let images = device_images(d0, shared[0] && augment, k, device);
+        // Train batches are put together on the device when every network trains on the same
+        // inputs and there is something to gain: several networks gathering their batches there,
+        // or a GPU. A lone CPU network assembles its batches on the host.
+        let on_device = shared[0] && (k > 1 || device != Device::Cpu);
+        let resident = (on_device && !augment).then(|| resident_inputs(d0, device));
+        let images = if on_device && augment { DeviceImages::new(d0, device) } else { None };
         Ok(Trainer {
             vs,
             net,
@@ -354,27 +358,24 @@ impl Trainer {
         };
         for (it, &s) in starts.iter().enumerate().skip(first) {
             let e = (s + bs).min(n);
-            let (x, y) = match (&self.resident, &self.images) {
-                (_, Some(images)) => {
-                    let rows: Vec<&[usize]> = orders.iter().map(|o| &o[s..e]).collect();
-                    let y: Vec<i64> =
-                        (s..e).flat_map(|i| orders.iter().zip(data).map(move |(o, d)| d.train.labels[o[i]])).collect();
-                    (images.batch(&rows, &mut aug), Tensor::from_slice(&y).to_device(self.device))
-                }
-                (Some(xr), None) => {
-                    // Row b of network k at b·K + k: the gather lands channel-stacked.
-                    let idx: Vec<i64> = (s..e).flat_map(|i| orders.iter().map(move |o| o[i] as i64)).collect();
-                    let y: Vec<i64> =
-                        (s..e).flat_map(|i| orders.iter().zip(data).map(move |(o, d)| d.train.labels[o[i]])).collect();
-                    let idx = Tensor::from_slice(&idx).to_device(self.device);
-                    let mut shape = vec![(e - s) as i64, k as i64 * self.shape[0]];
-                    shape.extend(&self.shape[1..]);
-                    (xr.index_select(0, &idx).view(shape.as_slice()), Tensor::from_slice(&y).to_device(self.device))
-                }
-                (None, None) => {
-                    let rows: Vec<&[usize]> = orders.iter().map(|o| &o[s..e]).collect();
-                    self.batch(data, false, &rows, &mut aug)
-                }
+            let rows: Vec<&[usize]> = orders.iter().map(|o| &o[s..e]).collect();
+            let (x, y) = if self.resident.is_none() && self.images.is_none() {
+                self.batch(data, false, &rows, &mut aug)
+            } else {
+                // Row b of network k at b·K + k: the batch lands channel-stacked.
+                let y: Vec<i64> =
+                    (s..e).flat_map(|i| orders.iter().zip(data).map(move |(o, d)| d.train.labels[o[i]])).collect();
+                let x = match (&self.images, &self.resident) {
+                    (Some(images), _) => images.batch(&rows, &mut aug),
+                    (None, xr) => {
+                        let xr = xr.as_ref().expect("the host path is taken above");
+                        let idx: Vec<i64> = (s..e).flat_map(|i| orders.iter().map(move |o| o[i] as i64)).collect();
+                        let mut shape = vec![(e - s) as i64, k as i64 * self.shape[0]];
+                        shape.extend(&self.shape[1..]);
+                        xr.index_select(0, &Tensor::from_slice(&idx).to_device(self.device)).view(shape.as_slice())
+                    }
+                };
+                (x, Tensor::from_slice(&y).to_device(self.device))
             };
             let logits = self.forward(&x, false, true, false).logits;
             let (loss, per) = self.losses(&logits, &y);
@@ -701,16 +702,6 @@ fn network_slice(t: &Tensor, b: i64, k: usize, n: usize) -> Tensor {
     t.reshape([b, n as i64, -1]).select(1, k as i64)
 }
 
-/// The shared train images on the device for augmented batches, when every network augments the
-/// same images (`shared`) and there is something to gain, as for `resident_inputs`. The batches
-/// are the host's bit for bit (engine/device_data.rs), so where they are made changes no number.
-fn device_images(d0: &Dataset, shared: bool, k: usize, device: Device) -> Option<DeviceImages> {
-    if !shared || (k == 1 && device == Device::Cpu) {
-        return None;
-    }
-    DeviceImages::new(d0, device)
-}
-
 /// The same 4-D tensor with channels-last strides (NHWC in memory, NCHW logically), as
 /// PyTorch's `memory_format=torch.channels_last` gives it.
 fn to_channels_last(t: &Tensor) -> Tensor {
@@ -724,17 +715,12 @@ fn same_inputs(data: &[&Dataset], test: bool) -> bool {
     data.iter().all(|d| d.shape == d0.shape && d.split(test).storage == d0.split(test).storage)
 }
 
-/// The shared train inputs on the device, when every network trains on the same inputs without
-/// augmentation (`shared`) and there is something to gain: several networks gathering their
-/// batches there, or a GPU. A lone CPU network assembles its batches on the host as before.
-fn resident_inputs(d0: &Dataset, shared: bool, k: usize, device: Device) -> Option<Tensor> {
-    if !shared || (k == 1 && device == Device::Cpu) {
-        return None;
-    }
+/// The shared train inputs [N, …] on the device, normalised, for unaugmented batches.
+fn resident_inputs(d0: &Dataset, device: Device) -> Tensor {
     let all: Vec<usize> = (0..d0.train.len()).collect();
     let mut x0 = Vec::new();
     d0.fill_batch(&d0.train, &all, None, &mut x0);
     let mut shape = vec![all.len() as i64];
     shape.extend(d0.shape.iter().map(|&s| s as i64));
-    Some(Tensor::from_slice(&x0).view(shape.as_slice()).to_device(device))
+    Tensor::from_slice(&x0).view(shape.as_slice()).to_device(device)
 }
