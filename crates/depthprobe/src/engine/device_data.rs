@@ -82,19 +82,22 @@ impl DeviceImages {
     fn transformed(&self, images: &Tensor, t: &[Transform]) -> Tensor {
         let (c, h, w) = (self.c, self.h, self.w);
         let n = t.len() as i64;
-        let per =
-            |f: &dyn Fn(&Transform) -> f64| self.on_device_f64(&t.iter().map(f).collect::<Vec<_>>()).view([n, 1, 1]);
-        let (sin, cos) = (per(&|t| t.sin), per(&|t| t.cos));
+        // Every image's parameters in one copy to the device: [5, n, 1, 1] (the offsets and the
+        // flip are small integers, exact in f64).
+        let columns: [fn(&Transform) -> f64; 5] =
+            [|t| t.sin, |t| t.cos, |t| t.flip as i64 as f64, |t| t.dy as f64, |t| t.dx as f64];
+        let params: Vec<f64> = columns.iter().flat_map(|f| t.iter().map(f)).collect();
+        let params = self.on_device(&params).view([5, n, 1, 1]);
+        let (sin, cos) = (params.get(0), params.get(1));
+        let (flip, dy, dx) =
+            (params.get(2).to_kind(Kind::Bool), params.get(3).to_kind(Kind::Int64), params.get(4).to_kind(Kind::Int64));
         let (cy, cx) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
         // (cos·fy − sin·fx) + cy and (sin·fy + cos·fx) + cx, one operation at a time, rounded half
         // away from zero: exactly f64::round of the host's expression.
         let ry = round_half_away(&((&cos * &self.fy - &sin * &self.fx) + cy));
         let rx = round_half_away(&((&sin * &self.fy + &cos * &self.fx) + cx));
-        let flip =
-            self.on_device(&t.iter().map(|t| t.flip as i64).collect::<Vec<_>>()).view([n, 1, 1]).to_kind(Kind::Bool);
         let rx = (-&rx + (w - 1)).where_self(&flip, &rx);
-        let sy = &ry + self.on_device(&t.iter().map(|t| t.dy).collect::<Vec<_>>()).view([n, 1, 1]);
-        let sx = &rx + self.on_device(&t.iter().map(|t| t.dx).collect::<Vec<_>>()).view([n, 1, 1]);
+        let (sy, sx) = (&ry + dy, &rx + dx);
         let inside = |v: &Tensor, len: i64| v.ge(0).logical_and(&v.lt(len));
         let valid =
             inside(&ry, h).logical_and(&inside(&rx, w)).logical_and(&inside(&sy, h)).logical_and(&inside(&sx, w));
@@ -103,11 +106,7 @@ impl DeviceImages {
         gathered * valid.view([n, 1, h * w]).to_kind(Kind::Uint8)
     }
 
-    fn on_device(&self, v: &[i64]) -> Tensor {
-        Tensor::from_slice(v).to_device(self.device)
-    }
-
-    fn on_device_f64(&self, v: &[f64]) -> Tensor {
+    fn on_device<T: tch::kind::Element>(&self, v: &[T]) -> Tensor {
         Tensor::from_slice(v).to_device(self.device)
     }
 }
