@@ -28,13 +28,9 @@ fn main() {
     let depth: usize = arg("--depth", depth).parse().unwrap();
     let width: usize = arg("--width", width).parse().unwrap();
     let mut cfg = common::bench_config(arch, depth, width, &device);
-    cfg.train.precision = match arg("--precision", "default").as_str() {
-        "default" => Precision::Default,
-        "fp32" => Precision::Fp32,
-        "tf32" => Precision::Tf32,
-        "bf16" => Precision::Bf16,
-        p => panic!("--precision {p}: expected default, fp32, tf32 or bf16"),
-    };
+    let precision = arg("--precision", "default");
+    cfg.train.precision = serde_json::from_value::<Precision>(serde_json::json!(precision))
+        .unwrap_or_else(|e| panic!("--precision {precision}: {e}"));
     let n = 128 * batches;
     let ds = common::random_dataset(shape, n);
     init_runtime(0, threads, Numerics::Native);
