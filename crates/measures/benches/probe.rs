@@ -1,9 +1,10 @@
 //! `cargo bench -p depthprobe-measures`: the two-pass probe over in-memory embeddings
 //! (20,000 train + 5,000 test samples × 4 layers × 512 dims, 10 classes). The end-to-end
-//! comparison with PyTorch lives in bench/measure_bench.py.
+//! comparison with PyTorch lives in bench/measure_bench.py. Also the Gram matrix alone (the rank
+//! measures' cost), in multiply-adds per second on one core, to compare with the core's peak.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use depthprobe_measures::{LayerProbe, ProbeSpec, Split};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use depthprobe_measures::{Gram, LayerProbe, ProbeSpec, Split};
 
 fn data(n: usize, d: usize, layers: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<u32>) {
     let mut s = seed;
@@ -54,5 +55,26 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn gram(c: &mut Criterion) {
+    let (n, d) = (8192, 512);
+    let (xs, _) = data(n, d, 1, 3);
+    let rows: Vec<&[f32]> = xs[0].chunks_exact(d).collect();
+    let mut g = c.benchmark_group("gram");
+    g.sample_size(10);
+    // Lower triangle only: N·D(D+1)/2 multiply-adds ("elements" in criterion's report).
+    g.throughput(Throughput::Elements((n * d * (d + 1) / 2) as u64));
+    g.bench_function("8192x512", |b| {
+        let mut gram = Gram::new(d);
+        b.iter(|| {
+            gram.begin_batch();
+            for batch in rows.chunks(1024) {
+                gram.stage(batch);
+            }
+            gram.commit();
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, gram);
 criterion_main!(benches);

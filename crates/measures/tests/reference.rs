@@ -547,8 +547,7 @@ fn rank_gram_holds_its_error_bound_on_badly_conditioned_data() {
             break;
         }
         let rows = (*b).min(n - start);
-        let x64: Vec<f64> = x32[start * d..(start + rows) * d].iter().map(|&v| v as f64).collect();
-        gram.update(&x64, rows);
+        gram.update(&x32[start * d..(start + rows) * d], rows);
         start += rows;
     }
     for i in 0..d {

@@ -16,9 +16,6 @@ use crate::statistics::{
 /// (256 × D × 8 bytes) stays in L2 for D ≤ 512. The NCC decisions' GEMM runs on such blocks,
 /// so changing this may change rounding in them.
 const BLOCK_ROWS: usize = 256;
-/// Rows per update of the Gram matrix: measured fastest on a 2-core AVX-512 machine at D = 512
-/// (64: 2.35 s for the benchmark's ranks, 256: 2.79 s, 1,024: 3.9 s).
-const GRAM_ROWS: usize = 64;
 /// Rows per group of the class moments (two-pass inside, Chan merges between): a group is read
 /// twice, and 512 rows stay in L2 for D ≤ 512. Batches up to this size (training's) reduce as one
 /// group, so their numbers do not depend on it; a multiple of BLOCK_ROWS.
@@ -73,8 +70,6 @@ struct HostLayer {
     decisions: Option<NccDecisions>,
     within: Option<WithinClassProjection>,
     x64: Vec<f64>,
-    /// The Gram's widened rows (pass 1; x64 is the decisions').
-    g64: Vec<f64>,
     x_sq: Vec<f64>,
     proj: Vec<f64>,
     scores: Vec<f64>,
@@ -93,7 +88,6 @@ impl HostLayer {
             within: plan.decisions.as_ref().filter(|_| plan.within).map(|o| WithinClassProjection::new(o.rank)),
             plan: plan.clone(),
             x64: Vec::new(),
-            g64: Vec::new(),
             x_sq: Vec::new(),
             proj: Vec::new(),
             scores: Vec::new(),
@@ -158,17 +152,9 @@ impl HostLayer {
                     }
                     if let Some(gram) = self.gram.as_mut() {
                         // Rank is of the measured classes' rows only.
-                        for (xs, cs) in xb.chunks(GRAM_ROWS * d).zip(cb.chunks(GRAM_ROWS)) {
-                            self.g64.clear();
-                            let mut kept = 0;
-                            for (row, c) in xs.chunks_exact(d).zip(cs) {
-                                if c.is_some() {
-                                    self.g64.extend(row.iter().map(|&v| v as f64));
-                                    kept += 1;
-                                }
-                            }
-                            gram.stage(&self.g64, kept);
-                        }
+                        let kept: Vec<&[f32]> =
+                            xb.chunks_exact(d).zip(cb).filter(|(_, c)| c.is_some()).map(|(r, _)| r).collect();
+                        gram.stage(&kept);
                     }
                     if self.decisions.is_some() {
                         if self.moments.is_some() {

@@ -13,6 +13,7 @@ mod agreement;
 mod class_moments;
 mod gram;
 mod ncc_decisions;
+mod syrk;
 mod within_scatter;
 
 use std::sync::Arc;
