@@ -4,15 +4,20 @@
 
 use faer::Mat;
 
-use super::syrk::{self, Isa};
+use super::syrk::{self, Isa, Start};
 
 #[derive(Clone, Debug)]
 pub struct Gram {
     pub dim: usize,
+    /// The whole D×D sum once `mirror` has run (the accepted rows are moved into it then).
     pub sum: Mat<f64>,
-    /// The batch being staged: Dp×Dp column-major, lower tiles (syrk.rs), added to `sum` once
-    /// the batch is accepted. Holds values only once `staged_rows` (not cleared between
-    /// batches: the first update of a batch overwrites it).
+    /// The accepted rows' running sums, Dp×Dp column-major, lower tiles (syrk.rs); holds values
+    /// only when `accepted_rows`.
+    accepted: Vec<f64>,
+    accepted_rows: bool,
+    /// The batch being staged: `accepted` plus its rows so far, same layout; holds values only
+    /// when `staged_rows`. Committing swaps the two, so accepting a batch copies nothing and a
+    /// refused one (never committed) leaves `accepted` as it was.
     staged: Vec<f64>,
     staged_rows: bool,
     /// The rows being multiplied, packed (syrk.rs).
@@ -21,15 +26,21 @@ pub struct Gram {
 
 impl Gram {
     pub fn new(dim: usize) -> Self {
-        Gram { dim, sum: Mat::zeros(dim, dim), staged: Vec::new(), staged_rows: false, packed: Vec::new() }
+        Gram::from_sum(dim, Mat::zeros(dim, dim))
     }
 
     /// A D×D row-major sum reduced elsewhere (a device).
     pub fn from_row_major(dim: usize, v: &[f64]) -> Self {
         assert_eq!(v.len(), dim * dim, "a Gram matrix is D×D");
+        Gram::from_sum(dim, Mat::from_fn(dim, dim, |i, j| v[i * dim + j]))
+    }
+
+    fn from_sum(dim: usize, sum: Mat<f64>) -> Self {
         Gram {
             dim,
-            sum: Mat::from_fn(dim, dim, |i, j| v[i * dim + j]),
+            sum,
+            accepted: Vec::new(),
+            accepted_rows: false,
             staged: Vec::new(),
             staged_rows: false,
             packed: Vec::new(),
@@ -48,44 +59,52 @@ impl Gram {
 
     /// Start staging a batch (`stage` its rows, then `commit`, or drop it by beginning anew).
     pub fn begin_batch(&mut self) {
-        let dp = syrk::padded(self.dim);
-        self.staged.resize(dp * dp, 0.0);
         self.staged_rows = false;
     }
 
-    /// Stage f32 rows of `dim` values. Summed in f64 from products that are exact, so the Gram
-    /// adds no f32 rounding of its own (the rank's threshold sits near f32 rounding, rank.rs),
-    /// and only the lower triangle is multiplied (half the work).
+    /// Stage f32 rows of `dim` values. Each entry is one running f64 sum over the accepted rows
+    /// in order, from products that are exact, so the Gram adds no f32 rounding of its own (the
+    /// rank's threshold sits near f32 rounding, rank.rs) and its bits do not depend on how the
+    /// rows were batched. Only the lower triangle is multiplied (half the work).
     pub fn stage(&mut self, rows: &[&[f32]]) {
         let dp = syrk::padded(self.dim);
-        assert_eq!(self.staged.len(), dp * dp, "begin_batch first");
+        self.staged.resize(dp * dp, 0.0);
         let isa = Isa::best();
         for chunk in rows.chunks(syrk::CHUNK) {
-            syrk::update_lower(isa, &mut self.staged, chunk, self.dim, &mut self.packed, !self.staged_rows);
+            let start = match (self.staged_rows, self.accepted_rows) {
+                (true, _) => Start::Same,
+                (false, true) => Start::From(&self.accepted),
+                (false, false) => Start::Zero,
+            };
+            syrk::update_lower(isa, &mut self.staged, start, chunk, self.dim, &mut self.packed);
             self.staged_rows = true;
         }
     }
 
-    /// Add the staged batch to the sum's lower triangle (`mirror` makes the sum whole again).
+    /// Accept the staged batch (`mirror` moves the accepted rows into `sum`).
     pub fn commit(&mut self) {
-        let (d, dp) = (self.dim, syrk::padded(self.dim));
-        assert_eq!(self.staged.len(), dp * dp, "begin_batch first");
-        if !self.staged_rows {
-            return;
+        if self.staged_rows {
+            std::mem::swap(&mut self.accepted, &mut self.staged);
+            self.accepted_rows = true;
+            self.staged_rows = false;
         }
-        for j in 0..d {
-            // Column j from the diagonal down: contiguous in both (column-major).
-            let src = &self.staged[j * dp + j..j * dp + d];
-            for (a, b) in self.sum.col_mut(j).subrows_mut(j, d - j).iter_mut().zip(src) {
-                *a += *b;
-            }
-        }
-        self.staged_rows = false;
     }
 
-    /// Copy the lower triangle onto the upper one, once the batches are in.
+    /// Add the accepted rows to `sum` and make it whole (lower triangle copied onto the upper),
+    /// once the batches are in.
     pub fn mirror(&mut self) {
-        for j in 1..self.dim {
+        let (d, dp) = (self.dim, syrk::padded(self.dim));
+        if self.accepted_rows {
+            for j in 0..d {
+                // Column j from the diagonal down: contiguous in both (column-major).
+                let src = &self.accepted[j * dp + j..j * dp + d];
+                for (a, b) in self.sum.col_mut(j).subrows_mut(j, d - j).iter_mut().zip(src) {
+                    *a += *b;
+                }
+            }
+            self.accepted_rows = false;
+        }
+        for j in 1..d {
             for i in 0..j {
                 self.sum[(i, j)] = self.sum[(j, i)];
             }
@@ -123,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_or_empty_batch_adds_nothing() {
+    fn batches_give_the_naive_sum_and_a_dropped_or_empty_batch_adds_nothing() {
         let d = 11;
         let x: Vec<f32> = (0..300 * d).map(|v| ((v * 7919) % 1000) as f32 / 97.0 - 5.0).collect();
         let rows: Vec<&[f32]> = x.chunks_exact(d).collect();
@@ -145,15 +164,18 @@ mod tests {
                 assert_eq!(g.sum[(i, j)], want[i * d + j], "({i}, {j})");
             }
         }
-        // Two batches sum as one stream of rows.
+        // Batches of any sizes give one running sum over the rows, the naive loop's bits.
         let mut h = Gram::new(d);
-        h.update(&x[..150 * d], 150);
-        h.update(&x[150 * d..], 150);
+        for (a, b) in [(0, 1), (1, 130), (130, 131), (131, 300)] {
+            h.begin_batch();
+            h.stage(&rows[a..b]);
+            h.commit();
+        }
+        h.mirror();
         let all = naive(&x, d);
-        let tol = 1e-12 * all.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for i in 0..d {
             for j in 0..d {
-                assert!((h.sum[(i, j)] - all[i * d + j]).abs() <= tol, "({i}, {j})");
+                assert_eq!(h.sum[(i, j)], all[i * d + j], "({i}, {j})");
             }
         }
     }

@@ -101,14 +101,33 @@ impl Isa {
     }
 }
 
-/// S += XᵀX on the tiles on and below the diagonal, X the f32 `rows` (each `dim` values), packed
-/// into `pack` first; S is Dp×Dp column-major. With `fresh`, S's old values are not read: the
-/// sums start from zero (the same bits as adding to zeros, without clearing S first).
-pub fn update_lower(isa: Isa, s: &mut [f64], rows: &[&[f32]], dim: usize, pack: &mut Vec<f64>, fresh: bool) {
+/// Where an update's sums start.
+#[derive(Clone, Copy)]
+pub enum Start<'a> {
+    /// From zero: S's old values are not read (the same bits as adding to zeros, without
+    /// clearing S first).
+    Zero,
+    /// From S's own values.
+    Same,
+    /// From another Dp×Dp matrix of the same layout (S's old values are not read).
+    From(&'a [f64]),
+}
+
+/// S = start + XᵀX on the tiles on and below the diagonal, X the f32 `rows` (each `dim` values),
+/// packed into `pack` first; S is Dp×Dp column-major.
+pub fn update_lower(isa: Isa, s: &mut [f64], start: Start, rows: &[&[f32]], dim: usize, pack: &mut Vec<f64>) {
     assert!(isa.available(), "{isa:?} kernel on a CPU without it");
     let (dp, kc) = (padded(dim), rows.len());
     assert_eq!(s.len(), dp * dp);
+    if let Start::From(a) = start {
+        assert_eq!(a.len(), dp * dp);
+    }
     if kc == 0 {
+        if let Start::From(a) = start {
+            s.copy_from_slice(a);
+        } else if let Start::Zero = start {
+            s.fill(0.0);
+        }
         return;
     }
     // Every value read is overwritten by pack_rows: no need to zero it.
@@ -119,19 +138,19 @@ pub fn update_lower(isa: Isa, s: &mut [f64], rows: &[&[f32]], dim: usize, pack: 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has the features (asserted above); the kernels index only inside
         // s (dp × dp) and pack (dp × kc), as the asserts above and the resize ensure.
-        Isa::Avx512 => unsafe { x86::avx512(s, dp, rows, dim, pack, fresh) },
+        Isa::Avx512 => unsafe { x86::avx512(s, dp, start, rows, dim, pack) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::avx2(s, dp, rows, dim, pack, fresh) },
+        Isa::Avx2 => unsafe { x86::avx2(s, dp, start, rows, dim, pack) },
         _ => {
             pack_rows(rows, dim, pack, widen_plain);
-            plain(s, dp, pack, kc, fresh)
+            plain(s, dp, start, pack, kc)
         }
     }
 }
 
 /// The reference loop, in the order every kernel keeps: per entry, rows in order.
-fn plain(s: &mut [f64], dp: usize, pack: &[f64], kc: usize, fresh: bool) {
+fn plain(s: &mut [f64], dp: usize, start: Start, pack: &[f64], kc: usize) {
     let np = dp / PANEL;
     let panel = |p: usize| &pack[p * panel_stride(kc)..][..kc * PANEL];
     for pj in 0..np {
@@ -140,12 +159,16 @@ fn plain(s: &mut [f64], dp: usize, pack: &[f64], kc: usize, fresh: bool) {
             let a = panel(pi);
             for c in 0..PANEL {
                 for r in 0..PANEL {
-                    let e = &mut s[(pj * PANEL + c) * dp + pi * PANEL + r];
-                    let mut acc = if fresh { 0.0 } else { *e };
+                    let at = (pj * PANEL + c) * dp + pi * PANEL + r;
+                    let mut acc = match start {
+                        Start::Zero => 0.0,
+                        Start::Same => s[at],
+                        Start::From(m) => m[at],
+                    };
                     for k in 0..kc {
                         acc += a[k * PANEL + r] * b[k * PANEL + c];
                     }
-                    *e = acc;
+                    s[at] = acc;
                 }
             }
         }
@@ -154,18 +177,28 @@ fn plain(s: &mut [f64], dp: usize, pack: &[f64], kc: usize, fresh: bool) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{pack_rows, PANEL};
+    use super::{pack_rows, Start, PANEL};
     use std::arch::x86_64::*;
+
+    /// Where a tile's sums start: None for zero, else the same offset in this matrix.
+    fn start_ptr(start: Start, s: &[f64]) -> Option<*const f64> {
+        match start {
+            Start::Zero => None,
+            Start::Same => Some(s.as_ptr()),
+            Start::From(m) => Some(m.as_ptr()),
+        }
+    }
 
     /// Tiles of 3 panels of rows (24) × one panel of columns (8): 24 accumulators of the 32
     /// registers, 3 row vectors, each column value broadcast from memory.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512(s: &mut [f64], dp: usize, rows: &[&[f32]], dim: usize, pack: &mut [f64], fresh: bool) {
+    pub(super) unsafe fn avx512(s: &mut [f64], dp: usize, start: Start, rows: &[&[f32]], dim: usize, pack: &mut [f64]) {
         // SAFETY (both): 8 f32 read and 8 f64 written, the arrays' sizes.
         pack_rows(rows, dim, pack, |x, y| unsafe {
             _mm512_storeu_pd(y.as_mut_ptr(), _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr())))
         });
         let (np, kc) = (dp / PANEL, rows.len());
+        let src = start_ptr(start, s);
         let (s, p) = (s.as_mut_ptr(), pack.as_ptr());
         for pj in 0..np {
             let mut pi = pj;
@@ -174,9 +207,9 @@ mod x86 {
                 // SAFETY: panels pi..pi+r and pj exist; the tile lies inside s.
                 unsafe {
                     match r {
-                        3 => tile512::<3>(s, dp, p, kc, pi, pj, fresh),
-                        2 => tile512::<2>(s, dp, p, kc, pi, pj, fresh),
-                        _ => tile512::<1>(s, dp, p, kc, pi, pj, fresh),
+                        3 => tile512::<3>(s, dp, p, kc, pi, pj, src),
+                        2 => tile512::<2>(s, dp, p, kc, pi, pj, src),
+                        _ => tile512::<1>(s, dp, p, kc, pi, pj, src),
                     }
                 }
                 pi += r;
@@ -194,18 +227,18 @@ mod x86 {
         kc: usize,
         pi: usize,
         pj: usize,
-        fresh: bool,
+        src: Option<*const f64>,
     ) {
         unsafe {
             let stride = super::panel_stride(kc);
             let a = p.add(pi * stride);
             let b = p.add(pj * stride);
-            let at = |c: usize, r: usize| s.add((pj * PANEL + c) * dp + (pi + r) * PANEL);
+            let at = |c: usize, r: usize| (pj * PANEL + c) * dp + (pi + r) * PANEL;
             let mut acc = [[_mm512_setzero_pd(); PANEL]; R];
-            if !fresh {
+            if let Some(src) = src {
                 for c in 0..PANEL {
                     for r in 0..R {
-                        acc[r][c] = _mm512_loadu_pd(at(c, r));
+                        acc[r][c] = _mm512_loadu_pd(src.add(at(c, r)));
                     }
                 }
             }
@@ -223,7 +256,7 @@ mod x86 {
             }
             for c in 0..PANEL {
                 for r in 0..R {
-                    _mm512_storeu_pd(at(c, r), acc[r][c]);
+                    _mm512_storeu_pd(s.add(at(c, r)), acc[r][c]);
                 }
             }
         }
@@ -232,13 +265,14 @@ mod x86 {
     /// Tiles of one panel of rows (8, two vectors) × 4 columns: 8 accumulators of the 16
     /// registers, with room for the row vectors and a broadcast.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2(s: &mut [f64], dp: usize, rows: &[&[f32]], dim: usize, pack: &mut [f64], fresh: bool) {
+    pub(super) unsafe fn avx2(s: &mut [f64], dp: usize, start: Start, rows: &[&[f32]], dim: usize, pack: &mut [f64]) {
         // SAFETY (both): 8 f32 read and 8 f64 written, the arrays' sizes.
         pack_rows(rows, dim, pack, |x, y| unsafe {
             _mm256_storeu_pd(y.as_mut_ptr(), _mm256_cvtps_pd(_mm_loadu_ps(x.as_ptr())));
             _mm256_storeu_pd(y.as_mut_ptr().add(4), _mm256_cvtps_pd(_mm_loadu_ps(x.as_ptr().add(4))));
         });
         let (np, kc) = (dp / PANEL, rows.len());
+        let src = start_ptr(start, s);
         let (s, p) = (s.as_mut_ptr(), pack.as_ptr());
         let stride = super::panel_stride(kc);
         for pj in 0..np {
@@ -248,12 +282,12 @@ mod x86 {
                     unsafe {
                         let a = p.add(pi * stride);
                         let b = p.add(pj * stride + half);
-                        let at = |c: usize, v: usize| s.add((pj * PANEL + half + c) * dp + pi * PANEL + 4 * v);
+                        let at = |c: usize, v: usize| (pj * PANEL + half + c) * dp + pi * PANEL + 4 * v;
                         let mut acc = [[_mm256_setzero_pd(); 4]; 2];
-                        if !fresh {
+                        if let Some(src) = src {
                             for c in 0..4 {
                                 for v in 0..2 {
-                                    acc[v][c] = _mm256_loadu_pd(at(c, v));
+                                    acc[v][c] = _mm256_loadu_pd(src.add(at(c, v)));
                                 }
                             }
                         }
@@ -268,7 +302,7 @@ mod x86 {
                         }
                         for c in 0..4 {
                             for v in 0..2 {
-                                _mm256_storeu_pd(at(c, v), acc[v][c]);
+                                _mm256_storeu_pd(s.add(at(c, v)), acc[v][c]);
                             }
                         }
                     }
@@ -315,13 +349,23 @@ mod tests {
                 }
             }
             for isa in [Isa::Avx512, Isa::Avx2, Isa::Plain].into_iter().filter(|i| i.available()) {
-                // Stale values in S, which the first (fresh) update must not read.
+                // The first chunk starts from zero over stale values (which it must not read), the
+                // second from another matrix (the same sums, copied), the rest from S itself.
                 let mut s = vec![f64::NAN; dp * dp];
+                let mut other = vec![f64::NAN; dp * dp];
                 let mut p = Vec::new();
                 // Chunks of different sizes, as the Gram's batches come.
                 for (i, chunk) in x.chunks(29 * d).enumerate() {
                     let rs: Vec<&[f32]> = chunk.chunks(d).collect();
-                    update_lower(isa, &mut s, &rs, d, &mut p, i == 0);
+                    match i {
+                        0 => update_lower(isa, &mut s, Start::Zero, &rs, d, &mut p),
+                        1 => {
+                            other.copy_from_slice(&s);
+                            s.fill(f64::NAN);
+                            update_lower(isa, &mut s, Start::From(&other), &rs, d, &mut p)
+                        }
+                        _ => update_lower(isa, &mut s, Start::Same, &rs, d, &mut p),
+                    }
                 }
                 for j in 0..d {
                     for i in j..d {
