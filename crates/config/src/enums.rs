@@ -185,6 +185,21 @@ impl Precision {
     }
 }
 
+/// Whether a GPU replays each training step as one captured CUDA graph (docs/method.md, "CUDA
+/// graphs"). The numbers are eager training's; only the kernel launches change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Graph {
+    /// Eager steps. The default until capture has been verified on a GPU.
+    #[default]
+    Off,
+    /// Capture on a CUDA device and check the first replayed step against an eager one; if
+    /// capture or that check fails, train eagerly and say why, once. On a CPU: eager.
+    Auto,
+    /// As `auto`, but a failure is an error, and so is a CPU device.
+    On,
+}
+
 /// A compute device: `cpu`, `cuda` (= `cuda:0`) or `cuda:N`. Whether it exists is checked by
 /// the engine when a run starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ mod enums;
 pub mod fuzz;
 
 pub use enums::{
-    Arch, BoundSplit, CorruptionMode, DatasetName, Device, EmbeddingPoint, Loss, Numerics, Precision, Reduction,
+    Arch, BoundSplit, CorruptionMode, DatasetName, Device, EmbeddingPoint, Graph, Loss, Numerics, Precision, Reduction,
     TopKind,
 };
 
@@ -104,6 +104,10 @@ pub struct TrainConfig {
     /// "Precision"). Left out of the written config when default, so run ids stay as they were.
     #[serde(skip_serializing_if = "is_default_precision")]
     pub precision: Precision,
+    /// Each full training step on a GPU as one replayed CUDA graph: "off" (the default), "auto"
+    /// or "on" (docs/method.md, "CUDA graphs"). Left out of the written config when "off".
+    #[serde(skip_serializing_if = "is_graph_off")]
+    pub graph: Graph,
     /// Write a checkpoint (model, momentum buffers, epoch) every N epochs and after the last
     /// (0 = after the last only); `depthprobe train --resume DIR` continues from it.
     pub checkpoint_every: usize,
@@ -168,6 +172,9 @@ impl Default for ModelConfig {
 fn is_default_precision(p: &Precision) -> bool {
     *p == Precision::Default
 }
+fn is_graph_off(g: &Graph) -> bool {
+    *g == Graph::Off
+}
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -186,6 +193,7 @@ impl Default for TrainConfig {
             threads: 0,
             numerics: Numerics::Native,
             precision: Precision::Default,
+            graph: Graph::Off,
             checkpoint_every: 10,
         }
     }
@@ -216,6 +224,7 @@ pub fn valid_keys() -> Vec<String> {
     // something else here, so that every key is written.
     let mut every = Config::default();
     every.train.precision = Precision::Bf16;
+    every.train.graph = Graph::Auto;
     let v = toml::Value::try_from(every).expect("the config serializes");
     let mut keys = Vec::new();
     if let toml::Value::Table(t) = v {
@@ -542,6 +551,20 @@ mod tests {
         assert!(e.contains("train.precision") && e.contains("portable"), "{e}");
         let c = Config::from_toml("", "c", &["train.precision=\"tf32\"".into(), "train.numerics=\"portable\"".into()]);
         assert!(c.is_ok(), "tf32 is fp32 on a CPU, so it goes with portable numerics");
+    }
+
+    #[test]
+    fn graph_is_parsed_and_left_out_when_off() {
+        for (v, want) in [("off", Graph::Off), ("auto", Graph::Auto), ("on", Graph::On)] {
+            let c = Config::from_toml(&format!("[train]\ngraph = \"{v}\"\n"), "c.toml", &[]).unwrap();
+            assert_eq!(c.train.graph, want);
+            assert_eq!(Config::from_toml(&c.to_toml(), "again", &[]).unwrap(), c, "{v} round-trips");
+            assert_eq!(c.to_toml().contains("graph"), want != Graph::Off, "{v}");
+        }
+        assert_eq!(Config::default().train.graph, Graph::Off);
+        assert!(valid_keys().iter().any(|k| k == "train.graph"));
+        let e = format!("{:#}", Config::from_toml("[train]\ngraph = \"yes\"\n", "c.toml", &[]).unwrap_err());
+        assert!(e.contains("c.toml") && e.contains("yes") && e.contains("auto"), "{e}");
     }
 
     #[test]
