@@ -3,6 +3,9 @@
 # tch 0.24 is built for LibTorch 2.11: the two versions move together.
 DEPTHPROBE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPTHPROBE_TORCH_VERSION=2.11.0
+# CUDA's compiler-runtime headers (crt/), which the wheel's CUDA 13 runtime headers include but
+# do not ship: with them the engine is built with CUDA graph support (train.graph).
+DEPTHPROBE_CUDA_CRT_VERSION=13.0.88
 DEPTHPROBE_VENV="${DEPTHPROBE_VENV:-$DEPTHPROBE_ROOT/.venv}"
 
 # Where the wheel's LibTorch is, found without importing torch (that takes seconds): prints
@@ -20,6 +23,12 @@ if [ -z "$DEPTHPROBE_TORCH_LIB" ]; then
     python3 -m venv "$DEPTHPROBE_VENV" >&2
     "$DEPTHPROBE_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$DEPTHPROBE_TORCH_VERSION" numpy >&2
     DEPTHPROBE_TORCH_LIB="$(torch_lib)"
+fi
+
+if [ ! -e "$DEPTHPROBE_TORCH_LIB/../../nvidia/cu13/include/crt/host_config.h" ]; then
+    echo "depthprobe: one-time setup: installing nvidia-cuda-crt==$DEPTHPROBE_CUDA_CRT_VERSION (CUDA headers for CUDA graphs) ..." >&2
+    "$DEPTHPROBE_VENV/bin/pip" install --quiet --disable-pip-version-check "nvidia-cuda-crt==$DEPTHPROBE_CUDA_CRT_VERSION" >&2 ||
+        echo "depthprobe: could not install nvidia-cuda-crt; building without CUDA graph support" >&2
 fi
 
 export LIBTORCH_USE_PYTORCH=1

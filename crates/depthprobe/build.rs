@@ -33,7 +33,8 @@ fn main() {
     // `measure` pays LibTorch's start-up; the RUNPATH alone loads nothing, and every target
     // that links LibTorch (the library's unit tests too) needs it.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    for a in ["-Wl,--no-as-needed", "-ltorch_cuda", "-Wl,--as-needed"] {
+    // c10_cuda: the shim's CUDA graph calls (streams, the caching allocator) reference it.
+    for a in ["-Wl,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--as-needed"] {
         println!("cargo:rustc-link-arg-bin=depthprobe-engine={a}");
         println!("cargo:rustc-link-arg-tests={a}");
         println!("cargo:rustc-link-arg-examples={a}");
@@ -83,7 +84,30 @@ fn shim(lib: &str) {
     let include = std::path::Path::new(lib).join("../include");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    // CUDA graphs need CUDA's runtime headers: the wheel's NVIDIA package (CUDA 13 or 12), or a
+    // CUDA toolkit. Without them the shim says, at run time, that graphs are not built in.
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let site = std::path::Path::new(lib).join("../..");
+    let mut cuda: Vec<std::path::PathBuf> =
+        ["nvidia/cu13/include", "nvidia/cuda_runtime/include"].iter().map(|p| site.join(p)).collect();
+    if let Ok(home) = std::env::var("CUDA_HOME") {
+        cuda.push(std::path::Path::new(&home).join("include"));
+    }
+    cuda.push("/usr/local/cuda/include".into());
+    // A header package installed later (scripts/env.sh adds crt/) changes the folder.
+    for d in cuda.iter().filter(|d| d.is_dir()) {
+        println!("cargo:rerun-if-changed={}", d.display());
+    }
+    // cuda_runtime.h includes crt/host_config.h, which the wheel's runtime package lacks.
+    if let Some(dir) =
+        cuda.iter().find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists())
+    {
+        build.include(dir).define("DP_CUDA_GRAPHS", None);
+    } else {
+        println!("cargo:warning=CUDA headers not found: built without CUDA graph support (train.graph)");
+    }
+    build
         .cpp(true)
         .file("csrc/shim.cpp")
         .include(&include)

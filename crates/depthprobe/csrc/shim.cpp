@@ -8,6 +8,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+#ifdef DP_CUDA_GRAPHS
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 static char *dp_error(const char *what) { return strdup(what); }
 
@@ -42,6 +47,97 @@ char *dp_fused_sgd(at::Tensor **params, at::Tensor **bufs, size_t n, double weig
         return dp_error(e.what());
     }
 }
+
+// The same step with the learning rate read from a one-element float32 tensor on the parameters'
+// device (the _fused_sgd_.tensor_lr overload), so that a captured CUDA graph picks up a new rate
+// without being captured again.
+char *dp_fused_sgd_lr(at::Tensor **params, at::Tensor **bufs, size_t n, double weight_decay, double momentum,
+                      at::Tensor *lr, int release_grads) {
+    try {
+        c10::NoGradGuard no_grad;
+        std::vector<at::Tensor> ps, gs, bs;
+        for (size_t i = 0; i < n; i++) {
+            const at::Tensor &g = params[i]->grad();
+            if (!g.defined()) continue;
+            ps.push_back(*params[i]);
+            gs.push_back(g);
+            bs.push_back(*bufs[i]);
+        }
+        if (!ps.empty())
+            at::_fused_sgd_(ps, gs, bs, weight_decay, momentum, *lr, 0.0, false, false, false);
+        if (release_grads)
+            for (size_t i = 0; i < n; i++) params[i]->mutable_grad().reset();
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+
+// CUDA graphs (ATen's CUDAGraph, as torch.cuda.graph uses it). Compiled only where build.rs
+// found CUDA's headers; otherwise every call says so.
+#ifdef DP_CUDA_GRAPHS
+int dp_cuda_graphs_built() { return 1; }
+
+// Make `device` this thread's current device (a capture records the current device's current
+// stream) and a fresh non-default stream of it the current stream (capture needs a non-default
+// stream, and warm-up steps must run on the stream that is captured), once the device is idle.
+// Only c10_cuda's own functions: the inline CUDA guards would link the CUDA runtime directly.
+char *dp_cuda_use_side_stream(int device) {
+    try {
+        c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+        c10::cuda::device_synchronize();
+        c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device)));
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+
+// Start capturing the current stream into a new graph (its own memory pool), once the device
+// is idle (as torch.cuda.graph does).
+char *dp_graph_begin(void **out) {
+    at::cuda::CUDAGraph *g = nullptr;
+    try {
+        c10::cuda::device_synchronize();
+        g = new at::cuda::CUDAGraph();
+        g->capture_begin();
+        *out = g;
+        return nullptr;
+    } catch (const std::exception &e) {
+        delete g;
+        return dp_error(e.what());
+    }
+}
+
+// End the capture and instantiate the graph. On failure the graph is unusable (free it).
+char *dp_graph_end(void *g) {
+    try {
+        static_cast<at::cuda::CUDAGraph *>(g)->capture_end();
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+
+char *dp_graph_replay(void *g) {
+    try {
+        static_cast<at::cuda::CUDAGraph *>(g)->replay();
+        return nullptr;
+    } catch (const std::exception &e) {
+        return dp_error(e.what());
+    }
+}
+
+void dp_graph_free(void *g) { delete static_cast<at::cuda::CUDAGraph *>(g); }
+#else
+static const char *no_graphs = "this build has no CUDA graph support (CUDA's headers were not found at build time)";
+int dp_cuda_graphs_built() { return 0; }
+char *dp_cuda_use_side_stream(int) { return dp_error(no_graphs); }
+char *dp_graph_begin(void **) { return dp_error(no_graphs); }
+char *dp_graph_end(void *) { return dp_error(no_graphs); }
+char *dp_graph_replay(void *) { return dp_error(no_graphs); }
+void dp_graph_free(void *) {}
+#endif
 
 // Release every gradient (PyTorch's zero_grad(set_to_none=True)): no kernel per parameter.
 char *dp_grads_to_none(at::Tensor **params, size_t n) {

@@ -57,6 +57,27 @@ impl Sgd {
         .expect("fused SGD step");
     }
 
+    /// `step` with the learning rate read from `lr` (a one-element float32 tensor on the
+    /// parameters' device), as a captured CUDA graph needs it.
+    pub fn step_lr_tensor(&mut self, lr: &mut Tensor) {
+        let release = self.release_grads();
+        super::shim::fused_sgd_lr(
+            self.params.iter_mut().map(|(_, p)| p),
+            self.momentum_buffers.iter_mut(),
+            self.weight_decay,
+            self.momentum,
+            lr,
+            release,
+        )
+        .expect("fused SGD step");
+    }
+
+    /// Every tensor a step changes: the parameters, then their momentum buffers.
+    #[cfg(test)]
+    fn stepped(&self) -> impl Iterator<Item = &Tensor> {
+        self.params.iter().map(|(_, p)| p).chain(&self.momentum_buffers)
+    }
+
     /// The same step as separate in-place kernels per parameter: the reference the fused step
     /// is tested against (the step used before the fused kernel).
     #[cfg(test)]
@@ -99,6 +120,38 @@ mod tests {
     use super::*;
     use tch::nn::{self, Module};
     use tch::{Device, Kind};
+
+    /// The learning rate as a tensor (what a CUDA graph replays) gives the scalar rate's bits.
+    #[test]
+    fn tensor_learning_rate_matches_the_scalar_one() {
+        let run = |tensor_lr: bool| {
+            let vs = VarStore::new(Device::Cpu);
+            let (lin, x) = crate::engine::with_seed(3, || {
+                (
+                    nn::linear(vs.root() / "a", 5, 3, Default::default()),
+                    Tensor::randn([6, 5], (Kind::Float, Device::Cpu)),
+                )
+            });
+            let mut opt = Sgd::new(&vs, 0.9, 5e-4);
+            let mut lr_t = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+            for (step, lr) in [0.1, 0.05, 0.02].into_iter().enumerate() {
+                opt.zero_grad();
+                lin.forward(&(&x * (step + 1) as f64)).square().mean(Kind::Float).backward();
+                if tensor_lr {
+                    let _ = lr_t.fill_(lr);
+                    opt.step_lr_tensor(&mut lr_t);
+                } else {
+                    opt.step(lr);
+                }
+            }
+            opt.stepped().map(|t| t.copy()).collect::<Vec<_>>()
+        };
+        let (a, b) = (run(true), run(false));
+        assert_eq!(a.len(), 4);
+        for (x, y) in a.iter().zip(&b) {
+            assert!(x.equal(y), "tensor lr {x:?} vs scalar lr {y:?}");
+        }
+    }
 
     /// The fused kernel and the per-parameter kernels give the same parameters and momentum
     /// buffers over several steps (weight decay, momentum, a parameter without gradient).

@@ -17,7 +17,22 @@ extern "C" {
         lr: f64,
         release_grads: i32,
     ) -> *mut c_char;
+    fn dp_fused_sgd_lr(
+        params: *mut *mut CTensor,
+        bufs: *mut *mut CTensor,
+        n: usize,
+        weight_decay: f64,
+        momentum: f64,
+        lr: *mut CTensor,
+        release_grads: i32,
+    ) -> *mut c_char;
     fn dp_grads_to_none(params: *mut *mut CTensor, n: usize) -> *mut c_char;
+    fn dp_cuda_graphs_built() -> i32;
+    fn dp_cuda_use_side_stream(device: i32) -> *mut c_char;
+    fn dp_graph_begin(out: *mut *mut c_void) -> *mut c_char;
+    fn dp_graph_end(g: *mut c_void) -> *mut c_char;
+    fn dp_graph_replay(g: *mut c_void) -> *mut c_char;
+    fn dp_graph_free(g: *mut c_void);
     fn dp_set_tf32(matmul: i32, cudnn: i32) -> *mut c_char;
     fn dp_autocast_bf16(cuda: i32, enter: i32, was: i32, was_out: *mut i32) -> *mut c_char;
     fn dp_free_error(e: *mut c_char);
@@ -53,6 +68,71 @@ pub fn fused_sgd<'a>(
     check(unsafe {
         dp_fused_sgd(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr, release_grads as i32)
     })
+}
+
+/// `fused_sgd` with the learning rate read from `lr`, a one-element float32 tensor on the
+/// parameters' device (a captured graph then follows the schedule without a new capture).
+pub fn fused_sgd_lr<'a>(
+    params: impl Iterator<Item = &'a mut Tensor>,
+    bufs: impl Iterator<Item = &'a mut Tensor>,
+    weight_decay: f64,
+    momentum: f64,
+    lr: &mut Tensor,
+    release_grads: bool,
+) -> anyhow::Result<()> {
+    let (mut p, mut b) = (ptrs(params), ptrs(bufs));
+    assert_eq!(p.len(), b.len(), "one momentum buffer per parameter");
+    let lr = lr.as_mut_ptr() as *mut CTensor;
+    // SAFETY: every pointer is a live tch tensor borrowed mutably for the call.
+    check(unsafe {
+        dp_fused_sgd_lr(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr, release_grads as i32)
+    })
+}
+
+/// Whether this build can capture CUDA graphs (CUDA's headers were found when it was built).
+pub fn cuda_graphs_built() -> bool {
+    // SAFETY: returns a constant.
+    unsafe { dp_cuda_graphs_built() != 0 }
+}
+
+/// Make a fresh non-default stream of CUDA device `index` this thread's current one, once the
+/// device is idle: graphs are captured on such a stream, and the steps before must run on it.
+pub fn cuda_use_side_stream(index: usize) -> anyhow::Result<()> {
+    // SAFETY: plain arguments; errors come back as a message.
+    check(unsafe { dp_cuda_use_side_stream(index as i32) })
+}
+
+/// A CUDA graph (ATen's CUDAGraph) being captured from the current stream, then replayed.
+pub struct CudaGraph(*mut c_void);
+
+impl CudaGraph {
+    /// Start capturing the current (non-default) stream: the kernels that follow are recorded,
+    /// not run, until `end`.
+    pub fn begin() -> anyhow::Result<CudaGraph> {
+        let mut g = std::ptr::null_mut();
+        // SAFETY: out points to a live pointer; on success it holds a graph freed in Drop.
+        check(unsafe { dp_graph_begin(&mut g) })?;
+        Ok(CudaGraph(g))
+    }
+
+    /// End the capture and instantiate the graph (also after a failed capture, to stop it).
+    pub fn end(&mut self) -> anyhow::Result<()> {
+        // SAFETY: self.0 is a live graph.
+        check(unsafe { dp_graph_end(self.0) })
+    }
+
+    /// Run the captured kernels on the current stream.
+    pub fn replay(&self) -> anyhow::Result<()> {
+        // SAFETY: as above.
+        check(unsafe { dp_graph_replay(self.0) })
+    }
+}
+
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        // SAFETY: freed once, here.
+        unsafe { dp_graph_free(self.0) }
+    }
 }
 
 /// Release the gradients of `params` (zero_grad with set_to_none).
