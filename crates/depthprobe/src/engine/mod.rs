@@ -19,6 +19,7 @@ pub mod layers;
 pub mod network;
 mod sgd;
 mod shim;
+mod step_graph;
 pub mod trainer;
 
 use anyhow::{bail, Result};

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use depthprobe_config::{Loss, ModelConfig, Precision, ProbeConfig, Reduction, TrainConfig};
+use depthprobe_config::{Graph, Loss, ModelConfig, Precision, ProbeConfig, Reduction, TrainConfig};
 use depthprobe_measures::{
     drive, HostBatch, NetworkRows, Pass, Probe, ProbeError, ProbeResult, ProbeSpec, Split as ProbeSplit,
 };
@@ -23,6 +23,8 @@ use super::device_reducer::{DeviceBatch, DeviceReducer};
 use super::layers::Builder;
 use super::network::{build, EmbeddedLayer, Forward, Network};
 use super::sgd::Sgd;
+use super::shim::CudaGraph;
+use super::step_graph::{self, GraphState, StepGraph};
 use super::{copy_f32, host_f32, host_f64, resolve_device};
 use crate::data::Dataset;
 use crate::rng::Rng;
@@ -112,6 +114,8 @@ pub struct Trainer {
     /// Whether all networks see the same inputs in the train / test split: the probe then sends
     /// one copy of each batch through the first layer against all K weights.
     shared: [bool; 2],
+    /// Full-size steps as a replayed CUDA graph (step_graph.rs), or not.
+    graph: GraphState,
 }
 
 impl Trainer {
@@ -169,6 +173,7 @@ impl Trainer {
             }
         }
         let opt = Sgd::new(&vs, t.momentum, t.weight_decay);
+        let graph = graph_state(t.graph, device)?;
         let shared = [same_inputs(data, false), same_inputs(data, true)];
         let augment = g.augment && d0.shape.len() == 3;
         // Train batches are put together on the device when every network trains on the same
@@ -193,7 +198,13 @@ impl Trainer {
             resident,
             images,
             shared,
+            graph,
         })
+    }
+
+    /// Whether full-size training steps are replayed from a captured CUDA graph now.
+    pub fn graph_captured(&self) -> bool {
+        matches!(self.graph, GraphState::Ready(_))
     }
 
     pub fn networks(&self) -> usize {
@@ -377,14 +388,10 @@ impl Trainer {
                 };
                 (x, Tensor::from_slice(&y).to_device(self.device))
             };
-            let logits = self.forward(&x, false, true, false).logits;
-            let (loss, per) = self.losses(&logits, &y);
-            self.opt.zero_grad();
-            loss.backward();
-            self.opt.step(lr_at(&self.train, epoch, it, iters));
+            let (per, right) = self.step(&x, &y, lr_at(&self.train, epoch, it, iters), e - s == bs);
             tch::no_grad(|| {
-                loss_sum += per.detach() * (e - s) as f64;
-                correct += self.correct(&logits, &y);
+                loss_sum += per * (e - s) as f64;
+                correct += right;
             });
             seen += e - s;
             if it + 1 < iters && stop(it + 1) {
@@ -394,6 +401,115 @@ impl Trainer {
         }
         let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
         EpochEnd::Done((0..k).map(|i| EpochStats { loss: l[i] / seen as f64, acc: c[i] / seen as f64 }).collect())
+    }
+
+    /// One SGD step of every network on batch (x, y) at rate `lr`: each network's mean loss [K]
+    /// and correct count [K]. A full-size batch goes through the captured graph once there is
+    /// one (step_graph.rs); the last, smaller batch of an epoch always runs eagerly.
+    fn step(&mut self, x: &Tensor, y: &Tensor, lr: f64, full: bool) -> (Tensor, Tensor) {
+        if full {
+            match std::mem::replace(&mut self.graph, GraphState::Off) {
+                GraphState::Off => {}
+                GraphState::WarmUp(0) => {
+                    let (graph, out) = self.capture(x, y, lr);
+                    match graph {
+                        Ok(g) => self.graph = GraphState::Ready(g),
+                        Err(e) if self.train.graph == Graph::On => panic!("train.graph = \"on\": {e:#}"),
+                        Err(e) => step_graph::fall_back(&format!("{e:#}")),
+                    }
+                    return out;
+                }
+                GraphState::WarmUp(n) => self.graph = GraphState::WarmUp(n - 1),
+                GraphState::Ready(mut g) => {
+                    let out = g.step(x, y, lr);
+                    self.graph = GraphState::Ready(g);
+                    return out;
+                }
+            }
+        }
+        self.step_eager(x, y, lr)
+    }
+
+    fn step_eager(&mut self, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
+        let logits = self.forward(x, false, true, false).logits;
+        let (loss, per) = self.losses(&logits, y);
+        self.opt.zero_grad();
+        loss.backward();
+        self.opt.step(lr);
+        tch::no_grad(|| (per.detach(), self.correct(&logits, y)))
+    }
+
+    /// Capture the step on batch (x, y) and replay it once, checked against the same step done
+    /// eagerly from the same state. The step is done either way: the outputs returned are the
+    /// graph's when it is kept, the eager step's (and its state) when it is not.
+    fn capture(&mut self, x: &Tensor, y: &Tensor, lr: f64) -> (Result<StepGraph>, (Tensor, Tensor)) {
+        // Every tensor a step changes: variables (parameters, BatchNorm statistics), momentum.
+        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut state: Vec<Tensor> = named.into_iter().map(|(_, t)| t).collect();
+        state.extend(self.opt.state().into_iter().map(|(_, b)| b.shallow_clone()));
+        let copy = |ts: &[Tensor]| -> Vec<Tensor> { ts.iter().map(|t| t.copy()).collect() };
+        let before = copy(&state);
+        let eager = self.step_eager(x, y, lr);
+        let after = copy(&state);
+        step_graph::restore(&state, &before);
+        let (sx, sy) = (x.copy(), y.copy());
+        let mut lr_t = Tensor::from_slice(&[lr as f32]).to_device(self.device);
+        let mut tried = || -> Result<StepGraph> {
+            // Gradients released, so that the captured backward allocates them from the graph's
+            // own memory pool, at the addresses every replay reuses.
+            self.opt.zero_grad();
+            let mut graph = CudaGraph::begin().context("starting the capture")?;
+            let captured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let logits = self.forward(&sx, false, true, false).logits;
+                let (loss, per) = self.losses(&logits, &sy);
+                loss.backward();
+                self.opt.step_lr_tensor(&mut lr_t);
+                tch::no_grad(|| (per.detach(), self.correct(&logits, &sy)))
+            }));
+            // The capture is ended whatever happened inside it.
+            let ended = graph.end();
+            let (per, correct) = match captured {
+                Ok(out) => out,
+                Err(p) => {
+                    let what =
+                        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    bail!("a step could not be captured: {}", what.unwrap_or_else(|| "unknown error".into()))
+                }
+            };
+            ended.context("ending the capture")?;
+            graph.replay().context("replaying the captured step")?;
+            let mut got = copy(&state);
+            got.extend([per.copy(), correct.to_kind(Kind::Double)]);
+            let mut want: Vec<Tensor> = after.iter().map(|t| t.shallow_clone()).collect();
+            want.extend([eager.0.copy(), eager.1.to_kind(Kind::Double)]);
+            let d = step_graph::max_relative_difference(&got, &want);
+            if d > step_graph::AGREEMENT {
+                bail!(
+                    "the replayed step differs from the eager one by {d:.2e} (relative; at most {:.0e} allowed)",
+                    step_graph::AGREEMENT
+                );
+            }
+            Ok(StepGraph {
+                graph,
+                x: sx.shallow_clone(),
+                y: sy.shallow_clone(),
+                lr: lr_t.shallow_clone(),
+                per,
+                correct,
+            })
+        };
+        match tried() {
+            Ok(g) => {
+                let out = (g.per.shallow_clone(), g.correct.shallow_clone());
+                (Ok(g), out)
+            }
+            Err(e) => {
+                // Training continues from the eager step, as if no capture had been tried.
+                step_graph::restore(&state, &after);
+                (Err(e), eager)
+            }
+        }
     }
 
     /// The cursor of a stopped epoch rebuilt from every network's checkpointed part (all must
@@ -679,6 +795,32 @@ impl Trainer {
             seen: seen as usize,
             augment,
         }))
+    }
+}
+
+/// Where `train.graph` leaves a new trainer: "on" on a CPU, or in a build without graph support,
+/// is an error; "auto" there trains eagerly (saying why once); on a CUDA device the steps run
+/// on a side stream from now on, the capture after the warm-up steps.
+fn graph_state(mode: Graph, device: Device) -> Result<GraphState> {
+    let why = match (mode, device) {
+        (Graph::Off, _) => return Ok(GraphState::Off),
+        (_, Device::Cuda(_)) if !super::shim::cuda_graphs_built() => {
+            "this build has no CUDA graph support (CUDA's headers were not found when it was built)".to_string()
+        }
+        (_, Device::Cuda(i)) => {
+            super::shim::cuda_use_side_stream(i)?;
+            return Ok(GraphState::WarmUp(step_graph::WARM_UP_STEPS));
+        }
+        (_, Device::Cpu) => "CUDA graphs need a CUDA device, and this run trains on the CPU".to_string(),
+        (_, d) => format!("CUDA graphs need a CUDA device, and this run trains on {d:?}"),
+    };
+    match mode {
+        Graph::On => bail!("train.graph = \"on\": {why}"),
+        _ if device == Device::Cpu => Ok(GraphState::Off),
+        _ => {
+            step_graph::fall_back(&why);
+            Ok(GraphState::Off)
+        }
     }
 }
 
