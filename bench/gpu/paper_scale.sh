@@ -13,6 +13,9 @@ source bench/gpu/common.sh
 # host's, bf16 training): one JSON line, also in $OUT/device_checks.json.
 step "device checks" "$B/device_checks" --device cuda >"$OUT/device_checks.json" 2>&1
 cat "$OUT/device_checks.json"
+# train.graph: captured-and-replayed training against eager (tests/cuda_graph.rs, built here).
+step "CUDA graph test" "$B/cuda_graph_test" --test-threads 1 --nocapture >"$OUT/cuda_graph_test.txt" 2>&1
+cat "$OUT/cuda_graph_test.txt"
 step "paper-scale benchmark" "$PY" bench/gpu/paper_scale.py --bin "$B/train_throughput" --json "$OUT/paper_scale.json" \
     "$@" >"$OUT/paper_scale.txt" 2>&1
 cat "$OUT/paper_scale.txt"

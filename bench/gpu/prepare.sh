@@ -19,6 +19,11 @@ strip -o "$out/depthprobe-engine" target/release/depthprobe-engine
 strip -o "$out/train_throughput" target/release/examples/train_throughput
 strip -o "$out/sweep_throughput" target/release/examples/sweep_throughput
 strip -o "$out/device_checks" target/release/examples/device_checks
+# The CUDA graph test (tests/cuda_graph.rs): graph-replayed training against eager on the GPU.
+test_bin=$(cargo test --release --locked -p depthprobe --test cuda_graph --no-run --message-format=json 2>/dev/null |
+  "$DEPTHPROBE_PYTHON" -c 'import json, sys; print(next(m["executable"] for m in map(json.loads, sys.stdin)
+      if m.get("executable") and m["target"]["name"] == "cuda_graph"))')
+strip -o "$out/cuda_graph_test" "$test_bin"
 cp "${DEPTHPROBE_DATA:?set DEPTHPROBE_DATA to the folder with mnist/}"/mnist/*.gz "$out/data/mnist/"
 if [ -n "${BASELINE:-}" ]; then
   mkdir -p "$out/baseline"

@@ -4,6 +4,7 @@
 //!
 //!     train_throughput --model mlp|conv [--depth L] [--width H] [--rounds 5] [--threads 2]
 //!                      [--device cpu|cuda] [--batches N] [--precision default|fp32|tf32|bf16]
+//!                      [--graph off|auto|on]
 //! (defaults: MLP-10-512 on 1×32×32 input, CONV-8-64 on 3×32×32; both with BatchNorm)
 //! prints one JSON line: {"model": …, "samples_per_s": [...], "cpu_samples_per_s": [...], "batch": 128}
 //! where cpu_samples_per_s counts the process's CPU time (all threads, user + system) instead of
@@ -11,7 +12,7 @@
 
 mod common;
 
-use depthprobe::config::{Arch, Numerics, Precision};
+use depthprobe::config::{Arch, Graph, Numerics, Precision};
 use depthprobe::engine::init_runtime;
 use depthprobe::engine::trainer::{Group, Trainer};
 
@@ -31,6 +32,9 @@ fn main() {
     let precision = arg("--precision", "default");
     cfg.train.precision = serde_json::from_value::<Precision>(serde_json::json!(precision))
         .unwrap_or_else(|e| panic!("--precision {precision}: {e}"));
+    let graph = arg("--graph", "off");
+    cfg.train.graph =
+        serde_json::from_value::<Graph>(serde_json::json!(graph)).unwrap_or_else(|e| panic!("--graph {graph}: {e}"));
     let n = 128 * batches;
     let ds = common::random_dataset(shape, n);
     init_runtime(0, threads, Numerics::Native);
@@ -47,7 +51,8 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({"model": model, "depth": depth, "width": width,
-            "precision": cfg.train.precision.as_str(), "samples_per_s": rates,
+            "precision": cfg.train.precision.as_str(), "graph": graph, "captured": trainer.graph_captured(),
+            "samples_per_s": rates,
             "cpu_samples_per_s": cpu_rates, "batch": 128})
     );
 }
