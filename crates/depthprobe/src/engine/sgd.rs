@@ -7,6 +7,8 @@
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use super::shim::Lr;
+
 pub struct Sgd {
     /// Trainable variables by name, sorted (a fixed order: deterministic, and names for checkpoints).
     params: Vec<(String, Tensor)>,
@@ -45,31 +47,20 @@ impl Sgd {
     /// update above computed in one pass over each parameter); on a GPU it also releases the
     /// gradients (see `zero_grad`).
     pub fn step(&mut self, lr: f64) {
-        let release = self.release_grads();
-        super::shim::fused_sgd(
-            self.params.iter_mut().map(|(_, p)| p),
-            self.momentum_buffers.iter_mut(),
-            self.weight_decay,
-            self.momentum,
-            lr,
-            release,
-        )
-        .expect("fused SGD step");
+        self.fused(Lr::Value(lr));
     }
 
     /// `step` with the learning rate read from `lr` (a one-element float32 tensor on the
     /// parameters' device), as a captured CUDA graph needs it.
     pub fn step_lr_tensor(&mut self, lr: &mut Tensor) {
+        self.fused(Lr::Tensor(lr));
+    }
+
+    fn fused(&mut self, lr: Lr) {
         let release = self.release_grads();
-        super::shim::fused_sgd_lr(
-            self.params.iter_mut().map(|(_, p)| p),
-            self.momentum_buffers.iter_mut(),
-            self.weight_decay,
-            self.momentum,
-            lr,
-            release,
-        )
-        .expect("fused SGD step");
+        let params = self.params.iter_mut().map(|(_, p)| p);
+        super::shim::fused_sgd(params, self.momentum_buffers.iter_mut(), self.weight_decay, self.momentum, lr, release)
+            .expect("fused SGD step");
     }
 
     /// Every tensor a step changes: the parameters, then their momentum buffers.

@@ -15,15 +15,7 @@ extern "C" {
         weight_decay: f64,
         momentum: f64,
         lr: f64,
-        release_grads: i32,
-    ) -> *mut c_char;
-    fn dp_fused_sgd_lr(
-        params: *mut *mut CTensor,
-        bufs: *mut *mut CTensor,
-        n: usize,
-        weight_decay: f64,
-        momentum: f64,
-        lr: *mut CTensor,
+        lr_tensor: *mut CTensor,
         release_grads: i32,
     ) -> *mut c_char;
     fn dp_grads_to_none(params: *mut *mut CTensor, n: usize) -> *mut c_char;
@@ -52,6 +44,14 @@ fn ptrs<'a>(ts: impl Iterator<Item = &'a mut Tensor>) -> Vec<*mut CTensor> {
     ts.map(|t| t.as_mut_ptr() as *mut CTensor).collect()
 }
 
+/// The learning rate of a fused SGD step.
+pub enum Lr<'a> {
+    Value(f64),
+    /// A one-element float32 tensor on the parameters' device, read when the step runs (a
+    /// captured CUDA graph then follows the schedule without a new capture).
+    Tensor(&'a mut Tensor),
+}
+
 /// One fused SGD step over `params` (those with a gradient) and their momentum buffers, then
 /// with `release_grads` the gradients are released. See csrc/shim.cpp.
 pub fn fused_sgd<'a>(
@@ -59,34 +59,35 @@ pub fn fused_sgd<'a>(
     bufs: impl Iterator<Item = &'a mut Tensor>,
     weight_decay: f64,
     momentum: f64,
-    lr: f64,
+    lr: Lr,
     release_grads: bool,
 ) -> anyhow::Result<()> {
     let (mut p, mut b) = (ptrs(params), ptrs(bufs));
     assert_eq!(p.len(), b.len(), "one momentum buffer per parameter");
-    // SAFETY: every pointer is a live tch tensor borrowed mutably for the call.
+    let (value, tensor) = match lr {
+        Lr::Value(v) => (v, std::ptr::null_mut()),
+        Lr::Tensor(t) => (0.0, t.as_mut_ptr() as *mut CTensor),
+    };
+    // SAFETY: every pointer is a live tch tensor borrowed mutably for the call (or null).
     check(unsafe {
-        dp_fused_sgd(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr, release_grads as i32)
+        dp_fused_sgd(
+            p.as_mut_ptr(),
+            b.as_mut_ptr(),
+            p.len(),
+            weight_decay,
+            momentum,
+            value,
+            tensor,
+            release_grads as i32,
+        )
     })
 }
 
-/// `fused_sgd` with the learning rate read from `lr`, a one-element float32 tensor on the
-/// parameters' device (a captured graph then follows the schedule without a new capture).
-pub fn fused_sgd_lr<'a>(
-    params: impl Iterator<Item = &'a mut Tensor>,
-    bufs: impl Iterator<Item = &'a mut Tensor>,
-    weight_decay: f64,
-    momentum: f64,
-    lr: &mut Tensor,
-    release_grads: bool,
-) -> anyhow::Result<()> {
-    let (mut p, mut b) = (ptrs(params), ptrs(bufs));
-    assert_eq!(p.len(), b.len(), "one momentum buffer per parameter");
-    let lr = lr.as_mut_ptr() as *mut CTensor;
-    // SAFETY: every pointer is a live tch tensor borrowed mutably for the call.
-    check(unsafe {
-        dp_fused_sgd_lr(p.as_mut_ptr(), b.as_mut_ptr(), p.len(), weight_decay, momentum, lr, release_grads as i32)
-    })
+/// Release the gradients of `params` (zero_grad with set_to_none).
+pub fn grads_to_none<'a>(params: impl Iterator<Item = &'a mut Tensor>) -> anyhow::Result<()> {
+    let mut p = ptrs(params);
+    // SAFETY: as above.
+    check(unsafe { dp_grads_to_none(p.as_mut_ptr(), p.len()) })
 }
 
 /// Whether this build can capture CUDA graphs (CUDA's headers were found when it was built).
@@ -133,13 +134,6 @@ impl Drop for CudaGraph {
         // SAFETY: freed once, here.
         unsafe { dp_graph_free(self.0) }
     }
-}
-
-/// Release the gradients of `params` (zero_grad with set_to_none).
-pub fn grads_to_none<'a>(params: impl Iterator<Item = &'a mut Tensor>) -> anyhow::Result<()> {
-    let mut p = ptrs(params);
-    // SAFETY: as above.
-    check(unsafe { dp_grads_to_none(p.as_mut_ptr(), p.len()) })
 }
 
 /// Allow TF32 in a GPU's matrix products and in its convolutions (process-wide).
