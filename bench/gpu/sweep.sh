@@ -16,6 +16,7 @@
 # reported side by side.
 # Carry bench/out/gpu (bench/gpu/prepare.sh). Dry run here: DEV=cpu EPOCHS=2 bash bench/gpu/sweep.sh
 # Batched only, 128 runs in one model: SEEDS=32 BATCH=128 SINGLE=0 bash bench/gpu/sweep.sh
+# Training steps as replayed CUDA graphs (train.graph, docs/method.md): GRAPH=on bash bench/gpu/sweep.sh
 set -uo pipefail
 B=bench/out/gpu
 DEV=${DEV:-cuda}
@@ -23,6 +24,7 @@ EPOCHS=${EPOCHS:-10}
 SEEDS=${SEEDS:-8}      # runs = 4 × SEEDS
 BATCH=${BATCH:-32}     # networks per batched model
 SINGLE=${SINGLE:-1}    # 0: time the batched sweep only
+GRAPH=${GRAPH:-off}    # train.graph of every run
 [ "$SINGLE" = 1 ] && [ "$SEEDS" != 8 ] && { echo "the one-at-a-time comparison picks runs of the 8-seed plan: SEEDS=8, or SINGLE=0"; exit 2; }
 OUT=${OUT:-/tmp/depthprobe-gpu}
 PY=${PYTHON:-python3}
@@ -45,6 +47,7 @@ epochs = $EPOCHS
 milestones = []
 device = "$DEV"
 threads = 2
+graph = "$GRAPH"
 [config.corruption]
 mode = "per_sample"
 [config.probe]
