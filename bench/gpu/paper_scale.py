@@ -46,7 +46,10 @@ def depthprobe_ms(a, wl, precision, graph="off"):
            "--precision", precision, "--graph", graph]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
-        return None, p.stderr.strip()[-300:]
+        # The panic's message, not the backtrace note after it.
+        lines = [l for l in p.stderr.splitlines() if l.strip() and not l.startswith(("note:", "stack backtrace"))]
+        why = next((l for l in lines if "train.graph" in l or "Error" in l or "error" in l), None)
+        return None, (why or p.stderr.strip())[-300:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     if graph != "off" and not out.get("captured"):
         return None, "no graph was captured: " + p.stderr.strip()[-300:]
@@ -81,6 +84,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=10, help="PyTorch's untimed steps before timing")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads of both sides (0: their default)")
     ap.add_argument("--json", default="", help="also write every measurement here")
+    ap.add_argument("--graph", choices=["auto", "on", "off"], default="auto",
+                    help="also time depthprobe's step as a replayed CUDA graph (auto: on a GPU)")
     a = ap.parse_args()
     if a.threads == 0:
         a.threads = 2 if a.device == "cpu" else 8
@@ -89,7 +94,7 @@ def main():
     precisions = a.precisions.split(",")
     ours = {(w["key"], p): [] for w in wls for p in precisions}
     # depthprobe with train.graph = "on" (GPU only): the captured whole step.
-    graphs = a.device == "cuda"
+    graphs = a.graph == "on" or (a.graph == "auto" and a.device == "cuda")
     ours_graph = {(w["key"], p): [] for w in wls for p in precisions}
     theirs = {}  # (workload, precision, mode) -> [ms]
     notes = {}

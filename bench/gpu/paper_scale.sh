@@ -2,7 +2,8 @@
 # The paper-scale GPU benchmark (bench/gpu/paper_scale.py) on the device machine, with
 # bench/out/gpu carried (bench/gpu/prepare.sh builds it here). About 6 minutes on an H200:
 #   run(command="bash bench/gpu/paper_scale.sh", carry=["bench/out/gpu"], timeout_s=480)
-# The table and every measurement (paper_scale.json) are copied to $OUT.
+# The table and every measurement (paper_scale.json) are copied to $OUT. Arguments go to
+# paper_scale.py (e.g. --graph off or --precisions default,bf16 to shorten it).
 set -uo pipefail
 B=bench/out/gpu
 OUT=${OUT:-/tmp/depthprobe-gpu}
