@@ -17,6 +17,21 @@ cat "$OUT/device_checks.json"
 # train.graph: captured-and-replayed training against eager (tests/cuda_graph.rs, built here).
 step "CUDA graph test" "$B/cuda_graph_test" --test-threads 1 --nocapture >"$OUT/cuda_graph_test.txt" 2>&1
 cat "$OUT/cuda_graph_test.txt"
+# A probe of 60,000 + 10,000 MNIST images against one training epoch of the same network (the
+# issue's "probe at training speed"): one epoch, probes at initialisation and after it; the
+# phases line gives both (probe time is for the two probes).
+probe_vs_epoch() { # name, config, --set arguments...
+  local name=$1 cfg=$2; shift 2
+  DEPTHPROBE_PHASES=1 "$B/depthprobe" train "$cfg" --device "${DEV:-cuda}" --data-dir "$B/data" --set train.epochs=1 \
+    --set probe.every=1 "$@" --out "$(mktemp -d)/run" --quiet 2>&1 | grep '^phases' | sed "s/^/$name: /"
+}
+{
+  probe_vs_epoch "MLP-10-512" configs/paper/mlp-mnist.toml --set model.depth=10 --set model.width=512
+  probe_vs_epoch "MLP-10-512 graph" configs/paper/mlp-mnist.toml --set model.depth=10 --set model.width=512 \
+    --set 'train.graph="on"'
+  probe_vs_epoch "CONV-8-400" configs/paper/conv-mnist.toml --set model.depth=8 --set model.width=400
+} >"$OUT/probe_vs_epoch.txt" 2>&1
+cat "$OUT/probe_vs_epoch.txt"
 step "paper-scale benchmark" "$PY" bench/gpu/paper_scale.py --bin "$B/train_throughput" --json "$OUT/paper_scale.json" \
     "$@" >"$OUT/paper_scale.txt" 2>&1
 cat "$OUT/paper_scale.txt"
