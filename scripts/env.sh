@@ -25,10 +25,13 @@ if [ -z "$DEPTHPROBE_TORCH_LIB" ]; then
     DEPTHPROBE_TORCH_LIB="$(torch_lib)"
 fi
 
-if [ ! -e "$DEPTHPROBE_TORCH_LIB/../../nvidia/cu13/include/crt/host_config.h" ]; then
+# Tried once: a failed install leaves a marker instead of retrying on every command.
+if [ ! -e "$DEPTHPROBE_TORCH_LIB/../../nvidia/cu13/include/crt/host_config.h" ] && [ ! -e "$DEPTHPROBE_VENV/.no-cuda-crt" ]; then
     echo "depthprobe: one-time setup: installing nvidia-cuda-crt==$DEPTHPROBE_CUDA_CRT_VERSION (CUDA headers for CUDA graphs) ..." >&2
-    "$DEPTHPROBE_VENV/bin/pip" install --quiet --disable-pip-version-check "nvidia-cuda-crt==$DEPTHPROBE_CUDA_CRT_VERSION" >&2 ||
-        echo "depthprobe: could not install nvidia-cuda-crt; building without CUDA graph support" >&2
+    if ! "$DEPTHPROBE_VENV/bin/pip" install --quiet --disable-pip-version-check "nvidia-cuda-crt==$DEPTHPROBE_CUDA_CRT_VERSION" >&2; then
+        echo "depthprobe: could not install nvidia-cuda-crt; building without CUDA graph support (delete $DEPTHPROBE_VENV/.no-cuda-crt to try again)" >&2
+        touch "$DEPTHPROBE_VENV/.no-cuda-crt"
+    fi
 fi
 
 export LIBTORCH_USE_PYTORCH=1
