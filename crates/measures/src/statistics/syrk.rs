@@ -76,16 +76,7 @@ pub enum Isa {
 
 impl Isa {
     pub fn best() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Plain
+        [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.available()).unwrap_or(Isa::Plain)
     }
 
     pub fn available(self) -> bool {
@@ -113,22 +104,15 @@ pub enum Start<'a> {
     From(&'a [f64]),
 }
 
-/// S = start + XᵀX on the tiles on and below the diagonal, X the f32 `rows` (each `dim` values),
-/// packed into `pack` first; S is Dp×Dp column-major.
+/// S = start + XᵀX on the tiles on and below the diagonal, X the f32 `rows` (each `dim` values,
+/// at least one row), packed into `pack` first; S is Dp×Dp column-major.
 pub fn update_lower(isa: Isa, s: &mut [f64], start: Start, rows: &[&[f32]], dim: usize, pack: &mut Vec<f64>) {
     assert!(isa.available(), "{isa:?} kernel on a CPU without it");
     let (dp, kc) = (padded(dim), rows.len());
+    assert!(kc > 0, "an update of no rows");
     assert_eq!(s.len(), dp * dp);
     if let Start::From(a) = start {
         assert_eq!(a.len(), dp * dp);
-    }
-    if kc == 0 {
-        if let Start::From(a) = start {
-            s.copy_from_slice(a);
-        } else if let Start::Zero = start {
-            s.fill(0.0);
-        }
-        return;
     }
     // Every value read is overwritten by pack_rows: no need to zero it.
     let len = dp / PANEL * panel_stride(kc);
