@@ -12,7 +12,7 @@
 
 mod common;
 
-use depthprobe::config::{Arch, Graph, Numerics, Precision};
+use depthprobe::config::{Arch, Numerics};
 use depthprobe::engine::init_runtime;
 use depthprobe::engine::trainer::{Group, Trainer};
 
@@ -29,12 +29,9 @@ fn main() {
     let depth: usize = arg("--depth", depth).parse().unwrap();
     let width: usize = arg("--width", width).parse().unwrap();
     let mut cfg = common::bench_config(arch, depth, width, &device);
-    let precision = arg("--precision", "default");
-    cfg.train.precision = serde_json::from_value::<Precision>(serde_json::json!(precision))
-        .unwrap_or_else(|e| panic!("--precision {precision}: {e}"));
+    cfg.train.precision = common::config_value("--precision", &arg("--precision", "default"));
     let graph = arg("--graph", "off");
-    cfg.train.graph =
-        serde_json::from_value::<Graph>(serde_json::json!(graph)).unwrap_or_else(|e| panic!("--graph {graph}: {e}"));
+    cfg.train.graph = common::config_value("--graph", &graph);
     let n = 128 * batches;
     let ds = common::random_dataset(shape, n);
     init_runtime(0, threads, Numerics::Native);

@@ -24,6 +24,13 @@ pub fn arg(args: &[String], key: &str, default: &str) -> String {
     args.iter().position(|a| a == key).map(|i| args[i + 1].clone()).unwrap_or_else(|| default.to_string())
 }
 
+/// A config enum from a command-line value, by the config's own serde names (a bad value lists
+/// the valid ones).
+#[allow(dead_code)] // not every example uses every helper
+pub fn config_value<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> T {
+    serde_json::from_value(serde_json::json!(value)).unwrap_or_else(|e| panic!("{flag} {value}: {e}"))
+}
+
 /// The benchmark networks' training settings, as bench/torch_train_ref.py uses them: SGD at a
 /// constant lr 0.01 (momentum 0.9, weight decay 5e-4 by default), batch 128.
 pub fn bench_config(

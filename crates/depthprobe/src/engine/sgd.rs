@@ -63,12 +63,6 @@ impl Sgd {
             .expect("fused SGD step");
     }
 
-    /// Every tensor a step changes: the parameters, then their momentum buffers.
-    #[cfg(test)]
-    fn stepped(&self) -> impl Iterator<Item = &Tensor> {
-        self.params.iter().map(|(_, p)| p).chain(&self.momentum_buffers)
-    }
-
     /// The same step as separate in-place kernels per parameter: the reference the fused step
     /// is tested against (the step used before the fused kernel).
     #[cfg(test)]
@@ -112,67 +106,50 @@ mod tests {
     use tch::nn::{self, Module};
     use tch::{Device, Kind};
 
+    /// One step per rate in `lrs` of a small linear model (and a parameter without gradient),
+    /// `step` doing the update: every variable and momentum buffer afterwards, by name.
+    fn steps(lrs: &[f64], mut step: impl FnMut(&mut Sgd, f64)) -> Vec<(String, Tensor)> {
+        let vs = VarStore::new(Device::Cpu);
+        let (lin, x) = crate::engine::with_seed(7, || {
+            (nn::linear(vs.root() / "a", 6, 4, Default::default()), Tensor::randn([8, 6], (Kind::Float, Device::Cpu)))
+        });
+        let _unused = vs.root().var("unused", &[3], nn::Init::Const(1.0));
+        let mut opt = Sgd::new(&vs, 0.9, 5e-4);
+        for (i, &lr) in lrs.iter().enumerate() {
+            opt.zero_grad();
+            lin.forward(&(&x * (i + 1) as f64)).square().mean(Kind::Float).backward();
+            step(&mut opt, lr);
+        }
+        let mut vals: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vals.extend(opt.state().into_iter().map(|(n, b)| (format!("momentum.{n}"), b.copy())));
+        vals.sort_by(|a, b| a.0.cmp(&b.0));
+        vals
+    }
+
     /// The learning rate as a tensor (what a CUDA graph replays) gives the scalar rate's bits.
     #[test]
     fn tensor_learning_rate_matches_the_scalar_one() {
-        let run = |tensor_lr: bool| {
-            let vs = VarStore::new(Device::Cpu);
-            let (lin, x) = crate::engine::with_seed(3, || {
-                (
-                    nn::linear(vs.root() / "a", 5, 3, Default::default()),
-                    Tensor::randn([6, 5], (Kind::Float, Device::Cpu)),
-                )
-            });
-            let mut opt = Sgd::new(&vs, 0.9, 5e-4);
-            let mut lr_t = Tensor::zeros([1], (Kind::Float, Device::Cpu));
-            for (step, lr) in [0.1, 0.05, 0.02].into_iter().enumerate() {
-                opt.zero_grad();
-                lin.forward(&(&x * (step + 1) as f64)).square().mean(Kind::Float).backward();
-                if tensor_lr {
-                    let _ = lr_t.fill_(lr);
-                    opt.step_lr_tensor(&mut lr_t);
-                } else {
-                    opt.step(lr);
-                }
-            }
-            opt.stepped().map(|t| t.copy()).collect::<Vec<_>>()
-        };
-        let (a, b) = (run(true), run(false));
-        assert_eq!(a.len(), 4);
-        for (x, y) in a.iter().zip(&b) {
-            assert!(x.equal(y), "tensor lr {x:?} vs scalar lr {y:?}");
+        let lrs = [0.1, 0.05, 0.02];
+        let mut lr_t = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+        let a = steps(&lrs, |opt, lr| {
+            let _ = lr_t.fill_(lr);
+            opt.step_lr_tensor(&mut lr_t);
+        });
+        let b = steps(&lrs, |opt, lr| opt.step(lr));
+        assert_eq!(a.len(), b.len());
+        for ((n, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x.equal(y), "{n}: tensor lr {x:?} vs scalar lr {y:?}");
         }
+        let moved = &a.iter().find(|(n, _)| n == "a.weight").unwrap().1;
+        assert!(moved.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     }
 
     /// The fused kernel and the per-parameter kernels give the same parameters and momentum
     /// buffers over several steps (weight decay, momentum, a parameter without gradient).
     #[test]
     fn fused_step_matches_the_unfused_update() {
-        let run = |fused: bool| {
-            let vs = VarStore::new(Device::Cpu);
-            let (lin, x) = crate::engine::with_seed(7, || {
-                (
-                    nn::linear(vs.root() / "a", 6, 4, Default::default()),
-                    Tensor::randn([8, 6], (Kind::Float, Device::Cpu)),
-                )
-            });
-            let _unused = vs.root().var("unused", &[3], nn::Init::Const(1.0));
-            let mut opt = Sgd::new(&vs, 0.9, 5e-4);
-            for step in 0..4 {
-                opt.zero_grad();
-                lin.forward(&(&x * (step + 1) as f64)).square().mean(Kind::Float).backward();
-                if fused {
-                    opt.step(0.1);
-                } else {
-                    opt.step_unfused(0.1);
-                }
-            }
-            let mut vals: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-            vals.extend(opt.state().into_iter().map(|(n, b)| (format!("momentum.{n}"), b.copy())));
-            vals.sort_by(|a, b| a.0.cmp(&b.0));
-            vals
-        };
-        let (a, b) = (run(true), run(false));
+        let a = steps(&[0.1; 4], |opt, lr| opt.step(lr));
+        let b = steps(&[0.1; 4], |opt, lr| opt.step_unfused(lr));
         assert_eq!(a.len(), b.len());
         for ((na, ta), (_, tb)) in a.iter().zip(&b) {
             let diff = (ta - tb).abs().max().double_value(&[]);
