@@ -25,11 +25,11 @@ use tch::Kind;
 fn byte_images(n: usize) -> Dataset {
     let mut r = Rng::new(11);
     let split = |r: &mut Rng, n: usize| Split {
-        storage: Storage::Bytes {
-            pixels: (0..n * 3072).map(|_| r.below(256) as u8).collect(),
-            mean: data::CIFAR_MEAN.to_vec(),
-            std: data::CIFAR_STD.to_vec(),
-        },
+        storage: Storage::bytes(
+            (0..n * 3072).map(|_| r.below(256) as u8).collect(),
+            data::CIFAR_MEAN.to_vec(),
+            data::CIFAR_STD.to_vec(),
+        ),
         labels: (0..n).map(|i| (i % 10) as i64).collect(),
     };
     let train = split(&mut r, n);

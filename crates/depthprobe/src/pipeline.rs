@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use depthprobe_config::{Config, DatasetName};
+use depthprobe_config::{BoundSplit, Config, DatasetName};
 use depthprobe_measures::{ProbeResult, Split};
 use depthprobe_runfolder::{
     metric_rows, BatchInfo, CorruptionInfo, MetricBlock, MetricRow, NetworkMetrics, Position, RunFolder, Source,
@@ -141,13 +141,14 @@ pub fn train_group(runs: Vec<RunSpec>) -> Result<Vec<Result<RunResult>>> {
     Ok(results.into_iter().map(|r| r.expect("every run trained")).collect())
 }
 
-/// What identifies a loaded data set: its name, the seed (the synthetic set only), the folder.
-type DataKey = (DatasetName, Option<u64>, Option<PathBuf>);
+/// What identifies a run's samples: the data set's name, the seed (the synthetic set only), the
+/// folder, and the selection (train and test samples per class, the bound's halves).
+type DataKey = (DatasetName, Option<u64>, Option<PathBuf>, (usize, usize, BoundSplit));
 
-/// Each run's data, loading every distinct data set once (a group shares it; the synthetic one
-/// depends on the seed).
+/// Each run's data, loading every distinct data set once and selecting its samples once (a
+/// group's runs share both; the synthetic set depends on the seed).
 fn load_group_data(runs: &[RunSpec]) -> Result<Vec<Prepared>> {
-    let mut loaded: Vec<(DataKey, Dataset)> = Vec::new();
+    let mut loaded: Vec<(DataKey, data::Selected)> = Vec::new();
     let mut out = Vec::new();
     for r in runs {
         let c = &r.cfg;
@@ -155,15 +156,17 @@ fn load_group_data(runs: &[RunSpec]) -> Result<Vec<Prepared>> {
             c.data.dataset,
             (c.data.dataset == DatasetName::Synthetic).then_some(c.train.seed),
             data::data_root(c, r.opts.data_dir.as_deref()),
+            (c.data.train_per_class, c.data.test_per_class, c.data.bound_split),
         );
         let i = match loaded.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
-                loaded.push((key.clone(), data::load(c.data.dataset, key.2.as_deref(), c.train.seed)?));
+                let base = data::load(c.data.dataset, key.2.as_deref(), c.train.seed)?;
+                loaded.push((key.clone(), data::Selected::new(c, &base)?));
                 loaded.len() - 1
             }
         };
-        out.push(data::derive(c, &loaded[i].1)?);
+        out.push(loaded[i].1.corrupted(c)?);
     }
     Ok(out)
 }

@@ -25,7 +25,7 @@ fn model(arch: Arch, top_layers: usize, top_kind: TopKind) -> ModelConfig {
 fn gray(n: usize) -> Dataset {
     let mut r = Rng::new(5);
     let mut split = |n: usize| Split {
-        storage: Storage::Floats((0..n * 1024).map(|_| r.normal() as f32).collect()),
+        storage: Storage::floats((0..n * 1024).map(|_| r.normal() as f32).collect()),
         labels: (0..n).map(|i| (i % 10) as i64).collect(),
     };
     let (train, test) = (split(n), split(n / 2));

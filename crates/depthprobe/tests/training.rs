@@ -261,14 +261,10 @@ fn cifar_sample_loads_and_augments() {
         shape: vec![3, 32, 32],
         num_classes: 10,
         train: data::Split {
-            storage: data::Storage::Bytes {
-                pixels: px,
-                mean: data::CIFAR_MEAN.to_vec(),
-                std: data::CIFAR_STD.to_vec(),
-            },
+            storage: data::Storage::bytes(px, data::CIFAR_MEAN.to_vec(), data::CIFAR_STD.to_vec()),
             labels: labels.iter().map(|&l| l as i64).collect(),
         },
-        test: data::Split { storage: data::Storage::Floats(vec![]), labels: vec![] },
+        test: data::Split { storage: data::Storage::floats(vec![]), labels: vec![] },
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     ds.fill_batch(&ds.train, &[0, 1], None, &mut a);

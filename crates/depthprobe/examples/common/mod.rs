@@ -10,7 +10,7 @@ pub fn random_dataset(shape: Vec<usize>, n: usize) -> Dataset {
     let per: usize = shape.iter().product();
     let mut r = Rng::new(1);
     let split = |r: &mut Rng, n: usize| Split {
-        storage: Storage::Floats((0..n * per).map(|_| r.normal() as f32).collect()),
+        storage: Storage::floats((0..n * per).map(|_| r.normal() as f32).collect()),
         labels: (0..n).map(|_| r.below(10) as i64).collect(),
     };
     let train = split(&mut r, n);

@@ -60,7 +60,7 @@ fn load_idx_split(dirs: &[PathBuf], prefix: &str) -> Result<Split> {
         bail!("{}: label {l} at index {i} is ≥ the class count 10", lp.display());
     }
     Ok(Split {
-        storage: Storage::Bytes { pixels: pad_to_32(n, r, c, &px), mean: vec![MNIST_MEAN], std: vec![MNIST_STD] },
+        storage: Storage::bytes(pad_to_32(n, r, c, &px), vec![MNIST_MEAN], vec![MNIST_STD]),
         labels: labels.into_iter().map(|l| l as i64).collect(),
     })
 }
@@ -116,7 +116,7 @@ fn load_from(name: DatasetName, root: &Path) -> Result<Dataset> {
             let tp = find_file(std::slice::from_ref(&dir), &["test_batch.bin".to_string()])?;
             let test = cifar::parse_batch(&tp)?;
             let split = |(l, px): (Vec<u8>, Vec<u8>)| Split {
-                storage: Storage::Bytes { pixels: px, mean: CIFAR_MEAN.to_vec(), std: CIFAR_STD.to_vec() },
+                storage: Storage::bytes(px, CIFAR_MEAN.to_vec(), CIFAR_STD.to_vec()),
                 labels: l.into_iter().map(|v| v as i64).collect(),
             };
             Ok(Dataset { name, shape: vec![3, 32, 32], num_classes: 10, train: split(train), test: split(test) })

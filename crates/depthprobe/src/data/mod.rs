@@ -18,31 +18,43 @@ mod load;
 mod prepare;
 pub mod synthetic;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 use depthprobe_config::DatasetName;
 
 pub use augment::Transform;
 pub use corruption::Relabel;
 pub use load::{load, CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD};
-pub use prepare::{data_root, derive, prepare, Prepared};
+pub use prepare::{data_root, derive, prepare, Prepared, Selected};
 
 use crate::rng::Rng;
 
-/// Pixels are kept as bytes and normalised batch by batch (4× less memory than f32).
+/// Pixels are kept as bytes and normalised batch by batch (4× less memory than f32). The
+/// samples are shared, not copied, between clones: the runs of a batched group hold one copy
+/// of their common subset (they differ in labels only).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Storage {
-    Bytes { pixels: Vec<u8>, mean: Vec<f32>, std: Vec<f32> },
-    Floats(Vec<f32>),
+    Bytes { pixels: Arc<Vec<u8>>, mean: Vec<f32>, std: Vec<f32> },
+    Floats(Arc<Vec<f32>>),
 }
 
 impl Storage {
+    /// Images as bytes, with each channel's mean and standard deviation for normalising.
+    pub fn bytes(pixels: Vec<u8>, mean: Vec<f32>, std: Vec<f32>) -> Storage {
+        Storage::Bytes { pixels: Arc::new(pixels), mean, std }
+    }
+
+    /// Inputs used as they are.
+    pub fn floats(values: Vec<f32>) -> Storage {
+        Storage::Floats(Arc::new(values))
+    }
+
     /// The same kind of storage with no samples.
     pub fn emptied(&self) -> Storage {
         match self {
-            Storage::Bytes { mean, std, .. } => {
-                Storage::Bytes { pixels: Vec::new(), mean: mean.clone(), std: std.clone() }
-            }
-            Storage::Floats(_) => Storage::Floats(Vec::new()),
+            Storage::Bytes { mean, std, .. } => Storage::bytes(Vec::new(), mean.clone(), std.clone()),
+            Storage::Floats(_) => Storage::floats(Vec::new()),
         }
     }
 }
@@ -152,7 +164,7 @@ pub fn balanced_subset(ds: &Dataset, split: &Split, per_class: usize, which: &st
 /// The samples `keep` (indices into `split`), in that order.
 pub fn select(ds: &Dataset, split: &Split, keep: &[usize]) -> Split {
     let n = ds.sample_len();
-    // Whole samples by memcpy: a batched sweep group selects its subset once per run.
+    // Whole samples by memcpy.
     fn rows<T: Copy>(v: &[T], keep: &[usize], n: usize) -> Vec<T> {
         let mut out = Vec::with_capacity(keep.len() * n);
         for &i in keep {
@@ -161,10 +173,8 @@ pub fn select(ds: &Dataset, split: &Split, keep: &[usize]) -> Split {
         out
     }
     let storage = match &split.storage {
-        Storage::Floats(v) => Storage::Floats(rows(v, keep, n)),
-        Storage::Bytes { pixels, mean, std } => {
-            Storage::Bytes { pixels: rows(pixels, keep, n), mean: mean.clone(), std: std.clone() }
-        }
+        Storage::Floats(v) => Storage::floats(rows(v, keep, n)),
+        Storage::Bytes { pixels, mean, std } => Storage::bytes(rows(pixels, keep, n), mean.clone(), std.clone()),
     };
     Split { storage, labels: keep.iter().map(|&i| split.labels[i]).collect() }
 }
@@ -213,7 +223,7 @@ mod tests {
     fn bound_halves_are_balanced_disjoint_and_ordered() {
         // Class 0 five times (one is left over), class 1 four times, interleaved.
         let labels = vec![0, 1, 0, 1, 0, 0, 1, 1, 0];
-        let split = Split { storage: Storage::Floats(vec![0.0; labels.len()]), labels };
+        let split = Split { storage: Storage::floats(vec![0.0; labels.len()]), labels };
         let (s1, s2) = bound_halves(&split, 2);
         assert_eq!(s1, vec![0, 1, 2, 3]);
         assert_eq!(s2, vec![4, 5, 6, 7]);

@@ -39,7 +39,7 @@ pub fn generate(seed: u64) -> Dataset {
                 y.push(c as i64);
             }
         }
-        Split { storage: Storage::Floats(x), labels: y }
+        Split { storage: Storage::floats(x), labels: y }
     };
     let train = make(TRAIN_PER_CLASS);
     let test = make(TEST_PER_CLASS);

@@ -43,7 +43,7 @@ pub fn cifar_sample(per: usize, test: usize) -> Dataset {
     let (labels, px) =
         depthprobe_formats::cifar::parse_batch(&test_data().join("cifar-10-sample/test_batch_first500.bin")).unwrap();
     let split = Split {
-        storage: Storage::Bytes { pixels: px, mean: data::CIFAR_MEAN.to_vec(), std: data::CIFAR_STD.to_vec() },
+        storage: Storage::bytes(px, data::CIFAR_MEAN.to_vec(), data::CIFAR_STD.to_vec()),
         labels: labels.iter().map(|&l| l as i64).collect(),
     };
     let all = Dataset {
