@@ -16,37 +16,11 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Result};
 use depthprobe_config::{set_key, Config};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use depthprobe_sweep::{BoundSpec, Role};
 
 use crate::stats::{distinct, interval_of, mean, min_max, Interval, Verdict};
-
-/// What a planned run is for.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum Role {
-    /// A point of the axes grid.
-    Grid,
-    /// The bound's clean network `seed` trained on S1.
-    Clean { seed: usize },
-    /// The bound's network trained on S1 ∪ S̃2 with corruption fraction `p`, draw `draw`.
-    Noisy { p: f64, draw: usize },
-}
-
-/// The `[bound]` section: K clean networks on S1, K' noisy networks on S1 ∪ S̃2 per p.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BoundSpec {
-    /// K: clean networks trained on S1 (train seeds 0..K, offset by the base train.seed).
-    pub clean_seeds: usize,
-    /// K': corruption draws per p, each with its own train seed and corruption seed.
-    pub noisy_draws: usize,
-    /// The grid of corruption fractions p ∈ (0, 1/2).
-    pub p: Vec<f64>,
-    /// α ∈ (0, 1) of Proposition 1.
-    pub alpha: f64,
-    /// ε of the effective depth; must be one of probe.eps.
-    pub eps: f64,
-}
 
 /// Refuse a `[bound]` section that cannot give an estimate, naming the value.
 pub fn validate(b: &BoundSpec, base: &Config, axes: &[String], origin: &str) -> Result<()> {

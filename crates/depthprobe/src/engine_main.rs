@@ -118,33 +118,9 @@ enum SweepCmd {
         quiet: bool,
     },
     /// Run every run not yet done, at most N at once, with one progress view.
-    Local {
-        /// Sweep folder (written by `sweep plan`).
-        dir: PathBuf,
-        /// Runs at once (set train.threads so that N × threads ≤ cores).
-        #[arg(short = 'j', long = "jobs", default_value_t = 1, conflicts_with = "devices")]
-        jobs: usize,
-        /// One worker per device, e.g. cuda:0,cuda:1,cuda:2 (a device listed twice gets two);
-        /// groups of runs go to whichever worker is free. Default: --jobs workers, each run on its
-        /// config's train.device.
-        #[arg(long, value_delimiter = ',', value_name = "DEV,DEV,...")]
-        devices: Option<Vec<String>>,
-        /// Train up to K runs that differ only in seeds and label corruption as one batched model
-        /// per process: on a GPU many times the runs per hour (docs/performance.md).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Data folder (one subfolder per data set); else $DEPTHPROBE_DATA, else data.root.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// No live progress view; print the final status only.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Local(depthprobe::sweep::LocalArgs),
     /// Count done / failed / running / interrupted / pending runs; list failures.
-    Status {
-        /// Sweep folder.
-        dir: PathBuf,
-    },
+    Status(depthprobe::sweep::StatusArgs),
     /// Write DIR/submit.sbatch (a job array over the runs not done) and submit it with sbatch.
     Slurm {
         /// Sweep folder (written by `sweep plan`; the cluster's nodes must see it at the same path).
@@ -222,12 +198,8 @@ fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: Ru
     Ok(())
 }
 
-fn is_interrupted(e: &anyhow::Error) -> Option<i32> {
-    e.chain().find_map(|c| c.downcast_ref::<Interrupted>()).map(|i| i.signal)
-}
-
 fn resume_hint(e: &anyhow::Error, out: &std::path::Path) {
-    if is_interrupted(e).is_some() {
+    if interrupt::signal_of(e).is_some() {
         eprintln!(
             "the run has a checkpoint of the step it stopped at; continue it with `depthprobe train --resume {}`",
             out.display()
@@ -247,11 +219,11 @@ fn report(run: &RunResult, out: &std::path::Path) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Commands that train stop cleanly on SIGTERM, SIGINT and SIGUSR1 (interrupt.rs); the others
-    // keep the default: a signal ends them at once, which loses nothing.
+    // Commands that train stop cleanly on SIGTERM, SIGINT and SIGUSR1 (crates/sweep/src/
+    // interrupt.rs); the others keep the default: a signal ends them at once, which loses nothing.
     if matches!(
         cli.cmd,
-        Cmd::Train { .. } | Cmd::Demo { .. } | Cmd::Sweep { cmd: SweepCmd::Run { .. } | SweepCmd::Local { .. } }
+        Cmd::Train { .. } | Cmd::Demo { .. } | Cmd::Sweep { cmd: SweepCmd::Run { .. } | SweepCmd::Local(_) }
     ) {
         interrupt::install();
     }
@@ -299,23 +271,7 @@ fn main() -> ExitCode {
             println!("wrote {} files to {} (open index.html or report.md)", r.files.len(), r.dir.display());
         }),
     };
-    match res {
-        Ok(()) => match interrupt::requested() {
-            // A sweep that stopped on a signal after its runs checkpointed.
-            Some(sig) => ExitCode::from(interrupt::exit_code(sig)),
-            None => ExitCode::SUCCESS,
-        },
-        Err(e) => match is_interrupted(&e) {
-            Some(sig) => {
-                eprintln!("stopped: {e:#}");
-                ExitCode::from(interrupt::exit_code(sig))
-            }
-            None => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-    }
+    interrupt::exit_status(res)
 }
 
 fn sweep(cmd: SweepCmd) -> Result<()> {
@@ -329,7 +285,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             } else {
                 let out = out.expect("clap requires --out without --dry-run");
                 let plan = sweep::write_plan(&sweep, &out, &sets)?;
-                SweepDir(out.clone()).log_command();
+                SweepDir(out.clone()).log_command(depthprobe::BUILD);
                 println!("{}: {} runs planned in {}", plan.name, plan.runs.len(), out.display());
             }
             Ok(())
@@ -340,7 +296,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
                 .transpose()?;
             let mut failed = Vec::new();
             let d = SweepDir(dir);
-            d.log_command();
+            d.log_command(depthprobe::BUILD);
             let mut stopped = 0;
             for (i, o) in sweep::run_indices(&d, &index, device, data_dir.as_deref(), quiet)? {
                 match o {
@@ -361,41 +317,17 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             }
             Ok(())
         }
-        SweepCmd::Local { dir, jobs, devices, batch, data_dir, quiet } => {
-            let workers = match devices {
-                Some(list) => sweep::Workers::devices(&list)?,
-                None => sweep::Workers::jobs(jobs),
+        SweepCmd::Local(args) => {
+            let workers = match &args.devices {
+                Some(list) => sweep::Workers::devices(list, &depthprobe::engine::check_device)?,
+                None => sweep::Workers::jobs(args.jobs),
             };
-            let d = SweepDir(dir);
-            d.log_command();
-            let t0 = std::time::Instant::now();
-            let failed = sweep::run_local(&d, &workers, batch, data_dir.as_deref(), quiet)?;
-            let (text, _) = sweep::status_report(&d)?;
-            // The wall time of this command, for the report's provenance.
-            d.log_line(&format!(
-                "sweep local ended after {:.0} s wall: {}",
-                t0.elapsed().as_secs_f64(),
-                text.lines().last().unwrap_or("").trim()
-            ));
-            print!("{text}");
-            if let Some(sig) = interrupt::requested() {
-                eprintln!("stopped by {}: run the same command again to continue", interrupt::name(sig));
-            }
-            if failed > 0 {
-                anyhow::bail!(
-                    "{failed} run(s) failed (the others finished); fix the cause and run again to retry them"
-                );
-            }
-            Ok(())
+            sweep::local(&args, &workers, depthprobe::BUILD)
         }
-        SweepCmd::Status { dir } => {
-            let (text, _) = sweep::status_report(&SweepDir(dir))?;
-            print!("{text}");
-            Ok(())
-        }
+        SweepCmd::Status(args) => sweep::status(&args),
         SweepCmd::Slurm { dir, max_parallel, batch, sbatch_args, data_dir, no_submit } => {
             let d = SweepDir(dir);
-            d.log_command();
+            d.log_command(depthprobe::BUILD);
             match sweep::write_slurm(&d, max_parallel, batch, &sbatch_args, data_dir.as_deref())? {
                 None => println!("every run is done; nothing to submit"),
                 Some((script, n)) => {

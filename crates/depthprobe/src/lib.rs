@@ -14,21 +14,19 @@
 //! | the run folder as types (summary.json, metrics.csv, checkpoints) | crate `depthprobe-runfolder` |
 //! | `measure` on dumped embeddings, and the console table (no LibTorch) | crate `depthprobe-measure-cli` |
 //! | figures (SVG + PNG) | `figures` |
-//! | sweeps: plan, run locally or on SLURM | `sweep` |
+//! | sweeps: plan, train a planned run, SLURM | `sweep` |
+//! | a sweep's runs as processes: statuses, locks, `sweep local`, signals, progress (no LibTorch) | crate `depthprobe-sweep` |
 //! | the comparative generalization bound | `bound` |
 //! | the bound's uniform-errors assumption, tested | `uniform_errors` |
 //! | the sweep report: tables, figures, checks of the claims | `report` |
-//! | what the terminal shows | `progress`, `console` (from `depthprobe-measure-cli`) |
+//! | what the terminal shows | `progress` (from `depthprobe-sweep`), `console` (from `depthprobe-measure-cli`) |
 
 pub mod bound;
 pub mod data;
 pub mod engine;
 pub mod figures;
-pub mod interrupt;
-pub mod machine;
 pub mod phases;
 pub mod pipeline;
-pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod schedule;
@@ -39,6 +37,9 @@ pub mod uniform_errors;
 pub use depthprobe_config as config;
 /// `measure` and the console table live in a crate without LibTorch (the `depthprobe` binary).
 pub use depthprobe_measure_cli::{console, measure};
+/// Stop signals, the progress view and the machine's description live with the sweep runner, in a
+/// crate without LibTorch (the `depthprobe` binary runs `sweep local` from it).
+pub use depthprobe_sweep::{interrupt, machine, progress};
 
 /// The configuration `depthprobe demo` trains (also in configs/demo.toml).
 pub const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");

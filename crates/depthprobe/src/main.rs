@@ -1,28 +1,48 @@
-//! `depthprobe`: runs `measure` itself and hands every other command, unchanged, to
-//! `depthprobe-engine` beside it (docs/architecture.md, "Two binaries"). This binary does not link
-//! LibTorch, so `measure` does not pay LibTorch's start-up (about half a second); the engine,
-//! which trains, does.
+//! `depthprobe`: runs `measure`, `sweep local` and `sweep status` itself and hands every other
+//! command, unchanged, to `depthprobe-engine` beside it (docs/architecture.md, "Two binaries").
+//! This binary does not link LibTorch, so these commands do not pay LibTorch's start-up (about
+//! half a second): `measure` needs none, and `sweep local` only starts the runs' processes (the
+//! engine, which trains) and watches their folders. It uses crates without LibTorch only, never
+//! the `depthprobe` library.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use depthprobe_sweep::{interrupt, runner};
 
 /// This build, as the engine's `depthprobe::BUILD` says it.
 const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DEPTHPROBE_COMMIT"), ")");
 
 /// `depthprobe measure`: the same arguments and help as the engine's.
 #[derive(Parser)]
-#[command(name = "depthprobe measure", version = BUILD)]
+#[command(name = "depthprobe measure", bin_name = "depthprobe measure", version = BUILD)]
 struct Measure {
     #[command(flatten)]
     args: depthprobe_measure_cli::MeasureArgs,
 }
 
+/// `depthprobe sweep local|status`: the same arguments as the engine's.
+#[derive(Parser)]
+#[command(name = "depthprobe sweep", bin_name = "depthprobe sweep", version = BUILD)]
+struct Sweep {
+    #[command(subcommand)]
+    cmd: SweepCmd,
+}
+
+#[derive(Subcommand)]
+enum SweepCmd {
+    /// Run every run not yet done, at most N at once, with one progress view.
+    Local(runner::LocalArgs),
+    /// Count done / failed / running / interrupted / pending runs; list failures.
+    Status(runner::StatusArgs),
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "measure") {
+    let word = |i: usize| args.get(i).and_then(|a| a.to_str());
+    if word(1) == Some("measure") {
         let m = Measure::parse_from(args[1..].iter());
         return match depthprobe_measure_cli::run(m.args, BUILD) {
             Ok(()) => ExitCode::SUCCESS,
@@ -31,6 +51,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if word(1) == Some("sweep") && matches!(word(2), Some("local" | "status")) {
+        match Sweep::parse_from(args[1..].iter()).cmd {
+            SweepCmd::Status(a) => return interrupt::exit_status(runner::status(&a)),
+            // --devices are checked through LibTorch before anything starts: the engine does it.
+            SweepCmd::Local(a) if a.devices.is_some() => {}
+            SweepCmd::Local(a) => {
+                // As in the engine: a stop signal stops the runs cleanly (they checkpoint).
+                interrupt::install();
+                return interrupt::exit_status(runner::local(&a, &runner::Workers::jobs(a.jobs), BUILD));
+            }
+        }
     }
     let engine = match std::env::current_exe() {
         Ok(p) => p.with_file_name("depthprobe-engine"),

@@ -8,9 +8,9 @@
 //! a checkpoint.json that names a complete file, and every run the previous state too until all
 //! have the new one, so the group resumes together from the epoch they all have.
 //!
-//! A stop signal (`interrupt.rs`) ends training after the current step: every run checkpoints
-//! that step, is marked "interrupted" and returns [`Interrupted`]; resuming continues at the
-//! next step exactly as if nothing had happened.
+//! A stop signal (`interrupt.rs` of the crate `depthprobe-sweep`) ends training after the
+//! current step: every run checkpoints that step, is marked "interrupted" and returns
+//! [`Interrupted`]; resuming continues at the next step exactly as if nothing had happened.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -57,14 +57,8 @@ pub struct RunSpec {
     pub resume: bool,
 }
 
-/// Runs train as one model when their configs agree once seeds and label corruption are set
-/// aside (data subsets, architecture, schedule and probe settings all equal): this key.
-pub fn batch_key(cfg: &Config) -> String {
-    let mut c = cfg.clone();
-    c.train.seed = 0;
-    c.corruption = Default::default();
-    c.to_toml()
-}
+/// Which runs can train as one model (defined with the sweep runner, which groups them).
+pub use depthprobe_sweep::batch_key;
 
 /// Train as configured and probe every `probe.every` epochs.
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunResult> {

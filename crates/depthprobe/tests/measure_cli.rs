@@ -314,8 +314,8 @@ fn a_full_disk_fails_clearly_and_keeps_earlier_results() {
 }
 
 /// `depthprobe measure` runs in the binary without LibTorch (LD_DEBUG lists every library the
-/// loader opens), with the same results as the engine's `measure`; every other command is
-/// handed to the engine, which does load it.
+/// loader opens), with the same results as the engine's `measure`; commands that train are
+/// handed to the engine, which does load it (`sweep local` and `sweep status`: tests/sweep.rs).
 #[test]
 fn measure_starts_without_libtorch_and_the_rest_goes_to_the_engine() {
     let tmp = tempfile::tempdir().unwrap();

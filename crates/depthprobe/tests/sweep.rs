@@ -262,6 +262,33 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
 /// `--devices`: one worker per listed device, each group of runs on whichever worker is free,
 /// the device given to the run whatever its config says. On CPU the configs ask for a GPU that
 /// the workers' `cpu` overrides, so the runs finishing at all shows the override reached them.
+/// `sweep local` and `sweep status` run in the `depthprobe` binary without LibTorch (LD_DEBUG
+/// lists every library the loader opens); the runs' processes, the engine, do load it and train.
+/// With --devices the engine answers, since checking a device needs LibTorch.
+#[test]
+fn sweep_local_starts_without_libtorch_and_its_runs_train_in_the_engine() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "thin", "[axes]\n\"train.seed\" = [0, 1]\n");
+    let a = t.path().join("a");
+    ok(&["sweep", "plan", s(&f), "--out", s(&a)]);
+    let run = |args: &[&str]| Command::new(bin()).args(args).env("LD_DEBUG", "libs").output().unwrap();
+    let o = run(&["sweep", "local", s(&a), "--batch", "2", "--quiet"]);
+    let loaded = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{loaded}");
+    assert!(loaded.contains("libc.so"), "LD_DEBUG=libs lists what the loader opens: {loaded}");
+    assert!(!loaded.contains("libtorch"), "sweep local loaded LibTorch");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("2 runs · 2 done · 0 failed"));
+    // The group's process wrote its loader's lines to the group's log: it was the engine.
+    let plan = SweepDir(a.clone()).read_plan().unwrap();
+    let log = std::fs::read_to_string(a.join("logs").join(format!("{}.log", plan.runs[0].id))).unwrap();
+    assert!(log.contains("libtorch_cpu"), "{log}");
+    let o = run(&["sweep", "status", s(&a)]);
+    assert!(o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("libtorch"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("2 done"));
+    let o = run(&["sweep", "local", s(&a), "--devices", "cpu", "--quiet"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("libtorch_cpu"));
+}
+
 #[test]
 fn devices_give_one_worker_each_and_override_the_runs_device() {
     let t = tempfile::tempdir().unwrap();

@@ -23,55 +23,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use depthprobe_config::{check_key, set_key, Config};
 use depthprobe_runfolder::{json_text, write_all_atomic, write_atomic};
 
-pub use crate::bound::Role;
-use crate::bound::{self, BoundSpec};
+pub use depthprobe_sweep::plan::{BoundSpec, Plan, PlannedRun, Role, SweepDir, CHILD_ENV, PLAN_FORMAT};
 
-pub const PLAN_FORMAT: &str = "depthprobe-sweep-1";
-
-/// Set for the processes a sweep starts itself (`sweep local`'s children, SLURM tasks), so that
-/// only the user's commands go to commands.log.
-pub const CHILD_ENV: &str = "DEPTHPROBE_SWEEP_CHILD";
-
-/// The current UTC time as 2026-11-28T08:40:00Z.
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PlannedRun {
-    pub index: usize,
-    pub id: String,
-    /// The axis values of this run (dotted key → value), in axis order.
-    pub values: Vec<(String, toml::Value)>,
-    #[serde(flatten)]
-    pub role: Role,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Plan {
-    pub format: String,
-    pub name: String,
-    pub axes: Vec<String>,
-    pub bound: Option<BoundSpec>,
-    pub runs: Vec<PlannedRun>,
-}
+use crate::bound;
 
 /// The sweep file's top level.
 #[derive(Debug, Deserialize)]
@@ -84,72 +43,6 @@ struct SweepFile {
     #[serde(default)]
     axes: toml::Table,
     bound: Option<BoundSpec>,
-}
-
-/// Folder layout of a planned sweep.
-pub struct SweepDir(pub PathBuf);
-
-impl SweepDir {
-    pub fn plan_path(&self) -> PathBuf {
-        self.0.join("plan.json")
-    }
-    pub fn config_path(&self, id: &str) -> PathBuf {
-        self.0.join("configs").join(format!("{id}.toml"))
-    }
-    pub fn run_dir(&self, id: &str) -> PathBuf {
-        self.0.join("runs").join(id)
-    }
-    /// Held (flock) by the process training the run.
-    pub fn lock_path(&self, id: &str) -> PathBuf {
-        self.0.join("runs").join(format!("{id}.lock"))
-    }
-    /// Every command run on the sweep (plan, local, run, slurm), one line each: its provenance.
-    pub fn commands_path(&self) -> PathBuf {
-        self.0.join("commands.log")
-    }
-
-    /// Append this process's command line to commands.log (not for the runs a sweep starts
-    /// itself: they say `DEPTHPROBE_SWEEP_CHILD`). A failure to write is not an error.
-    pub fn log_command(&self) {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        self.log_line(&format!(
-            "depthprobe {} · depthprobe {} · on {}",
-            crate::BUILD,
-            args.join(" "),
-            crate::machine::describe()
-        ));
-    }
-
-    /// Append a time-stamped line to commands.log (best effort, as `log_command`).
-    pub fn log_line(&self, text: &str) {
-        if std::env::var_os(CHILD_ENV).is_some() {
-            return;
-        }
-        let line = format!("{} · {text}\n", utc_now());
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.commands_path())
-            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-    }
-
-    pub fn log_path(&self, id: &str) -> PathBuf {
-        self.0.join("logs").join(format!("{id}.log"))
-    }
-    pub fn read_plan(&self) -> Result<Plan> {
-        let p = self.plan_path();
-        let text = std::fs::read_to_string(&p).with_context(|| {
-            format!("{}: cannot read the sweep plan (run `depthprobe sweep plan` first)", p.display())
-        })?;
-        let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", p.display()))?;
-        if plan.format != PLAN_FORMAT {
-            bail!("{}: format '{}' is not {PLAN_FORMAT}", p.display(), plan.format);
-        }
-        Ok(plan)
-    }
-    pub fn run_config(&self, id: &str) -> Result<Config> {
-        Config::from_file(&self.config_path(id), &[])
-    }
 }
 
 /// Deep-merge `over` into `base` (sections merge key by key).

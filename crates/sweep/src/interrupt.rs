@@ -94,3 +94,30 @@ pub fn maybe_raise_at(epoch: usize, step: usize) {
         unsafe { libc::raise(libc::SIGTERM) };
     }
 }
+
+/// The stop signal behind an error, if a stop caused it.
+pub fn signal_of(e: &anyhow::Error) -> Option<i32> {
+    e.chain().find_map(|c| c.downcast_ref::<Interrupted>()).map(|i| i.signal)
+}
+
+/// A command's exit status (both binaries): 128 + the signal when it stopped on one, after its
+/// runs checkpointed; else success, or failure with the error printed.
+pub fn exit_status(res: anyhow::Result<()>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match res {
+        Ok(()) => match requested() {
+            Some(sig) => ExitCode::from(exit_code(sig)),
+            None => ExitCode::SUCCESS,
+        },
+        Err(e) => match signal_of(&e) {
+            Some(sig) => {
+                eprintln!("stopped: {e:#}");
+                ExitCode::from(exit_code(sig))
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

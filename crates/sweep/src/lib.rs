@@ -1,0 +1,18 @@
+//! A sweep's runs as processes, without LibTorch (docs/architecture.md, "Two binaries"): the
+//! planned runs of a sweep folder (`plan.rs`), their statuses and locks, `sweep local` and
+//! `sweep status` (`runner.rs`), and what they share with training: stop signals
+//! (`interrupt.rs`), the progress view (`progress.rs`) and the machine's description
+//! (`machine.rs`). The `depthprobe` binary runs `sweep local` and `sweep status` from here, so
+//! the process that only starts and watches the runs' processes does not pay LibTorch's start-up;
+//! the engine (`depthprobe-engine`) trains them.
+
+pub mod interrupt;
+pub mod machine;
+pub mod plan;
+pub mod progress;
+pub mod runner;
+
+pub use plan::{BoundSpec, Plan, PlannedRun, Role, SweepDir, CHILD_ENV, PLAN_FORMAT};
+pub use runner::{
+    batch_key, local, run_local, run_status, status, status_report, LocalArgs, RunStatus, StatusArgs, Workers,
+};
