@@ -1,5 +1,7 @@
 //! A planned sweep's folder: the plan's runs (written by `sweep plan`, in `depthprobe`'s
-//! `sweep/plan.rs`), where each run's files are, and the sweep's command log.
+//! `sweep/plan.rs`), where each run's files are, and the sweep's command log. The plan records
+//! each run's role and the `[bound]` section as these types; what they mean for the comparative
+//! bound (validation, the runs' configs, the estimate) is `depthprobe`'s `bound.rs`.
 
 use std::path::PathBuf;
 
