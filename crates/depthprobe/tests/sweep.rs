@@ -259,9 +259,6 @@ fn sweep_local_runs_everything_once_and_is_deterministic_across_jobs() {
     assert!(md.contains("Commands run on the sweep folder") && md.contains("-j 1 --quiet"), "{md}");
 }
 
-/// `--devices`: one worker per listed device, each group of runs on whichever worker is free,
-/// the device given to the run whatever its config says. On CPU the configs ask for a GPU that
-/// the workers' `cpu` overrides, so the runs finishing at all shows the override reached them.
 /// `sweep local` and `sweep status` run in the `depthprobe` binary without LibTorch (LD_DEBUG
 /// lists every library the loader opens); the runs' processes, the engine, do load it and train.
 /// With --devices the engine answers, since checking a device needs LibTorch.
@@ -289,6 +286,9 @@ fn sweep_local_starts_without_libtorch_and_its_runs_train_in_the_engine() {
     assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("libtorch_cpu"));
 }
 
+/// `--devices`: one worker per listed device, each group of runs on whichever worker is free,
+/// the device given to the run whatever its config says. On CPU the configs ask for a GPU that
+/// the workers' `cpu` overrides, so the runs finishing at all shows the override reached them.
 #[test]
 fn devices_give_one_worker_each_and_override_the_runs_device() {
     let t = tempfile::tempdir().unwrap();
