@@ -10,6 +10,7 @@ use depthprobe::config::Config;
 use depthprobe::console;
 use depthprobe::interrupt::{self, Interrupted};
 use depthprobe::pipeline::{train, RunOptions, RunResult};
+use depthprobe::sweep::RunnerCmd;
 
 #[derive(Parser)]
 #[command(
@@ -117,10 +118,9 @@ enum SweepCmd {
         #[arg(long)]
         quiet: bool,
     },
-    /// Run every run not yet done, at most N at once, with one progress view.
-    Local(depthprobe::sweep::LocalArgs),
-    /// Count done / failed / running / interrupted / pending runs; list failures.
-    Status(depthprobe::sweep::StatusArgs),
+    /// `local` and `status`, which the `depthprobe` binary also runs itself (without LibTorch).
+    #[command(flatten)]
+    Runner(depthprobe::sweep::RunnerCmd),
     /// Write DIR/submit.sbatch (a job array over the runs not done) and submit it with sbatch.
     Slurm {
         /// Sweep folder (written by `sweep plan`; the cluster's nodes must see it at the same path).
@@ -223,7 +223,9 @@ fn main() -> ExitCode {
     // interrupt.rs); the others keep the default: a signal ends them at once, which loses nothing.
     if matches!(
         cli.cmd,
-        Cmd::Train { .. } | Cmd::Demo { .. } | Cmd::Sweep { cmd: SweepCmd::Run { .. } | SweepCmd::Local(_) }
+        Cmd::Train { .. }
+            | Cmd::Demo { .. }
+            | Cmd::Sweep { cmd: SweepCmd::Run { .. } | SweepCmd::Runner(RunnerCmd::Local(_)) }
     ) {
         interrupt::install();
     }
@@ -317,14 +319,14 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             }
             Ok(())
         }
-        SweepCmd::Local(args) => {
+        SweepCmd::Runner(RunnerCmd::Local(args)) => {
             let workers = match &args.devices {
                 Some(list) => sweep::Workers::devices(list, &depthprobe::engine::check_device)?,
                 None => sweep::Workers::jobs(args.jobs),
             };
             sweep::local(&args, &workers, depthprobe::BUILD)
         }
-        SweepCmd::Status(args) => sweep::status(&args),
+        SweepCmd::Runner(RunnerCmd::Status(args)) => sweep::status(&args),
         SweepCmd::Slurm { dir, max_parallel, batch, sbatch_args, data_dir, no_submit } => {
             let d = SweepDir(dir);
             d.log_command(depthprobe::BUILD);

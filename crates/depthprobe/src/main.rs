@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use depthprobe_sweep::{interrupt, runner};
 
 /// This build, as the engine's `depthprobe::BUILD` says it.
@@ -23,20 +23,12 @@ struct Measure {
     args: depthprobe_measure_cli::MeasureArgs,
 }
 
-/// `depthprobe sweep local|status`: the same arguments as the engine's.
+/// `depthprobe sweep local|status`: the same commands as the engine's.
 #[derive(Parser)]
 #[command(name = "depthprobe sweep", bin_name = "depthprobe sweep", version = BUILD)]
 struct Sweep {
     #[command(subcommand)]
-    cmd: SweepCmd,
-}
-
-#[derive(Subcommand)]
-enum SweepCmd {
-    /// Run every run not yet done, at most N at once, with one progress view.
-    Local(runner::LocalArgs),
-    /// Count done / failed / running / interrupted / pending runs; list failures.
-    Status(runner::StatusArgs),
+    cmd: runner::RunnerCmd,
 }
 
 fn main() -> ExitCode {
@@ -44,20 +36,14 @@ fn main() -> ExitCode {
     let word = |i: usize| args.get(i).and_then(|a| a.to_str());
     if word(1) == Some("measure") {
         let m = Measure::parse_from(args[1..].iter());
-        return match depthprobe_measure_cli::run(m.args, BUILD) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return interrupt::exit_status(depthprobe_measure_cli::run(m.args, BUILD));
     }
     if word(1) == Some("sweep") && matches!(word(2), Some("local" | "status")) {
         match Sweep::parse_from(args[1..].iter()).cmd {
-            SweepCmd::Status(a) => return interrupt::exit_status(runner::status(&a)),
+            runner::RunnerCmd::Status(a) => return interrupt::exit_status(runner::status(&a)),
             // --devices are checked through LibTorch before anything starts: the engine does it.
-            SweepCmd::Local(a) if a.devices.is_some() => {}
-            SweepCmd::Local(a) => {
+            runner::RunnerCmd::Local(a) if a.devices.is_some() => {}
+            runner::RunnerCmd::Local(a) => {
                 // As in the engine: a stop signal stops the runs cleanly (they checkpoint).
                 interrupt::install();
                 return interrupt::exit_status(runner::local(&a, &runner::Workers::jobs(a.jobs), BUILD));

@@ -14,5 +14,6 @@ pub mod runner;
 
 pub use plan::{BoundSpec, Plan, PlannedRun, Role, SweepDir, CHILD_ENV, PLAN_FORMAT};
 pub use runner::{
-    batch_key, local, run_local, run_status, status, status_report, LocalArgs, RunStatus, StatusArgs, Workers,
+    batch_key, local, run_local, run_status, status, status_report, LocalArgs, RunStatus, RunnerCmd, StatusArgs,
+    Workers,
 };

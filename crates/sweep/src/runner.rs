@@ -348,7 +348,17 @@ pub fn run_local(
     Ok(failed)
 }
 
-/// `sweep local`'s arguments: one struct for both binaries, so its help is the same from either.
+/// `sweep local` and `sweep status`: one definition for both binaries (the engine flattens it
+/// into its `sweep` commands), so their help is the same from either.
+#[derive(clap::Subcommand, Debug)]
+pub enum RunnerCmd {
+    /// Run every run not yet done, at most N at once, with one progress view.
+    Local(LocalArgs),
+    /// Count done / failed / running / interrupted / pending runs; list failures.
+    Status(StatusArgs),
+}
+
+/// `sweep local`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct LocalArgs {
     /// Sweep folder (written by `sweep plan`).
@@ -373,7 +383,7 @@ pub struct LocalArgs {
     pub quiet: bool,
 }
 
-/// `sweep status`'s arguments (both binaries).
+/// `sweep status`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// Sweep folder.

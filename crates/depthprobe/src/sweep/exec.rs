@@ -15,7 +15,8 @@ use depthprobe_runfolder::Status;
 
 use depthprobe_sweep::runner::{batch_groups, same_config, summary_status, this_exe, try_lock};
 pub use depthprobe_sweep::runner::{
-    batch_key, local, run_local, run_status, status, status_report, LocalArgs, RunStatus, StatusArgs, Workers,
+    batch_key, local, run_local, run_status, status, status_report, LocalArgs, RunStatus, RunnerCmd, StatusArgs,
+    Workers,
 };
 
 use super::plan::{Plan, PlannedRun, SweepDir};

@@ -9,7 +9,7 @@ pub mod record;
 
 pub use exec::{
     local, run_indices, run_local, status, status_report, submit, write_slurm, LocalArgs, Outcome, RunStatus,
-    StatusArgs, Workers,
+    RunnerCmd, StatusArgs, Workers,
 };
 pub use plan::{write_plan, Plan, PlannedRun, Role, SweepDir};
 pub use record::bound_rows;
