@@ -7,7 +7,7 @@
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use super::shim::Lr;
+pub use super::shim::Lr;
 
 pub struct Sgd {
     /// Trainable variables by name, sorted (a fixed order: deterministic, and names for checkpoints).
@@ -45,18 +45,9 @@ impl Sgd {
 
     /// One step as a single fused multi-tensor kernel (csrc/shim.cpp: at::_fused_sgd_, the
     /// update above computed in one pass over each parameter); on a GPU it also releases the
-    /// gradients (see `zero_grad`).
-    pub fn step(&mut self, lr: f64) {
-        self.fused(Lr::Value(lr));
-    }
-
-    /// `step` with the learning rate read from `lr` (a one-element float32 tensor on the
-    /// parameters' device), as a captured CUDA graph needs it.
-    pub fn step_lr_tensor(&mut self, lr: &mut Tensor) {
-        self.fused(Lr::Tensor(lr));
-    }
-
-    fn fused(&mut self, lr: Lr) {
+    /// gradients (see `zero_grad`). The rate is a value, or a one-element float32 tensor on the
+    /// parameters' device read when the step runs, as a captured CUDA graph needs it.
+    pub fn step(&mut self, lr: Lr) {
         let release = self.release_grads();
         let params = self.params.iter_mut().map(|(_, p)| p);
         super::shim::fused_sgd(params, self.momentum_buffers.iter_mut(), self.weight_decay, self.momentum, lr, release)
@@ -133,9 +124,9 @@ mod tests {
         let mut lr_t = Tensor::zeros([1], (Kind::Float, Device::Cpu));
         let a = steps(&lrs, |opt, lr| {
             let _ = lr_t.fill_(lr);
-            opt.step_lr_tensor(&mut lr_t);
+            opt.step(Lr::Tensor(&mut lr_t));
         });
-        let b = steps(&lrs, |opt, lr| opt.step(lr));
+        let b = steps(&lrs, |opt, lr| opt.step(Lr::Value(lr)));
         assert_eq!(a.len(), b.len());
         for ((n, x), (_, y)) in a.iter().zip(&b) {
             assert!(x.equal(y), "{n}: tensor lr {x:?} vs scalar lr {y:?}");
@@ -148,7 +139,7 @@ mod tests {
     /// buffers over several steps (weight decay, momentum, a parameter without gradient).
     #[test]
     fn fused_step_matches_the_unfused_update() {
-        let a = steps(&[0.1; 4], |opt, lr| opt.step(lr));
+        let a = steps(&[0.1; 4], |opt, lr| opt.step(Lr::Value(lr)));
         let b = steps(&[0.1; 4], |opt, lr| opt.step_unfused(lr));
         assert_eq!(a.len(), b.len());
         for ((na, ta), (_, tb)) in a.iter().zip(&b) {

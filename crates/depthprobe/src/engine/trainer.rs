@@ -22,7 +22,7 @@ use super::device_data::DeviceImages;
 use super::device_reducer::{DeviceBatch, DeviceReducer};
 use super::layers::Builder;
 use super::network::{build, EmbeddedLayer, Forward, Network};
-use super::sgd::Sgd;
+use super::sgd::{Lr, Sgd};
 use super::shim::CudaGraph;
 use super::step_graph::{self, GraphState, StepGraph};
 use super::{copy_f32, host_f32, host_f64, resolve_device};
@@ -431,6 +431,12 @@ impl Trainer {
     }
 
     fn step_eager(&mut self, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
+        self.sgd_step(x, y, Lr::Value(lr))
+    }
+
+    /// Forward, loss, backward and the SGD step: run eagerly, or recorded by a capture (with the
+    /// rate as a tensor), so that the graph replays the very step eager training does.
+    fn sgd_step(&mut self, x: &Tensor, y: &Tensor, lr: Lr) -> (Tensor, Tensor) {
         let logits = self.forward(x, false, true, false).logits;
         let (loss, per) = self.losses(&logits, y);
         self.opt.zero_grad();
@@ -461,11 +467,7 @@ impl Trainer {
             self.opt.zero_grad();
             let mut graph = CudaGraph::begin().context("starting the capture")?;
             let captured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let logits = self.forward(&sx, false, true, false).logits;
-                let (loss, per) = self.losses(&logits, &sy);
-                loss.backward();
-                self.opt.step_lr_tensor(&mut lr_t);
-                tch::no_grad(|| (per.detach(), self.correct(&logits, &sy)))
+                self.sgd_step(&sx, &sy, Lr::Tensor(&mut lr_t))
             }));
             // The capture is ended whatever happened inside it.
             let ended = graph.end();
