@@ -25,7 +25,7 @@ use depthprobe_runfolder::{
 use rayon::prelude::*;
 
 use crate::data::{self, Dataset, Prepared};
-use crate::engine::trainer::{EpochCursor, EpochEnd, EpochStats, Group, ProbeOutcome, Trainer};
+use crate::engine::trainer::{EpochCursor, EpochEnd, EpochStats, Group, HostState, ProbeOutcome, Trainer};
 use crate::engine::{check_device, init_runtime};
 use crate::figures;
 use crate::interrupt::{self, Interrupted};
@@ -496,11 +496,12 @@ fn checkpoint(
     cursor: Option<&EpochCursor>,
     fail: &dyn Fn(&mut Member, usize, String),
 ) {
+    let state = trainer.host_state(cursor);
     for (i, x) in m.iter_mut().enumerate() {
         if x.failed.is_some() {
             continue;
         }
-        let saved = x.folder.new_state_path(at).and_then(|p| save_state(trainer, i, &p, cursor));
+        let saved = x.folder.new_state_path(at).and_then(|p| save_state(&state, i, &p));
         if let Err(e) = saved {
             fail(x, at.epoch, format!("{e:#}"));
         }
@@ -516,10 +517,10 @@ fn checkpoint(
 }
 
 /// Network i's state to `path`: a temporary file beside it, fsynced, renamed.
-fn save_state(trainer: &Trainer, i: usize, path: &Path, cursor: Option<&EpochCursor>) -> Result<()> {
+fn save_state(state: &HostState, i: usize, path: &Path) -> Result<()> {
     let name = path.file_name().context("state file name")?.to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    trainer.save_with(i, &tmp, cursor)?;
+    state.save(i, &tmp)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("{}: fsync", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}: rename", tmp.display()))
 }

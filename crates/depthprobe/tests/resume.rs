@@ -281,8 +281,9 @@ fn a_stopped_epoch_continues_bit_for_bit_with_augmentation() {
     assert_eq!(cursor.step, 3);
     let dir = tempfile::tempdir().unwrap();
     let paths: Vec<PathBuf> = (0..2).map(|k| dir.path().join(format!("{k}.safetensors"))).collect();
+    let state = first.host_state(Some(&cursor));
     for (k, p) in paths.iter().enumerate() {
-        first.save_with(k, p, Some(&cursor)).unwrap();
+        state.save(k, p).unwrap();
     }
     let mut second = fresh();
     let parts: Vec<_> = paths.iter().enumerate().map(|(k, p)| second.load(k, p).unwrap().unwrap()).collect();
