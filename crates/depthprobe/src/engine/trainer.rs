@@ -560,7 +560,8 @@ impl Trainer {
     ) -> Result<Vec<Result<ProbeOutcome>>> {
         let k = self.networks();
         let dims: Vec<usize> = self.net.layers().iter().map(|l| l.dim).collect();
-        let classifier = self.net.nc3_classifier().map(|w| w.shallow_clone());
+        // The stacked [K·C, D] weight on the host in one copy; network i's is rows i·C..(i+1)·C.
+        let classifier = self.net.nc3_classifier().map(host_f32);
         let c = self.num_classes;
         let probes: Vec<Result<Probe, ProbeError>> = (0..k)
             .map(|i| {
@@ -571,7 +572,8 @@ impl Trainer {
                 spec.linear_ridge = cfg.linear_ridge;
                 let mut p = Probe::new(spec)?;
                 if let Some(w) = &classifier {
-                    p.set_classifier(&host_f32(&w.narrow(0, (i * c) as i64, c as i64)))?;
+                    let per = w.len() / k;
+                    p.set_classifier(&w[i * per..(i + 1) * per])?;
                 }
                 Ok(p)
             })
@@ -707,11 +709,12 @@ impl Trainer {
             let r: Vec<&[usize]> = vec![&rows[..]; k];
             let (x, _) = self.batch(data, true, &r, &mut vec![None; k]);
             let logits = tch::no_grad(|| self.forward(&x, false, false, false).logits);
+            // Every network's argmax at once and one copy to the host: [nb, K], row-major.
             let nb = rows.len() as i64;
+            let pred = logits.reshape([nb, k as i64, -1]).argmax(2, false).to_kind(Kind::Int64).view([-1]);
+            let v: Vec<i64> = Vec::<i64>::try_from(pred.to_device(Device::Cpu)).expect("predictions to the host");
             for (j, o) in out.iter_mut().enumerate() {
-                let pred = network_slice(&logits, nb, j, k).argmax(1, false).to_kind(Kind::Int64);
-                let v: Vec<i64> = Vec::<i64>::try_from(pred.to_device(Device::Cpu)).expect("predictions to the host");
-                o.extend(v.into_iter().map(|c| c as u32));
+                o.extend(v.iter().skip(j).step_by(k).map(|&c| c as u32));
             }
             start += rows.len();
         }
