@@ -60,9 +60,9 @@ fn a_killed_batched_group_resumes_from_its_last_checkpoint() {
     let all = "0,1,2,3,4,5";
     let st = Command::new(bin()).args(["sweep", "run"]).arg(&a).args(["--index", all, "--quiet"]).status().unwrap();
     assert!(st.success());
-    // Kill the same group at a random moment after every run has checkpointed epoch 3.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    let delay = depthprobe::rng::Rng::new(nanos).below(200);
+    // Kill the same group at a random moment after every run has checkpointed epoch 4: within
+    // four times the time epoch 4 took, while ten epochs are still to come (so the kill lands
+    // before the end however fast this machine trains).
     let mut child = Command::new(bin())
         .args(["sweep", "run"])
         .arg(&b)
@@ -71,11 +71,19 @@ fn a_killed_batched_group_resumes_from_its_last_checkpoint() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while runs_b.iter().any(|r| checkpoint_epoch(r) < 3) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let wait_for = |epoch: u64| {
+        let t0 = Instant::now();
+        while runs_b.iter().any(|r| checkpoint_epoch(r) < epoch) {
+            assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint of epoch {epoch} appeared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(3);
+    let t3 = Instant::now();
+    wait_for(4);
+    let epoch = t3.elapsed().as_millis() as u64;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let delay = depthprobe::rng::Rng::new(nanos).below(4 * epoch + 1);
     std::thread::sleep(Duration::from_millis(delay));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -89,7 +97,7 @@ fn a_killed_batched_group_resumes_from_its_last_checkpoint() {
     assert!(o.status.success(), "{log}");
     // One group of six networks, continued from the epoch every run had a checkpoint of.
     let from = at_kill.iter().min().unwrap();
-    assert!(*from >= 3, "checkpoints at the kill: {at_kill:?}");
+    assert!(*from >= 4, "checkpoints at the kill: {at_kill:?}");
     assert!(log.contains(&format!("6 networks batched · resuming from epoch {from} of 14")), "{log}");
     for (ra, rb) in runs_a.iter().zip(&runs_b) {
         let (ma, mb) = (std::fs::read(ra.join("metrics.csv")).unwrap(), std::fs::read(rb.join("metrics.csv")).unwrap());

@@ -366,9 +366,9 @@ fn kill_9_and_resume_gives_the_same_metrics_as_an_uninterrupted_run() {
         .status()
         .unwrap();
     assert!(st.success());
-    // Kill at a random moment after the first checkpoint, in the middle of a later epoch.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    let delay = depthprobe::rng::Rng::new(nanos).below(250);
+    // Kill at a random moment after the third checkpoint, in the middle of a later epoch: within
+    // four times the time the third epoch took, while seven epochs are still to come (so the
+    // kill lands before the end however fast this machine trains).
     let mut child = Command::new(bin)
         .args(["train", "--quiet", "--out"])
         .arg(&b)
@@ -377,6 +377,11 @@ fn kill_9_and_resume_gives_the_same_metrics_as_an_uninterrupted_run() {
         .spawn()
         .unwrap();
     assert!(wait_for_checkpoint(&b, 2, std::time::Duration::from_secs(120)), "no checkpoint appeared");
+    let t2 = std::time::Instant::now();
+    assert!(wait_for_checkpoint(&b, 3, std::time::Duration::from_secs(120)), "no third checkpoint appeared");
+    let epoch = t2.elapsed().as_millis() as u64;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let delay = depthprobe::rng::Rng::new(nanos).below(4 * epoch + 1);
     std::thread::sleep(std::time::Duration::from_millis(delay));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
