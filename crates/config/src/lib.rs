@@ -142,6 +142,10 @@ pub struct ProbeConfig {
     pub linear_ridge: f64,
     /// Where embeddings are reduced: "auto" (default), "host" or "device".
     pub reduction: Reduction,
+    /// Keep pass 1's train embeddings on the training device for pass 2 when they take at most
+    /// this many MiB, so pass 2 needs no second forward pass over the train split (0 = never;
+    /// docs/method.md, "How a probe runs").
+    pub cache_mib: u64,
 }
 
 impl Default for DataConfig {
@@ -214,6 +218,7 @@ impl Default for ProbeConfig {
             linear_max_dim: depthprobe_measures::DEFAULT_LINEAR_MAX_DIM,
             linear_ridge: depthprobe_measures::DEFAULT_LINEAR_RIDGE,
             reduction: Reduction::Auto,
+            cache_mib: 2048,
         }
     }
 }

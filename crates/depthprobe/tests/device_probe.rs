@@ -212,3 +212,58 @@ fn a_bad_label_fails_only_its_network() {
     let e = ends[1].as_ref().unwrap().as_ref().unwrap_err().to_string();
     assert!(e.contains("label 7 at row 2"), "{e}");
 }
+
+/// `probe.cache_mib`: pass 1's train batches replayed in pass 2 give the probe's result to the
+/// bit, on both reductions and for a batched group, with one forward pass over the train split
+/// instead of two; a budget too small for the split keeps nothing.
+#[test]
+fn the_probe_cache_changes_no_number_and_saves_a_forward_pass_over_train() {
+    depthprobe::engine::init_runtime(0, 1, Numerics::Native);
+    let mut cfg = Config::from_toml(depthprobe::DEMO_CONFIG, "demo", &[]).unwrap();
+    cfg.model.depth = 3;
+    cfg.model.width = 48;
+    cfg.probe.batch_size = 700; // a ragged last batch
+    let (a, b) = (data::synthetic::generate(3), data::synthetic::generate(4));
+    let (n_train, n_test, pb) = (a.train.len(), a.test.len(), cfg.probe.batch_size);
+    let (train_batches, test_batches) = (n_train.div_ceil(pb), n_test.div_ceil(pb));
+    // What pass 1 keeps, per network: every layer's embeddings and the logits, f32.
+    let row_bytes = (3 * 48 + a.num_classes) * 4;
+    assert!(n_train * row_bytes > 1 << 20, "the 1 MiB budget below must be too small for the split");
+    for data in [vec![&a], vec![&a, &b]] {
+        let g = Group { model: &cfg.model, train: &cfg.train, seeds: (0..data.len() as u64).collect(), augment: false };
+        let mut t = Trainer::new(&g, &data).unwrap();
+        t.train_epoch(&data, 1);
+        for on_device in [false, true] {
+            let mut probe = |mib: u64| {
+                let mut p = cfg.probe.clone();
+                p.cache_mib = mib;
+                let before = t.probe_forwards();
+                let out = t.probe_with(&data, &p, on_device).unwrap();
+                let outcomes: Vec<(String, [f64; 4])> = out
+                    .into_iter()
+                    .map(|o| {
+                        let o = o.unwrap();
+                        (
+                            serde_json::to_string(&o.result).unwrap(),
+                            [o.train_loss, o.train_acc, o.test_loss, o.test_acc],
+                        )
+                    })
+                    .collect();
+                (outcomes, t.probe_forwards() - before)
+            };
+            let (off, forwards_off) = probe(0);
+            let (kept, forwards_kept) = probe(64);
+            let (over, forwards_over) = probe(1);
+            let what = format!("K = {}, device reduction {on_device}", data.len());
+            assert_eq!(forwards_off, 2 * train_batches + test_batches, "{what}");
+            assert_eq!(forwards_kept, train_batches + test_batches, "{what}: pass 2 replays the train split");
+            assert_eq!(forwards_over, forwards_off, "{what}: over the budget, nothing is kept");
+            assert_eq!(kept, off, "{what}: the same result with the cache");
+            assert_eq!(over, off, "{what}");
+            let top = serde_json::from_str::<serde_json::Value>(&off[0].0).unwrap()["layers"][2]["ncc_train_acc"]
+                .as_f64()
+                .unwrap();
+            assert!(top > 0.0 && top < 1.0, "{what}: decisions that pass 2 can get wrong ({top})");
+        }
+    }
+}

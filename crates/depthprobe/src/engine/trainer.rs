@@ -116,6 +116,9 @@ pub struct Trainer {
     shared: [bool; 2],
     /// Full-size steps as a replayed CUDA graph (step_graph.rs), or not.
     graph: GraphState,
+    /// Probe batches run through the networks so far (pass 2 on train replays pass 1's when
+    /// they were kept: `probe.cache_mib`).
+    probe_forwards: usize,
 }
 
 impl Trainer {
@@ -199,6 +202,7 @@ impl Trainer {
             images,
             shared,
             graph,
+            probe_forwards: 0,
         })
     }
 
@@ -209,6 +213,11 @@ impl Trainer {
 
     pub fn networks(&self) -> usize {
         self.seeds.len()
+    }
+
+    /// Probe batches run through the networks since the trainer was made.
+    pub fn probe_forwards(&self) -> usize {
+        self.probe_forwards
     }
 
     pub fn layers(&self) -> &[EmbeddedLayer] {
@@ -581,10 +590,11 @@ impl Trainer {
         // The network's own loss and accuracy: on train in pass 1, on test in pass 2.
         let mut metrics: [(Vec<f64>, Vec<f64>); 2] = Default::default();
         let pb = cfg.batch_size;
+        let mut cache = ProbeCache::new(cfg.cache_mib);
         let results = if on_device {
             let mut reducer = DeviceReducer::new(self.device, k);
             drive(probes, &mut reducer, |pass, split, sink| {
-                self.stream(data, pass, split, pb, &mut metrics, &mut |embs, logits, labels| {
+                self.stream(data, pass, split, pb, &mut metrics, &mut cache, &mut |embs, logits, labels| {
                     let e: Vec<Tensor> = embs.iter().map(|t| per_network(t, k)).collect();
                     sink(DeviceBatch { embeddings: &e, logits: &per_network(logits, k), labels })
                 })
@@ -594,7 +604,7 @@ impl Trainer {
             let mut host: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); dims.len()]; k];
             let mut host_logits: Vec<Vec<f32>> = vec![Vec::new(); k];
             drive(probes, &mut reducer, |pass, split, sink| {
-                self.stream(data, pass, split, pb, &mut metrics, &mut |embs, logits, labels| {
+                self.stream(data, pass, split, pb, &mut metrics, &mut cache, &mut |embs, logits, labels| {
                     let nb = logits.size()[0];
                     for j in 0..k {
                         for (b, e) in host[j].iter_mut().zip(embs) {
@@ -633,7 +643,9 @@ impl Trainer {
     /// Stream one split through the networks in eval mode, a probe batch at a time; each batch's
     /// embeddings, logits and every network's labels go to `sink`. In the pass where a split is
     /// seen first (train in pass 1, test in pass 2) the networks' loss and accuracy accumulate on
-    /// the device into `metrics` (one sync per split).
+    /// the device into `metrics` (one sync per split). Pass 1's train batches go into `cache`
+    /// when they fit, and pass 2 on train then replays them instead of running the networks.
+    #[allow(clippy::too_many_arguments)]
     fn stream(
         &mut self,
         data: &[&Dataset],
@@ -641,8 +653,20 @@ impl Trainer {
         split: ProbeSplit,
         pb: usize,
         metrics: &mut [(Vec<f64>, Vec<f64>); 2],
+        cache: &mut ProbeCache,
         sink: &mut BatchSink,
     ) -> Result<()> {
+        if (pass, split) == (Pass::Decisions, ProbeSplit::Train) {
+            // Taken either way: a cache that pass 1 did not finish is dropped here.
+            if let ProbeCache::Ready(kept) = std::mem::replace(cache, ProbeCache::Off) {
+                for (start, len, labels) in &kept.batches {
+                    let e: Vec<Tensor> = kept.embeddings.iter().map(|t| t.narrow(0, *start, *len)).collect();
+                    sink(&e, &kept.logits.narrow(0, *start, *len), labels)?;
+                }
+                return Ok(());
+            }
+        }
+        let fill = (pass, split) == (Pass::Moments, ProbeSplit::Train);
         let k = self.networks();
         let test = split == ProbeSplit::Test;
         let measure = matches!((pass, split), (Pass::Moments, ProbeSplit::Train) | (Pass::Decisions, ProbeSplit::Test));
@@ -663,6 +687,7 @@ impl Trainer {
                 self.batch(data, test, &r, &mut vec![None; k])
             };
             let out = tch::no_grad(|| self.forward(&x, shared, false, true));
+            self.probe_forwards += 1;
             if measure {
                 tch::no_grad(|| {
                     loss_sum += self.losses(&out.logits, &y).1.to_kind(Kind::Double) * rows.len() as f64;
@@ -670,7 +695,13 @@ impl Trainer {
                 });
             }
             sink(&out.embeddings, &out.logits, &labels)?;
+            if fill {
+                cache.keep(&out.embeddings, &out.logits, labels, n);
+            }
             start += rows.len();
+        }
+        if fill {
+            cache.finish();
         }
         if measure {
             let (l, c) = (host_f64(&loss_sum), host_f64(&correct));
@@ -821,6 +852,74 @@ fn graph_state(mode: Graph, device: Device) -> Result<GraphState> {
         _ => {
             step_graph::fall_back(&why);
             Ok(GraphState::Off)
+        }
+    }
+}
+
+/// Pass 1's train split as the networks saw it, kept where they run for pass 2
+/// (`probe.cache_mib`; docs/method.md, "How a probe runs"): every layer's embeddings and the
+/// logits in one tensor each, rows in split order, so memory is what the rows take.
+enum ProbeCache {
+    /// Nothing kept: off, over the budget, or taken by pass 2.
+    Off,
+    /// Pass 1 is filling it (None before its first batch); `budget` bytes at most.
+    Filling { budget: u64, kept: Option<Kept> },
+    /// Pass 1 streamed the whole train split into it.
+    Ready(Kept),
+}
+
+struct Kept {
+    /// [n, K·D_i] per layer and [n, K·C], as the networks return them.
+    embeddings: Vec<Tensor>,
+    logits: Tensor,
+    /// Each batch's first row, row count and every network's labels, in order.
+    batches: Vec<(i64, i64, Vec<Vec<u32>>)>,
+    rows: i64,
+}
+
+impl ProbeCache {
+    fn new(mib: u64) -> ProbeCache {
+        match mib {
+            0 => ProbeCache::Off,
+            _ => ProbeCache::Filling { budget: mib << 20, kept: None },
+        }
+    }
+
+    /// Copy one batch of a split of `n` rows in. The first batch decides: if the split would
+    /// take more than the budget, nothing is kept and no memory is spent on it.
+    fn keep(&mut self, embeddings: &[Tensor], logits: &Tensor, labels: Vec<Vec<u32>>, n: usize) {
+        let ProbeCache::Filling { budget, kept } = self else { return };
+        let b = logits.size()[0];
+        if kept.is_none() {
+            let row_bytes = |t: &Tensor| (t.numel() as u64 / b as u64) * t.kind().elt_size_in_bytes() as u64;
+            let bytes = (embeddings.iter().map(row_bytes).sum::<u64>() + row_bytes(logits)) * n as u64;
+            if bytes > *budget {
+                *self = ProbeCache::Off;
+                return;
+            }
+            let like = |t: &Tensor| Tensor::empty([n as i64, t.numel() as i64 / b], (t.kind(), t.device()));
+            *kept = Some(Kept {
+                embeddings: embeddings.iter().map(like).collect(),
+                logits: like(logits),
+                batches: Vec::new(),
+                rows: 0,
+            });
+        }
+        let k = kept.as_mut().expect("made above");
+        tch::no_grad(|| {
+            for (dst, e) in k.embeddings.iter().zip(embeddings) {
+                dst.narrow(0, k.rows, b).copy_(&e.reshape([b, -1]));
+            }
+            k.logits.narrow(0, k.rows, b).copy_(logits);
+        });
+        k.batches.push((k.rows, b, labels));
+        k.rows += b;
+    }
+
+    /// Pass 1 ended without an error: what it kept is ready for pass 2.
+    fn finish(&mut self) {
+        if let ProbeCache::Filling { kept: Some(k), .. } = std::mem::replace(self, ProbeCache::Off) {
+            *self = ProbeCache::Ready(k);
         }
     }
 }
