@@ -587,14 +587,12 @@ impl Trainer {
                 Ok(p)
             })
             .collect();
-        // The network's own loss and accuracy: on train in pass 1, on test in pass 2.
-        let mut metrics: [(Vec<f64>, Vec<f64>); 2] = Default::default();
         let pb = cfg.batch_size;
-        let mut cache = ProbeCache::new(cfg.cache_mib);
+        let mut state = StreamState { metrics: Default::default(), cache: ProbeCache::new(cfg.cache_mib) };
         let results = if on_device {
             let mut reducer = DeviceReducer::new(self.device, k);
             drive(probes, &mut reducer, |pass, split, sink| {
-                self.stream(data, pass, split, pb, &mut metrics, &mut cache, &mut |embs, logits, labels| {
+                self.stream(data, pass, split, pb, &mut state, &mut |embs, logits, labels| {
                     let e: Vec<Tensor> = embs.iter().map(|t| per_network(t, k)).collect();
                     sink(DeviceBatch { embeddings: &e, logits: &per_network(logits, k), labels })
                 })
@@ -604,7 +602,7 @@ impl Trainer {
             let mut host: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); dims.len()]; k];
             let mut host_logits: Vec<Vec<f32>> = vec![Vec::new(); k];
             drive(probes, &mut reducer, |pass, split, sink| {
-                self.stream(data, pass, split, pb, &mut metrics, &mut cache, &mut |embs, logits, labels| {
+                self.stream(data, pass, split, pb, &mut state, &mut |embs, logits, labels| {
                     let nb = logits.size()[0];
                     for j in 0..k {
                         for (b, e) in host[j].iter_mut().zip(embs) {
@@ -623,7 +621,7 @@ impl Trainer {
                 })
             })?
         };
-        let [(train_loss, train_acc), (test_loss, test_acc)] = metrics;
+        let [(train_loss, train_acc), (test_loss, test_acc)] = state.metrics;
         Ok(results
             .into_iter()
             .enumerate()
@@ -643,19 +641,19 @@ impl Trainer {
     /// Stream one split through the networks in eval mode, a probe batch at a time; each batch's
     /// embeddings, logits and every network's labels go to `sink`. In the pass where a split is
     /// seen first (train in pass 1, test in pass 2) the networks' loss and accuracy accumulate on
-    /// the device into `metrics` (one sync per split). Pass 1's train batches go into `cache`
-    /// when they fit, and pass 2 on train then replays them instead of running the networks.
-    #[allow(clippy::too_many_arguments)]
+    /// the device into `state.metrics` (one sync per split). Pass 1's train batches go into
+    /// `state.cache` when they fit, and pass 2 on train then replays them instead of running the
+    /// networks.
     fn stream(
         &mut self,
         data: &[&Dataset],
         pass: Pass,
         split: ProbeSplit,
         pb: usize,
-        metrics: &mut [(Vec<f64>, Vec<f64>); 2],
-        cache: &mut ProbeCache,
+        state: &mut StreamState,
         sink: &mut BatchSink,
     ) -> Result<()> {
+        let StreamState { metrics, cache } = state;
         if (pass, split) == (Pass::Decisions, ProbeSplit::Train) {
             // Taken either way: a cache that pass 1 did not finish is dropped here.
             if let ProbeCache::Ready(kept) = std::mem::replace(cache, ProbeCache::Off) {
@@ -854,6 +852,13 @@ fn graph_state(mode: Graph, device: Device) -> Result<GraphState> {
             Ok(GraphState::Off)
         }
     }
+}
+
+/// What one probe's passes carry from split to split.
+struct StreamState {
+    /// The networks' own loss and accuracy: on train from pass 1, on test from pass 2.
+    metrics: [(Vec<f64>, Vec<f64>); 2],
+    cache: ProbeCache,
 }
 
 /// Pass 1's train split as the networks saw it, kept where they run for pass 2
