@@ -886,7 +886,7 @@ impl ProbeCache {
     fn new(mib: u64) -> ProbeCache {
         match mib {
             0 => ProbeCache::Off,
-            _ => ProbeCache::Filling { budget: mib << 20, kept: None },
+            _ => ProbeCache::Filling { budget: mib.saturating_mul(1 << 20), kept: None },
         }
     }
 
