@@ -436,10 +436,6 @@ impl Trainer {
                 }
             }
         }
-        self.step_eager(x, y, lr)
-    }
-
-    fn step_eager(&mut self, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
         self.sgd_step(x, y, Lr::Value(lr))
     }
 
@@ -465,7 +461,7 @@ impl Trainer {
         state.extend(self.opt.state().into_iter().map(|(_, b)| b.shallow_clone()));
         let copy = |ts: &[Tensor]| -> Vec<Tensor> { ts.iter().map(|t| t.copy()).collect() };
         let before = copy(&state);
-        let eager = self.step_eager(x, y, lr);
+        let eager = self.sgd_step(x, y, Lr::Value(lr));
         let after = copy(&state);
         step_graph::restore(&state, &before);
         let (sx, sy) = (x.copy(), y.copy());
