@@ -115,16 +115,6 @@ pub fn batch_groups<'a>(dir: &SweepDir, queue: Vec<&'a PlannedRun>, batch: usize
     Ok(groups.into_iter().map(|g| g.1).collect())
 }
 
-/// Whether the run in `out` was started with `cfg`, the device aside (a checkpoint resumes on any).
-pub fn same_config(out: &Path, cfg: &Config) -> bool {
-    Config::from_file(&out.join("config.toml"), &[])
-        .map(|mut c| {
-            c.train.device = cfg.train.device;
-            &c == cfg
-        })
-        .unwrap_or(false)
-}
-
 /// Counts and the failed runs' reasons.
 pub fn status_report(dir: &SweepDir) -> Result<(String, Vec<RunStatus>)> {
     let plan = dir.read_plan()?;

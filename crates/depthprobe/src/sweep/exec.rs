@@ -10,10 +10,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use depthprobe_config::Device;
+use depthprobe_config::{Config, Device};
 use depthprobe_runfolder::Status;
 
-use depthprobe_sweep::runner::{batch_groups, same_config, summary_status, this_exe, try_lock};
+use depthprobe_sweep::runner::{batch_groups, summary_status, this_exe, try_lock};
 pub use depthprobe_sweep::runner::{
     batch_key, local, run_local, run_status, status, status_report, LocalArgs, RunStatus, RunnerCmd, StatusArgs,
     Workers,
@@ -124,6 +124,16 @@ pub fn run_indices(
     }
     drop(locks);
     Ok(outcomes)
+}
+
+/// Whether the run in `out` was started with `cfg`, the device aside (a checkpoint resumes on any).
+fn same_config(out: &Path, cfg: &Config) -> bool {
+    Config::from_file(&out.join("config.toml"), &[])
+        .map(|mut c| {
+            c.train.device = cfg.train.device;
+            &c == cfg
+        })
+        .unwrap_or(false)
 }
 
 fn shell_quote(s: &str) -> String {
