@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 mod enums;
 pub mod fuzz;
+mod identity;
 
 pub use enums::{
     Arch, BoundSplit, CorruptionMode, DatasetName, Device, EmbeddingPoint, Graph, Loss, Numerics, Precision, Reduction,
     TopKind,
 };
+pub use identity::{identity_hash, identity_text};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -101,7 +103,8 @@ pub struct TrainConfig {
     pub numerics: Numerics,
     /// Arithmetic of the matrix products and convolutions: "default" (LibTorch's: TF32 in a GPU's
     /// convolutions, fp32 elsewhere), "fp32", "tf32" or "bf16" (autocast; docs/method.md,
-    /// "Precision"). Left out of the written config when default, so run ids stay as they were.
+    /// "Precision"). Left out of the written config when default, so that builds that predate the
+    /// key still read the configs of runs that do not use it.
     #[serde(skip_serializing_if = "is_default_precision")]
     pub precision: Precision,
     /// Each full training step on a GPU as one replayed CUDA graph: "off" (the default), "auto"
@@ -111,6 +114,10 @@ pub struct TrainConfig {
     /// Write a checkpoint (model, momentum buffers, epoch) every N epochs and after the last
     /// (0 = after the last only); `depthprobe train --resume DIR` continues from it.
     pub checkpoint_every: usize,
+    /// A key that exists only in this crate's own unit tests: a key added with its default must
+    /// move no run id (`identity.rs`).
+    #[cfg(test)]
+    pub added_in_test: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -199,6 +206,8 @@ impl Default for TrainConfig {
             precision: Precision::Default,
             graph: Graph::Off,
             checkpoint_every: 10,
+            #[cfg(test)]
+            added_in_test: 0,
         }
     }
 }
@@ -225,7 +234,7 @@ impl Default for ProbeConfig {
 
 /// Every valid dotted key, from the default config's own serialisation (one source of truth).
 pub fn valid_keys() -> Vec<String> {
-    // Keys left out of a written config when default (so run ids stay stable) are set to
+    // Keys left out of a written config when default (so older builds can read it) are set to
     // something else here, so that every key is written.
     let mut every = Config::default();
     every.train.precision = Precision::Bf16;
@@ -542,7 +551,7 @@ mod tests {
             let c = Config::from_toml(&format!("[train]\nprecision = \"{v}\"\n"), "c.toml", &[]).unwrap();
             assert_eq!(c.train.precision, want);
             assert_eq!(Config::from_toml(&c.to_toml(), "again", &[]).unwrap(), c, "{v} round-trips");
-            // Only a chosen precision appears in the written config: run ids of default runs stay.
+            // Only a chosen precision appears in the written config: older builds read the rest.
             assert_eq!(c.to_toml().contains("precision"), want != Precision::Default, "{v}");
         }
         assert!(valid_keys().iter().any(|k| k == "train.precision"));

@@ -85,14 +85,17 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum SweepCmd {
-    /// Expand a sweep file into one resolved config per run under DIR (stable run ids).
+    /// Expand a sweep file into one resolved config per run under DIR (stable run ids). Into a
+    /// folder planned before, it says which runs the folder already has and keeps their ids.
     Plan {
         /// Sweep file (TOML): base config, [config] overrides, [axes] grid, optional [bound].
         sweep: PathBuf,
-        /// Sweep folder to write (plan.json, configs/, later runs/ and logs/); not with --dry-run.
+        /// Sweep folder to write (plan.json, configs/, later runs/ and logs/); with --dry-run, the
+        /// folder whose runs to show beside the plan's.
         #[arg(long, required_unless_present = "dry_run")]
         out: Option<PathBuf>,
-        /// List the runs and their count; write nothing.
+        /// List the runs and their count (with --out, where each stands in that folder); write
+        /// nothing.
         #[arg(long)]
         dry_run: bool,
         /// Override a config key of every run (not an axis), e.g. --set train.epochs=2 for a
@@ -281,13 +284,21 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
     match cmd {
         SweepCmd::Plan { sweep, out, dry_run, sets } => {
             if dry_run {
-                let (plan, _) = sweep::plan::expand_with(&sweep, &sets)?;
-                print!("{}", sweep::plan::describe(&plan));
+                let (mut plan, configs) = sweep::plan::expand_with(&sweep, &sets)?;
+                let existing = match &out {
+                    Some(o) => sweep::plan::reconcile(o, &mut plan, &configs)?,
+                    None => Default::default(),
+                };
+                print!("{}", sweep::plan::describe(&plan, &existing));
+                if let Some(o) = &out {
+                    print!("{}", existing.describe(&plan, o));
+                }
                 println!("{}: {} runs (dry run: nothing written)", plan.name, plan.runs.len());
             } else {
                 let out = out.expect("clap requires --out without --dry-run");
-                let plan = sweep::write_plan(&sweep, &out, &sets)?;
+                let (plan, existing) = sweep::write_plan(&sweep, &out, &sets)?;
                 SweepDir(out.clone()).log_command(depthprobe::BUILD);
+                print!("{}", existing.describe(&plan, &out));
                 println!("{}: {} runs planned in {}", plan.name, plan.runs.len(), out.display());
             }
             Ok(())

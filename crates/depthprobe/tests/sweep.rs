@@ -63,6 +63,107 @@ fn run_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Run ids hash only the keys away from their defaults. The config crate pins the same hashes
+/// in a test build that has one more key (`identity.rs`, `a_key_added_with_its_default…`); here an
+/// ordinary build plans them, so the two together show that adding a key with its default moves
+/// no id. A changed pin here means every user's sweep folders get new ids: say so in the README.
+#[test]
+fn run_ids_are_pinned_and_survive_a_key_added_with_its_default() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("pinned.toml");
+    std::fs::write(&f, "[config.train]\nepochs = 4\n[axes]\n\"model.depth\" = [2, 3]\n\"train.seed\" = [0, 1]\n")
+        .unwrap();
+    let (plan, _) = expand(&f).unwrap();
+    let ids: Vec<&str> = plan.runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids[..3], ["depth2-seed0-9d4f069b", "depth2-seed1-6c253ff4", "depth3-seed0-01b3f2f4"]);
+    // A key written out at its default is the same run.
+    std::fs::write(
+        &f,
+        "[config.train]\nepochs = 4\nlr = 0.1\n[config.probe]\ncache_mib = 2048\n[axes]\n\"model.depth\" = [2, 3]\n\"train.seed\" = [0, 1]\n",
+    )
+    .unwrap();
+    assert_eq!(expand(&f).unwrap().0, plan);
+}
+
+/// A sweep folder planned by an older build (another id rule, configs without the keys added
+/// since) is recognised: planning it again keeps its ids, says what it holds, and trains nothing
+/// twice. A run whose id is there with another config is refused instead of taking its results.
+#[test]
+fn replanning_an_older_builds_folder_keeps_its_ids_and_says_what_it_has() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "older", "[axes]\n\"train.seed\" = [0, 1, 2]\n");
+    let dir = t.path().join("sweep");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    let d = SweepDir(dir.clone());
+    // Make it the folder an older build would have written: other ids, and configs without
+    // probe.cache_mib, a key that build did not have.
+    let mut plan = d.read_plan().unwrap();
+    let mut old_ids = Vec::new();
+    for r in &mut plan.runs {
+        let old = format!("seed{}-{:08x}", r.index, 0x1e62ff0a_u32 + r.index as u32);
+        let text = std::fs::read_to_string(d.config_path(&r.id)).unwrap();
+        assert!(text.contains("cache_mib"));
+        let without: String = text.lines().filter(|l| !l.starts_with("cache_mib")).map(|l| format!("{l}\n")).collect();
+        std::fs::remove_file(d.config_path(&r.id)).unwrap();
+        std::fs::write(d.config_path(&old), without).unwrap();
+        r.id = old.clone();
+        old_ids.push(old);
+    }
+    std::fs::write(d.plan_path(), serde_json::to_string(&plan).unwrap()).unwrap();
+    // The older build trained run 0.
+    ok(&["sweep", "run", s(&dir), "--index", "0", "--quiet"]);
+    assert_eq!(summary(&d.run_dir(&old_ids[0]))["status"], "done");
+
+    // --dry-run shows it without writing; the plan keeps the older ids.
+    let text = ok(&["sweep", "plan", s(&f), "--out", s(&dir), "--dry-run"]);
+    assert!(text.contains(&format!("   0  {}  (done)", old_ids[0])), "{text}");
+    assert!(text.contains("already has 3 of these 3 runs: 1 done, 0 interrupted (they resume), 0 failed (they rerun), 0 running, 2 not started"), "{text}");
+    assert!(text.contains("3 runs keep the ids an earlier build gave them"), "{text}");
+    assert_eq!(d.read_plan().unwrap(), plan, "a dry run writes nothing");
+    let text = ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    assert!(text.contains("already has 3 of these 3 runs: 1 done"), "{text}");
+    let replanned = d.read_plan().unwrap();
+    assert_eq!(replanned.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), old_ids);
+    // The run done before is not trained again.
+    let e = String::from_utf8_lossy(&dp(&["sweep", "run", s(&dir), "--index", "0"]).stderr).to_string();
+    assert!(e.contains("run 0 is already done; skipped"), "{e}");
+
+    // A grown sweep: the new run gets this build's id, the others keep theirs.
+    let g = sweep_file(t.path(), "older", "[axes]\n\"train.seed\" = [0, 1, 2, 3]\n");
+    let text = ok(&["sweep", "plan", s(&g), "--out", s(&dir)]);
+    assert!(text.contains("already has 3 of these 4 runs"), "{text}");
+    let grown = d.read_plan().unwrap();
+    assert_eq!(grown.runs[..3].iter().map(|r| r.id.clone()).collect::<Vec<_>>(), old_ids);
+    assert!(grown.runs[3].id.starts_with("seed3-"), "{}", grown.runs[3].id);
+    // A shrunk one: the runs it leaves out are named, and their folders stay.
+    let h = sweep_file(t.path(), "older", "[axes]\n\"train.seed\" = [1, 2, 3]\n");
+    let text = ok(&["sweep", "plan", s(&h), "--out", s(&dir)]);
+    assert!(
+        text.contains(&format!(
+            "1 runs of the earlier plan are not in this one; their folders stay in {}",
+            dir.join("runs").display()
+        )) && text.contains(&old_ids[0]),
+        "{text}"
+    );
+    assert!(d.run_dir(&old_ids[0]).join("summary.json").exists());
+
+    // The same id with another config (a default changed since it was planned): refused, and
+    // nothing is written.
+    let id = grown.runs[3].id.clone();
+    let cfg = std::fs::read_to_string(d.config_path(&id)).unwrap();
+    std::fs::write(d.config_path(&id), cfg.replace("batch_size = 1000", "batch_size = 500")).unwrap();
+    let before = std::fs::read(d.plan_path()).unwrap();
+    let e = err(&["sweep", "plan", s(&h), "--out", s(&dir)]);
+    assert!(
+        e.contains(&format!(
+            "run {id} is already planned there with another config (probe.batch_size: 500 → the default)"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("plan into a new folder"), "{e}");
+    assert_eq!(std::fs::read(d.plan_path()).unwrap(), before);
+}
+
 #[test]
 fn plan_expands_the_grid_with_stable_distinct_ids() {
     let t = tempfile::tempdir().unwrap();

@@ -1,7 +1,10 @@
 //! Sweep files and plans. A sweep file is a base run config plus axes (any config key) expanded
 //! as a grid, optionally with the comparative bound's run families (`bound.rs`). Planning writes
-//! one resolved config per run under a stable id: the axis values plus a hash of the resolved
-//! config, so replanning the same file gives the same ids and a changed config a new one.
+//! one resolved config per run under a stable id: the axis values plus a hash of what makes the
+//! run different (its keys away from their defaults: `depthprobe_config::identity_hash`), so
+//! replanning the same file gives the same ids, a changed config a new one, and a key added to
+//! the schema with its default none. Planning into a folder planned before keeps the ids it
+//! already gave to runs whose config is unchanged, whatever build planned them (`reconcile`).
 //!
 //! ```toml
 //! name = "depth-mnist"                       # default: the file's stem
@@ -25,8 +28,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use depthprobe_config::{check_key, set_key, Config};
+use depthprobe_config::{check_key, identity_hash, identity_text, set_key, Config};
 use depthprobe_runfolder::{json_text, write_all_atomic, write_atomic};
+use depthprobe_sweep::runner::{run_status, RunStatus};
 
 pub use depthprobe_sweep::plan::{BoundSpec, Plan, PlannedRun, Role, SweepDir, CHILD_ENV, PLAN_FORMAT};
 
@@ -55,16 +59,6 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
             }
         }
     }
-}
-
-/// 64-bit FNV-1a: a stable hash for run ids (independent of Rust's hasher).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 /// An axis value as text (strings without quotes).
@@ -178,8 +172,7 @@ pub fn expand_with(sweep_path: &Path, sets: &[String]) -> Result<(Plan, Vec<Conf
             }
             let what = format!("{origin}: run {}", slug.join(" "));
             let cfg = Config::from_table(t, &what)?;
-            let hash = fnv1a(cfg.to_toml().as_bytes()) as u32;
-            slug.push(format!("{hash:08x}"));
+            slug.push(format!("{:08x}", identity_hash(&cfg)));
             runs.push(PlannedRun { index: runs.len(), id: slug.join("-"), values: point.clone(), role: *role });
             configs.push(cfg);
         }
@@ -200,10 +193,127 @@ pub fn expand_with(sweep_path: &Path, sets: &[String]) -> Result<(Plan, Vec<Conf
     Ok((Plan { format: PLAN_FORMAT.into(), name, axes, bound: file.bound, runs }, configs))
 }
 
+/// What a plan found in the folder it was planned into.
+#[derive(Debug, Default)]
+pub struct Existing {
+    /// Runs of the new plan that the folder's earlier plan already had, with where they stand.
+    pub have: Vec<(usize, RunStatus)>,
+    /// Runs that keep the id an earlier plan gave them (a build with another id rule): (index,
+    /// the id this build would give, the id kept).
+    pub kept: Vec<(usize, String, String)>,
+    /// Ids of the earlier plan that this one does not have; their folders are left alone.
+    pub dropped: Vec<String>,
+}
+
+impl Existing {
+    /// What `sweep plan` says about the folder (nothing for a new folder).
+    pub fn describe(&self, plan: &Plan, dir: &Path) -> String {
+        let mut s = String::new();
+        if !self.have.is_empty() {
+            let count = |l: &str| self.have.iter().filter(|(_, st)| st.label() == l).count();
+            let _ = writeln!(
+                s,
+                "{} already has {} of these {} runs: {} done, {} interrupted (they resume), {} failed (they rerun), \
+                 {} running, {} not started",
+                dir.display(),
+                self.have.len(),
+                plan.runs.len(),
+                count("done"),
+                count("interrupted"),
+                count("failed"),
+                count("running"),
+                count("pending")
+            );
+        }
+        if !self.kept.is_empty() {
+            let _ = writeln!(
+                s,
+                "{} runs keep the ids an earlier build gave them (their configs are unchanged), e.g. {} (this build: {})",
+                self.kept.len(),
+                self.kept[0].2,
+                self.kept[0].1
+            );
+        }
+        if !self.dropped.is_empty() {
+            let _ = writeln!(
+                s,
+                "{} runs of the earlier plan are not in this one; their folders stay in {}: {}",
+                self.dropped.len(),
+                dir.join("runs").display(),
+                self.dropped.join(", ")
+            );
+        }
+        s
+    }
+}
+
+/// Match the new plan against the folder's earlier plan, if it has one: a run whose config equals
+/// an earlier run's keeps that run's id (so an upgrade that changed the id rule trains nothing
+/// twice), and a run whose id is already there with another config is refused, since the folder's
+/// results would be taken for it.
+pub fn reconcile(out: &Path, plan: &mut Plan, configs: &[Config]) -> Result<Existing> {
+    let dir = SweepDir(out.to_path_buf());
+    if !dir.plan_path().exists() {
+        return Ok(Existing::default());
+    }
+    let old = dir.read_plan().with_context(|| format!("{}: plan into a new folder", out.display()))?;
+    // An earlier config that no longer parses (a key since removed) cannot match any new run.
+    let old_cfgs: Vec<Option<Config>> = old.runs.iter().map(|r| dir.run_config(&r.id).ok()).collect();
+    let mut claimed = vec![false; old.runs.len()];
+    let mut ex = Existing::default();
+    for (r, cfg) in plan.runs.iter_mut().zip(configs) {
+        if let Some(j) = old.runs.iter().position(|o| o.id == r.id) {
+            if let Some(was) = &old_cfgs[j] {
+                if was != cfg {
+                    bail!(
+                        "{}: run {} is already planned there with another config ({}); its results would be \
+                         taken for this one's. A default may have changed since it was planned: plan into a new folder",
+                        out.display(),
+                        r.id,
+                        config_difference(was, cfg)
+                    );
+                }
+            }
+            claimed[j] = true;
+        } else if let Some(j) = (0..old.runs.len()).find(|&j| !claimed[j] && old_cfgs[j].as_ref() == Some(cfg)) {
+            claimed[j] = true;
+            ex.kept.push((r.index, r.id.clone(), old.runs[j].id.clone()));
+            r.id = old.runs[j].id.clone();
+        } else {
+            continue;
+        }
+        ex.have.push((r.index, run_status(&dir, r)?));
+    }
+    ex.dropped = old.runs.iter().zip(&claimed).filter(|(_, c)| !**c).map(|(o, _)| o.id.clone()).collect();
+    for (i, a) in plan.runs.iter().enumerate() {
+        if plan.runs[..i].iter().any(|b| b.id == a.id) {
+            bail!("{}: two runs of the new plan would share the id {}; plan into a new folder", out.display(), a.id);
+        }
+    }
+    Ok(ex)
+}
+
+/// The keys on which two configs differ, as `key: a → b`.
+fn config_difference(a: &Config, b: &Config) -> String {
+    let lines = |c: &Config| identity_text(c).lines().map(str::to_string).collect::<Vec<_>>();
+    let (la, lb) = (lines(a), lines(b));
+    let key = |l: &str| l.split(" = ").next().unwrap_or("").to_string();
+    let value = |ls: &[String], k: &str| {
+        ls.iter().find(|l| key(l) == k).map_or("the default".to_string(), |l| l[k.len() + 3..].to_string())
+    };
+    let mut keys: Vec<String> =
+        la.iter().chain(&lb).filter(|l| !la.contains(l) || !lb.contains(l)).map(|l| key(l)).collect();
+    keys.sort();
+    keys.dedup();
+    keys.iter().map(|k| format!("{k}: {} → {}", value(&la, k), value(&lb, k))).collect::<Vec<_>>().join(", ")
+}
+
 /// Write the plan into `out`: plan.json, configs/<id>.toml and a copy of the sweep file.
-/// Runs already in `out` keep their results: a run whose config is unchanged keeps its id.
-pub fn write_plan(sweep_path: &Path, out: &Path, sets: &[String]) -> Result<Plan> {
-    let (plan, configs) = expand_with(sweep_path, sets)?;
+/// Runs already in `out` keep their results: a run whose config is unchanged keeps its id, even
+/// one an older build planned (`reconcile`).
+pub fn write_plan(sweep_path: &Path, out: &Path, sets: &[String]) -> Result<(Plan, Existing)> {
+    let (mut plan, configs) = expand_with(sweep_path, sets)?;
+    let existing = reconcile(out, &mut plan, &configs)?;
     let dir = SweepDir(out.to_path_buf());
     std::fs::create_dir_all(out.join("configs")).with_context(|| format!("{}: cannot create", out.display()))?;
     let mut files: Vec<(PathBuf, Vec<u8>)> =
@@ -218,14 +328,16 @@ pub fn write_plan(sweep_path: &Path, out: &Path, sets: &[String]) -> Result<Plan
     write_all_atomic(&files)?;
     // The plan last: a folder with plan.json always has every config it names.
     write_atomic(&dir.plan_path(), json_text(&plan)?.as_bytes())?;
-    Ok(plan)
+    Ok((plan, existing))
 }
 
-/// One line per run, for `sweep plan --dry-run`.
-pub fn describe(plan: &Plan) -> String {
+/// One line per run, for `sweep plan --dry-run`: its index, id and, for a run the folder
+/// already has, where it stands.
+pub fn describe(plan: &Plan, existing: &Existing) -> String {
     let mut s = String::new();
     for r in &plan.runs {
-        let _ = writeln!(s, "{:>4}  {}", r.index, r.id);
+        let st = existing.have.iter().find(|(i, _)| *i == r.index).map(|(_, st)| format!("  ({})", st.label()));
+        let _ = writeln!(s, "{:>4}  {}{}", r.index, r.id, st.unwrap_or_default());
     }
     s
 }
