@@ -25,18 +25,22 @@ pub fn have(part: &Path) -> u64 {
     std::fs::metadata(part).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Append the bytes of `url` from offset `have(part)` to `part` until `size` bytes are there or
-/// the source ends. `on_bytes` sees the running total. An error leaves what arrived in `part`,
-/// so the next call continues from there.
-pub fn fetch(url: &str, part: &Path, size: u64, on_bytes: &mut dyn FnMut(u64)) -> Result<()> {
+/// Append the bytes of `url` from offset `have(part)` to `part` until the file is whole or the
+/// source ends. `size` is the file's size when it must be exactly that (the official files);
+/// None takes the size the source gives (a mirror's own copy of an archive, judged afterwards by
+/// its members). `on_bytes` sees the running total. An error leaves what arrived in `part`, so
+/// the next call continues from there.
+pub fn fetch(url: &str, part: &Path, size: Option<u64>, on_bytes: &mut dyn FnMut(u64)) -> Result<()> {
     let mut start = have(part);
-    if start > size {
-        // Longer than the file can be: not a prefix of it.
-        File::create(part)?;
-        start = 0;
-    }
-    if start == size {
-        return Ok(());
+    if let Some(size) = size {
+        if start > size {
+            // Longer than the file can be: not a prefix of it.
+            File::create(part)?;
+            start = 0;
+        }
+        if start == size {
+            return Ok(());
+        }
     }
     if let Some(path) = url.strip_prefix("file://") {
         let mut src = match File::open(path) {
@@ -46,8 +50,13 @@ pub fn fetch(url: &str, part: &Path, size: u64, on_bytes: &mut dyn FnMut(u64)) -
             }
             Err(e) => bail!("{url}: cannot open: {e}"),
         };
+        let total = src.metadata()?.len();
+        if start > total {
+            File::create(part)?;
+            start = 0;
+        }
         src.seek(SeekFrom::Start(start))?;
-        return copy(&mut src, part, start, size, on_bytes);
+        return copy(&mut src, part, start, size.unwrap_or(total), on_bytes);
     }
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(20))
@@ -59,6 +68,8 @@ pub fn fetch(url: &str, part: &Path, size: u64, on_bytes: &mut dyn FnMut(u64)) -
         req = req.set("Range", &format!("bytes={start}-"));
     }
     let resp = match req.call() {
+        // Nothing left after the bytes we have: the part is whole (or longer: the checksum says).
+        Err(ureq::Error::Status(416, _)) if start > 0 && size.is_none() => return Ok(()),
         Ok(r) => r,
         Err(ureq::Error::Status(code, r)) if (400..500).contains(&code) && code != 408 && code != 429 => {
             return Err(NotThere(format!("{url}: HTTP {code} {}", r.status_text())).into())
@@ -74,8 +85,31 @@ pub fn fetch(url: &str, part: &Path, size: u64, on_bytes: &mut dyn FnMut(u64)) -
             0
         }
     };
-    copy(&mut resp.into_reader(), part, from, size, on_bytes).with_context(|| url.to_string())
+    let length = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+    let total = match (size, length) {
+        (Some(s), _) => s,
+        (None, Some(n)) => from + n,
+        (None, None) => u64::MAX,
+    };
+    let ends_early_ok = size.is_none() && length.is_none();
+    match copy(&mut resp.into_reader(), part, from, total, on_bytes) {
+        // No length given: the end of the body is the end of the file.
+        Err(e) if ends_early_ok && e.downcast_ref::<Short>().is_some() => Ok(()),
+        r => r.with_context(|| url.to_string()),
+    }
 }
+
+/// The source ended before the file was whole.
+#[derive(Debug)]
+struct Short(u64, u64);
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection ended after {} of {} bytes", self.0, self.1)
+    }
+}
+
+impl std::error::Error for Short {}
 
 fn copy(src: &mut dyn Read, part: &Path, mut n: u64, size: u64, on_bytes: &mut dyn FnMut(u64)) -> Result<()> {
     let mut out = OpenOptions::new().create(true).append(true).open(part)?;
@@ -93,7 +127,7 @@ fn copy(src: &mut dyn Read, part: &Path, mut n: u64, size: u64, on_bytes: &mut d
     }
     out.sync_all()?;
     if n < size {
-        bail!("connection ended after {n} of {size} bytes");
+        return Err(Short(n, size).into());
     }
     Ok(())
 }

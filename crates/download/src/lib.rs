@@ -139,9 +139,22 @@ impl Ui {
     }
 }
 
+/// What a fetched file turned out to be.
+enum Verdict {
+    /// The official file: its published MD5.
+    Official,
+    /// An archive with another MD5 (a mirror that packed the files itself) whose every member
+    /// matches its published MD5: its MD5.
+    Repacked(String),
+    /// Neither: why.
+    Wrong(String),
+}
+
 /// Fetch `ds` into `root` from `sources` (see [`sources`]), trying each in turn. A file whose
 /// checksum does not match is deleted and refused with both checksums; a partial file is kept
-/// and continued by the next call.
+/// and continued by the next call. An archive is judged by what is in it: the official one, or a
+/// mirror's own packing whose every member matches its published MD5, is unpacked; any other is
+/// refused.
 pub fn download(ds: &DataSet, root: &Path, sources: &[String], quiet: bool) -> Result<Fetched> {
     if present(ds, root) {
         return Ok(Fetched::AlreadyThere);
@@ -151,40 +164,80 @@ pub fn download(ds: &DataSet, root: &Path, sources: &[String], quiet: bool) -> R
     let mut ui = Ui { quiet, bar: None };
     for f in &ds.files {
         let label = format!("{}/{}", ds.folder, f.name);
-        // Files read as they are go straight into place; an archive waits in the stage.
-        let placed = match &ds.unpack {
-            Unpack::AsIs => ds.target_dir(root).join(&f.name),
-            Unpack::TarGz { .. } => stage.join(&f.name),
-        };
-        if verified(&placed, &f.md5, f.size) {
-            continue;
-        }
         let part = stage.join(format!("{}.part", f.name));
-        fetch_verified(f, &label, sources, &part, &mut ui)?;
-        if let Some(parent) = placed.parent() {
-            std::fs::create_dir_all(parent)?;
+        match &ds.unpack {
+            Unpack::AsIs => {
+                let placed = ds.target_dir(root).join(&f.name);
+                if verified(&placed, &f.md5, f.size) {
+                    continue;
+                }
+                let judge = |p: &Path| {
+                    let md5 = md5_file(p)?;
+                    Ok(if md5 == f.md5 {
+                        Verdict::Official
+                    } else {
+                        Verdict::Wrong(format!("checksum mismatch: expected MD5 {}, got {md5}", f.md5))
+                    })
+                };
+                fetch_verified(f, &label, sources, &part, &mut ui, Some(f.size), &judge)?;
+                if let Some(parent) = placed.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::rename(&part, &placed)
+                    .with_context(|| format!("cannot move {} into place", part.display()))?;
+                ui.line(&format!("{label}: MD5 {} verified; {}", f.md5, placed.display()));
+            }
+            Unpack::TarGz { dir, members } => {
+                // Unpacked while it is judged: a mirror's own packing has its own size and MD5.
+                let judge = |p: &Path| {
+                    let md5 = md5_file(p)?;
+                    Ok(match unpack(p, dir, members, root, &stage) {
+                        Ok(()) if md5 == f.md5 => Verdict::Official,
+                        Ok(()) => Verdict::Repacked(md5),
+                        Err(e) if md5 == f.md5 => Verdict::Wrong(format!("{e:#}")),
+                        Err(e) => Verdict::Wrong(format!(
+                            "checksum mismatch: expected MD5 {}, got {md5}, and it is not a packing of the \
+                             official files either ({e:#})",
+                            f.md5
+                        )),
+                    })
+                };
+                let how = fetch_verified(f, &label, sources, &part, &mut ui, None, &judge)?;
+                std::fs::remove_file(&part)?;
+                let n = members.len();
+                let target = ds.target_dir(root);
+                ui.line(&match how {
+                    Verdict::Repacked(md5) => format!(
+                        "{label}: not the official archive (MD5 {md5}, the official one's is {}: a mirror's own \
+                         packing), but each of its {n} files matches its published MD5; unpacked in {}",
+                        f.md5,
+                        target.display()
+                    ),
+                    _ => format!(
+                        "{label}: MD5 {} verified; {n} files unpacked and verified in {}",
+                        f.md5,
+                        target.display()
+                    ),
+                });
+            }
         }
-        std::fs::rename(&part, &placed).with_context(|| format!("cannot move {} into place", part.display()))?;
-        ui.line(&format!("{label}: MD5 {} verified; {}", f.md5, placed.display()));
-    }
-    if let Unpack::TarGz { dir, members } = &ds.unpack {
-        let archive = stage.join(&ds.files[0].name);
-        unpack(&archive, dir, members, root, &stage)?;
-        std::fs::remove_file(&archive)?;
-        ui.line(&format!(
-            "{}: {} files unpacked and verified in {}",
-            ds.name,
-            members.len(),
-            ds.target_dir(root).display()
-        ));
     }
     let _ = std::fs::remove_dir(&stage);
     let _ = std::fs::remove_dir(root.join(".download"));
     Ok(Fetched::Downloaded)
 }
 
-/// Bring `part` to the whole verified file from the first source that gives it.
-fn fetch_verified(f: &Remote, label: &str, sources: &[String], part: &Path, ui: &mut Ui) -> Result<()> {
+/// Bring `part` to a whole file from the first source that gives one `judge` accepts. `size`:
+/// the size the file must have (None: whatever the source has).
+fn fetch_verified(
+    f: &Remote,
+    label: &str,
+    sources: &[String],
+    part: &Path,
+    ui: &mut Ui,
+    size: Option<u64>,
+    judge: &dyn Fn(&Path) -> Result<Verdict>,
+) -> Result<Verdict> {
     let mut failures = Vec::new();
     for base in sources {
         let url = format!("{base}{}", f.name);
@@ -192,18 +245,15 @@ fn fetch_verified(f: &Remote, label: &str, sources: &[String], part: &Path, ui: 
         loop {
             let before = fetch::have(part);
             ui.start(label, &url, f.size, before);
-            let got = fetch::fetch(&url, part, f.size, &mut |n| ui.bytes(n));
+            let got = fetch::fetch(&url, part, size, &mut |n| ui.bytes(n));
             match got {
                 Ok(()) => {
-                    let md5 = md5_file(part)?;
-                    if md5 == f.md5 {
-                        return Ok(());
-                    }
+                    let why = match judge(part)? {
+                        Verdict::Wrong(why) => why,
+                        ok => return Ok(ok),
+                    };
                     std::fs::remove_file(part)?;
-                    let why = format!(
-                        "{label}: checksum mismatch: expected MD5 {}, got {md5} (from {url}); the file was deleted",
-                        f.md5
-                    );
+                    let why = format!("{label}: {why} (from {url}); the file was deleted");
                     ui.line(&why);
                     failures.push(why);
                     if before > 0 {
@@ -221,7 +271,8 @@ fn fetch_verified(f: &Remote, label: &str, sources: &[String], part: &Path, ui: 
                         failures.push(format!("{e:#}"));
                         break;
                     }
-                    ui.line(&format!("{label}: {e:#}; {now} of {} bytes kept, trying again", f.size));
+                    let of = size.map_or(String::new(), |s| format!(" of {s}"));
+                    ui.line(&format!("{label}: {e:#}; {now}{of} bytes kept, trying again"));
                 }
             }
         }

@@ -7,6 +7,8 @@ mod server;
 
 use std::path::{Path, PathBuf};
 
+use md5::Digest;
+
 use depthprobe_download::{download, md5_file, present, sources, DataSet, Fetched, Member, Remote, Unpack};
 use server::{Behaviour, Seen, Server};
 
@@ -226,25 +228,17 @@ fn toy_archive(mirror: &Path, members: &[(&str, Vec<u8>)], extra: bool) -> PathB
     p
 }
 
-#[test]
-fn an_archive_is_unpacked_only_when_every_member_checks_out() {
-    let t = tempfile::tempdir().unwrap();
-    let mirror = t.path().join("mirror");
-    let members = [("x.bin", bytes(11, 40_000)), ("y.bin", bytes(12, 20_000))];
-    let archive = toy_archive(&mirror, &members, true);
-    let md5 = |d: &[u8]| {
-        let p = t.path().join("tmp-md5");
-        std::fs::write(&p, d).unwrap();
-        md5_file(&p).unwrap()
-    };
-    let ds = DataSet {
+/// The data set whose official archive is `archive`, holding `members` under `toy-bin/`.
+fn archive_set(archive: &Path, members: &[(&str, Vec<u8>)]) -> DataSet {
+    let md5 = |d: &[u8]| format!("{:x}", md5::Md5::digest(d));
+    DataSet {
         name: "arch".into(),
         folder: "arch".into(),
         mirrors: vec![],
         files: vec![Remote {
             name: "toy.tar.gz".into(),
-            md5: md5_file(&archive).unwrap(),
-            size: std::fs::metadata(&archive).unwrap().len(),
+            md5: md5_file(archive).unwrap(),
+            size: std::fs::metadata(archive).unwrap().len(),
         }],
         unpack: Unpack::TarGz {
             dir: "toy-bin".into(),
@@ -253,7 +247,16 @@ fn an_archive_is_unpacked_only_when_every_member_checks_out() {
                 .map(|(n, d)| Member { name: n.to_string(), md5: md5(d), size: d.len() as u64 })
                 .collect(),
         },
-    };
+    }
+}
+
+#[test]
+fn an_archive_is_unpacked_only_when_every_member_checks_out() {
+    let t = tempfile::tempdir().unwrap();
+    let mirror = t.path().join("mirror");
+    let members = [("x.bin", bytes(11, 40_000)), ("y.bin", bytes(12, 20_000))];
+    let archive = toy_archive(&mirror, &members, true);
+    let ds = archive_set(&archive, &members);
     let server = Server::start(mirror.clone(), Behaviour { drop_first_at: Some(0.3), ..Default::default() });
     let root = t.path().join("data");
     assert_eq!(download(&ds, &root, &http_sources(&ds, &server), true).unwrap(), Fetched::Downloaded);
@@ -274,4 +277,49 @@ fn an_archive_is_unpacked_only_when_every_member_checks_out() {
     let e = format!("{:#}", download(&wrong, &root2, &http_sources(&ds, &server), true).unwrap_err());
     assert!(e.contains("toy-bin/y.bin: checksum mismatch") && e.contains(&"0".repeat(32)), "{e}");
     assert!(!root2.join("toy-bin").exists());
+}
+
+/// A mirror that packed the official files itself (another gzip level, another order, other
+/// entries) serves an archive with another MD5 and size: it is accepted when every member matches
+/// its published MD5, and refused, naming both archive checksums, when one does not.
+#[test]
+fn a_mirrors_own_packing_is_judged_by_its_members() {
+    let t = tempfile::tempdir().unwrap();
+    let official = t.path().join("official");
+    let members = [("x.bin", bytes(21, 50_000)), ("y.bin", bytes(22, 30_000))];
+    let archive = toy_archive(&official, &members, true);
+    let ds = archive_set(&archive, &members);
+    // The mirror's packing: members in the other order, no extra entries, a smaller file.
+    let mirror = t.path().join("mirror");
+    let swapped = [members[1].clone(), members[0].clone()];
+    let repacked = toy_archive(&mirror, &swapped, false);
+    let repacked_md5 = md5_file(&repacked).unwrap();
+    assert_ne!(repacked_md5, md5_file(&archive).unwrap());
+    assert_ne!(std::fs::metadata(&repacked).unwrap().len(), std::fs::metadata(&archive).unwrap().len());
+    for behaviour in [Behaviour::default(), Behaviour { drop_first_at: Some(0.4), ..Default::default() }] {
+        let server = Server::start(mirror.clone(), behaviour);
+        let root = t.path().join(format!("data-{}", server.url.rsplit(':').next().unwrap()));
+        assert_eq!(download(&ds, &root, &http_sources(&ds, &server), true).unwrap(), Fetched::Downloaded);
+        for (n, d) in &members {
+            assert!(std::fs::read(root.join("toy-bin").join(n)).unwrap() == *d, "{n}");
+        }
+        assert!(present(&ds, &root) && !root.join(".download").exists());
+    }
+    // file:// mirrors too.
+    let root = t.path().join("data-file");
+    download(&ds, &root, &sources(&ds, Some(&format!("file://{}", mirror.display()))).unwrap(), true).unwrap();
+    assert!(present(&ds, &root));
+
+    // A packing with one member changed is refused, and nothing is put in place.
+    let bad_mirror = t.path().join("bad");
+    let mut changed = members.clone();
+    changed[0].1[7] ^= 1;
+    let bad = toy_archive(&bad_mirror, &changed, false);
+    let server = Server::start(bad_mirror, Behaviour::default());
+    let root = t.path().join("data-bad");
+    let e = format!("{:#}", download(&ds, &root, &http_sources(&ds, &server), true).unwrap_err());
+    let (want, got) = (md5_file(&archive).unwrap(), md5_file(&bad).unwrap());
+    assert!(e.contains(&format!("expected MD5 {want}, got {got}")), "{e}");
+    assert!(e.contains("toy-bin/x.bin: checksum mismatch"), "{e}");
+    assert!(!root.join("toy-bin").exists() && !root.join(".download/arch/toy.tar.gz.part").exists(), "{e}");
 }
