@@ -94,7 +94,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// cpu | cuda | cuda:N
     pub device: Device,
-    /// CPU threads for LibTorch (0 = all cores).
+    /// CPU threads for LibTorch (0 = the CPUs this process may use: its affinity mask and cgroup
+    /// quota, or its share under `sweep local -j N`, or SLURM's allotment; docs/experiments.md).
     pub threads: usize,
     /// CPU kernels: "native" (the fastest this CPU has; results repeat exactly on the same kind
     /// of CPU and thread count) or "portable" (one thread, ATen's AVX2 kernels and MKL's

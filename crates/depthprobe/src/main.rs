@@ -3,14 +3,15 @@
 //! This binary does not link LibTorch, so these commands do not pay LibTorch's start-up (about
 //! half a second): `measure` needs none, and `sweep local` only starts the runs' processes (the
 //! engine, which trains) and watches their folders. It uses crates without LibTorch only, never
-//! the `depthprobe` library.
+//! the `depthprobe` library. It also sets how LibTorch's OpenMP threads wait when the user asks
+//! (`DEPTHPROBE_OMP_WAIT=passive`), which must be in the environment before LibTorch loads.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 use clap::Parser;
-use depthprobe_sweep::{interrupt, runner};
+use depthprobe_sweep::{cpus, interrupt, runner};
 
 /// This build, as the engine's `depthprobe::BUILD` says it.
 const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DEPTHPROBE_COMMIT"), ")");
@@ -32,6 +33,11 @@ struct Sweep {
 }
 
 fn main() -> ExitCode {
+    // Before LibTorch starts anywhere (the engine this execs, the runs `sweep local` starts):
+    // its OpenMP runtime reads how its threads wait once, when it loads (DEPTHPROBE_OMP_WAIT).
+    for (k, v) in cpus::omp_environment(&|k| std::env::var(k).ok().filter(|v| !v.is_empty())) {
+        std::env::set_var(k, v);
+    }
     let args: Vec<OsString> = std::env::args_os().collect();
     let word = |i: usize| args.get(i).and_then(|a| a.to_str());
     if word(1) == Some("measure") {

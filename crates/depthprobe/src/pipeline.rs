@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use depthprobe_config::{BoundSplit, Config, DatasetName};
+use depthprobe_config::{BoundSplit, Config, DatasetName, Numerics};
 use depthprobe_measures::{ProbeResult, Split};
 use depthprobe_runfolder::{
-    metric_rows, BatchInfo, CorruptionInfo, MetricBlock, MetricRow, NetworkMetrics, Position, RunFolder, Source,
-    Status, Summary,
+    metric_rows, BatchInfo, CorruptionInfo, CpuUse, MetricBlock, MetricRow, NetworkMetrics, Position, RunFolder,
+    Source, Status, Summary,
 };
 use rayon::prelude::*;
 
@@ -212,11 +212,13 @@ struct Member<'a> {
     /// The latest probe of this process: (epoch, outcome).
     last: Option<(usize, ProbeOutcome)>,
     failed: Option<String>,
+    /// How this process uses the CPU (set when LibTorch is set up).
+    cpu: Option<CpuUse>,
 }
 
 impl<'a> Member<'a> {
     fn new(spec: &'a RunSpec, data: &'a Prepared, start: Start) -> Member<'a> {
-        Member { spec, folder: RunFolder::new(&spec.opts.out), data, start, last: None, failed: None }
+        Member { spec, folder: RunFolder::new(&spec.opts.out), data, start, last: None, failed: None, cpu: None }
     }
 
     fn record(&mut self, epoch: usize, o: ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>) {
@@ -250,6 +252,7 @@ impl<'a> Member<'a> {
         s.batch = batch.clone();
         s.producer = Some(crate::BUILD.to_string());
         s.machine = Some(crate::machine::describe().to_string());
+        s.cpu = self.cpu.clone();
         s
     }
 
@@ -296,7 +299,10 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
     let batch = (k > 1).then(|| BatchInfo { size: k, runs: m.iter().map(|x| x.folder.name()).collect() });
     let refs: Vec<&Dataset> = m.iter().map(|x| &x.data.data).collect();
     let ds = refs[0];
-    init_runtime(cfg0.train.seed, cfg0.train.threads, cfg0.train.numerics);
+    let cpu = init_runtime(cfg0.train.seed, cfg0.train.threads, cfg0.train.numerics);
+    for x in m.iter_mut() {
+        x.cpu = Some(cpu.clone());
+    }
     let group = Group {
         model: &cfg0.model,
         train: &cfg0.train,
@@ -328,11 +334,20 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
         }
     };
     phases.lap("build model");
+    // A thread count depthprobe chose may give way on a shared CPU (engine/threads.rs); one the
+    // config fixes, or portable numerics' single thread, stays.
+    if cfg0.train.threads == 0 && cfg0.train.numerics == Numerics::Native {
+        trainer.adapt_threads(cpu.threads);
+    }
     let layers = trainer.layers().len();
     let progress = Progress::new("epoch", cfg0.train.epochs, start.epoch, quiet);
     let what = if k == 1 { String::new() } else { format!("{k} networks batched · ") };
     if start != Position::default() {
         progress.line(&format!("{what}resuming from {start} of {}", cfg0.train.epochs));
+    }
+    if cfg0.train.device == depthprobe_config::Device::Cpu {
+        progress
+            .line(&format!("{} threads: {} · OpenMP threads wait: {}", cpu.threads, cpu.threads_from, cpu.omp_wait));
     }
     progress.line(&format!(
         "{what}{} · {} train / {} test · {} · {} · {} epochs, probe every {}",
@@ -351,10 +366,23 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
         progress.line(&format!("{}: failed in epoch {epoch}: {why}", x.folder.path().display()));
         x.failed = Some(why);
     };
+    // What the thread count's changes say goes to the log once; how it adapted, to summary.json.
+    let adapted = |trainer: &mut Trainer, m: &mut Vec<Member>| {
+        for note in trainer.thread_notes() {
+            progress.line(&note);
+        }
+        let a = trainer.thread_adaptation();
+        for x in m.iter_mut() {
+            if let Some(c) = &mut x.cpu {
+                c.adaptive = a.clone();
+            }
+        }
+    };
     let probe_all =
         |trainer: &mut Trainer, m: &mut Vec<Member>, epoch: usize, stats: Option<&[EpochStats]>, record: bool| {
             let outcomes = trainer.probe(&refs, &cfg0.probe);
             phases.lap("probe");
+            adapted(trainer, m);
             let lr = stats.map(|_| lr_at(&cfg0.train, epoch, 0, 1));
             for (i, (x, o)) in m.iter_mut().zip(outcomes).enumerate() {
                 if x.failed.is_some() {
@@ -395,6 +423,7 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
             }
         };
         phases.lap("train");
+        adapted(&mut trainer, &mut m);
         for (x, s) in m.iter_mut().zip(&stats) {
             if x.failed.is_none() && !s.loss.is_finite() {
                 fail(x, epoch, format!("training loss became {} (diverged)", s.loss));

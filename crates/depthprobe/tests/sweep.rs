@@ -122,6 +122,8 @@ fn replanning_an_older_builds_folder_keeps_its_ids_and_says_what_it_has() {
     assert_eq!(d.read_plan().unwrap(), plan, "a dry run writes nothing");
     let text = ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
     assert!(text.contains("already has 3 of these 3 runs: 1 done"), "{text}");
+    assert!(text.contains(&format!("  done: {}\n", old_ids[0])), "{text}");
+    assert!(text.contains(&format!("  pending: {}, {}\n", old_ids[1], old_ids[2])), "{text}");
     let replanned = d.read_plan().unwrap();
     assert_eq!(replanned.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), old_ids);
     // The run done before is not trained again.
@@ -618,6 +620,8 @@ fn slurm_script_is_a_job_array_over_unfinished_runs() {
     assert!(script.contains("logs/slurm-%A_%a.log"));
     assert!(script.contains("sweep run") && script.contains("$SLURM_ARRAY_TASK_ID"));
     assert!(script.contains("--cpus-per-task=1"));
+    // Through the launcher, which sets the environment LibTorch reads when it starts.
+    assert!(script.contains("/depthprobe' sweep run"), "{script}");
 }
 
 /// `--batch K`: each task trains one group of runs that can share a model; GPU runs ask for a

@@ -27,7 +27,7 @@ use depthprobe_measures::ProbeResult;
 pub use atomic::{json_text, write_all_atomic, write_atomic};
 pub use checkpoint::{state_file, CheckpointMeta, Position, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_STEP};
 pub use metrics::{cdnv_pairs_csv, metric_rows, metrics_csv, read_metrics, MetricBlock, MetricRow};
-pub use summary::{BatchInfo, CorruptionInfo, NetworkMetrics, Source, Status, Summary};
+pub use summary::{AdaptiveThreads, BatchInfo, CorruptionInfo, CpuUse, NetworkMetrics, Source, Status, Summary};
 
 /// A train label that corruption changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,6 +60,31 @@ pub struct NetworkMetrics {
     pub test_loss: f64,
 }
 
+/// How a run used the CPU: LibTorch's threads, where that number came from, and how the
+/// threads wait for each other (docs/performance.md, "Sharing the CPU").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuUse {
+    pub threads: usize,
+    /// E.g. "train.threads = 4", "SLURM_CPUS_PER_TASK=4", "2 CPUs (affinity mask 2, no cgroup quota)".
+    pub threads_from: String,
+    /// E.g. "LibTorch's default (spin, then sleep)".
+    pub omp_wait: String,
+    /// With `train.threads = 0` on a CPU: how the run gave way when the CPU was shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveThreads>,
+}
+
+/// A run that chose between `threads` and `fewer` threads as it went (docs/performance.md,
+/// "Sharing the CPU"): how often it changed, and how long it ran with fewer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveThreads {
+    pub fewer: usize,
+    pub changes: usize,
+    /// Seconds of timed work (training steps and probe batches) with fewer threads, and in all.
+    pub fewer_s: f64,
+    pub timed_s: f64,
+}
+
 /// Where the embeddings came from: `measure`'s two folders or files, or a re-probed checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -105,6 +130,9 @@ pub struct Summary {
     /// The machine it ran on (CPU model, cores, memory, GPUs), in one line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    /// How it used the CPU (training runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUse>,
     /// Seconds the run (or command) has taken.
     pub wall_s: f64,
 }
@@ -133,6 +161,7 @@ impl Summary {
             source: None,
             producer: None,
             machine: None,
+            cpu: None,
             wall_s,
         }
     }

@@ -18,9 +18,9 @@ use anyhow::{bail, Context, Result};
 use depthprobe_config::{Config, Device};
 use depthprobe_runfolder::{RunFolder, Status};
 
-use crate::interrupt;
 use crate::plan::{Plan, PlannedRun, SweepDir};
 use crate::progress::Progress;
+use crate::{cpus, interrupt};
 
 /// Runs train as one model when their configs agree once seeds and label corruption are set
 /// aside (data subsets, architecture, schedule and probe settings all equal): this key.
@@ -149,7 +149,13 @@ pub fn this_exe() -> Result<PathBuf> {
     })
 }
 
-fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], device: Option<Device>, data_dir: Option<&Path>) -> Result<Child> {
+fn spawn_run(
+    dir: &SweepDir,
+    group: &[&PlannedRun],
+    device: Option<Device>,
+    data_dir: Option<&Path>,
+    threads: usize,
+) -> Result<Child> {
     let exe = this_exe()?;
     std::fs::create_dir_all(dir.0.join("logs"))?;
     let r = group[0];
@@ -167,6 +173,7 @@ fn spawn_run(dir: &SweepDir, group: &[&PlannedRun], device: Option<Device>, data
     let indices: Vec<String> = group.iter().map(|r| r.index.to_string()).collect();
     cmd.arg("sweep").arg("run").arg(&dir.0).arg("--index").arg(indices.join(","));
     cmd.env(super::plan::CHILD_ENV, "1");
+    cmd.env(cpus::THREADS_ENV, threads.to_string());
     if let Some(d) = data_dir {
         cmd.arg("--data-dir").arg(d);
     }
@@ -272,6 +279,16 @@ pub fn run_local(
         workers.describe(),
         dir.0.display()
     ));
+    // Runs that leave their thread count to depthprobe share the CPUs equally among the workers.
+    let budget = cpus::budget();
+    let threads = cpus::share(budget.usable(), workers.len());
+    if !queue.is_empty() {
+        progress.line(&format!(
+            "each run with train.threads = 0 uses {threads} thread(s): {} shared by {} worker(s)",
+            budget.describe(),
+            workers.len()
+        ));
+    }
     let mut queue = batch_groups(dir, queue, batch)?;
     queue.reverse();
     let mut running: Vec<(Vec<&PlannedRun>, Child, Instant, usize)> = Vec::new();
@@ -297,7 +314,7 @@ pub fn run_local(
             let busy: Vec<usize> = running.iter().map(|x| x.3).collect();
             let Some(w) = workers.free(&busy) else { break };
             let g = queue.pop().expect("queue is not empty");
-            let child = spawn_run(dir, &g, workers.0[w], data_dir)?;
+            let child = spawn_run(dir, &g, workers.0[w], data_dir, threads)?;
             running.push((g, child, Instant::now(), w));
         }
         let names: Vec<&str> = running.iter().flat_map(|x| x.0.iter().map(|r| r.id.as_str())).collect();
@@ -353,7 +370,9 @@ pub enum RunnerCmd {
 pub struct LocalArgs {
     /// Sweep folder (written by `sweep plan`).
     pub dir: PathBuf,
-    /// Runs at once (set train.threads so that N × threads ≤ cores).
+    /// Runs at once. A run whose train.threads is 0 gets an equal share of the CPUs this process
+    /// may use (its affinity mask and cgroup CPU quota, not the machine's core count), at least
+    /// one thread each.
     #[arg(short = 'j', long = "jobs", default_value_t = 1, conflicts_with = "devices")]
     pub jobs: usize,
     /// One worker per device, e.g. cuda:0,cuda:1,cuda:2 (a device listed twice gets two);

@@ -7,23 +7,33 @@
 //! | layers of K networks at once | `layers.rs` |
 //! | the network abstraction and the architecture registry | `network.rs` |
 //! | one file per architecture | `arch/` |
-//! | the trainer of K ≥ 1 networks: epochs, probes, checkpoints | `trainer.rs` |
+//! | the trainer of K ≥ 1 networks: the model, epochs, steps | `trainer.rs` |
+//! | its batches, assembled on the host | `batches.rs` |
+//! | its probe: batches streamed through the two-pass driver, the probe cache | `probe_stream.rs` |
+//! | its checkpoints | `checkpoint.rs` |
+//! | its thread count on a shared CPU | `threads.rs` |
 //! | augmented training batches assembled on the device | `device_data.rs` |
 //! | the probe's reduction on the device | `device_reducer.rs` |
 //! | SGD (fused kernel through `shim.rs` / `csrc/shim.cpp`) | `sgd.rs` |
 
 pub mod arch;
+mod batches;
+mod checkpoint;
 pub mod device_data;
 pub mod device_reducer;
 pub mod layers;
 pub mod network;
+mod probe_stream;
 mod sgd;
 mod shim;
 mod step_graph;
+mod threads;
 pub mod trainer;
 
 use anyhow::{bail, Result};
 use depthprobe_config::{Device, Numerics};
+use depthprobe_runfolder::CpuUse;
+use depthprobe_sweep::cpus;
 use tch::{Kind, Tensor};
 
 /// The LibTorch device of a configured one, refusing clearly when the GPU asked for is not there.
@@ -48,12 +58,14 @@ pub fn check_device(d: Device) -> Result<()> {
     resolve_device(d).map(|_| ())
 }
 
-/// Set up LibTorch for a run: CPU kernels and thread count (`numerics`), the allocator, and the
-/// generator's seed. Call before the first tensor operation of the process: the kernel choice
-/// is read once, at the first operation.
-pub fn init_runtime(seed: u64, threads: usize, numerics: Numerics) {
+/// Set up LibTorch for a run: CPU kernels and thread count (`numerics`; `threads` = 0 leaves the
+/// count to depthprobe: `depthprobe_sweep::cpus::default_threads`), the allocator, and the
+/// generator's seed, and say how the CPU is used. Call before the first tensor operation of the
+/// process: the kernel choice is read once, at the first operation.
+pub fn init_runtime(seed: u64, threads: usize, numerics: Numerics) -> CpuUse {
     keep_freed_memory();
-    let n = match numerics {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (n, from) = match numerics {
         // One thread (reduction order depends on the thread count), ATen's AVX2 kernels, and MKL's
         // COMPATIBLE reproducibility branch: MKL's AVX2 branch is reproducible on Intel CPUs only
         // (on others MKL dispatches by itself), COMPATIBLE on every x86-64 CPU; STRICT drops its
@@ -64,15 +76,16 @@ pub fn init_runtime(seed: u64, threads: usize, numerics: Numerics) {
             {
                 std::env::set_var(k, v);
             }
-            1
+            (1, "train.numerics = \"portable\": one thread".to_string())
         }
-        Numerics::Native if threads == 0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        Numerics::Native => threads,
+        Numerics::Native if threads == 0 => cpus::default_threads(&env, &cpus::budget()),
+        Numerics::Native => (threads, format!("train.threads = {threads}")),
     };
     tch::set_num_threads(n as i32);
     // Through the lock: an unlocked reseed on another thread would land in the middle of a
     // with_seed draw (the thread test caught it in CI).
     with_seed(seed, || ());
+    CpuUse { threads: n, threads_from: from, omp_wait: cpus::omp_wait(&env), adaptive: None }
 }
 
 /// Run `draw` right after seeding LibTorch's default generator with `seed`, under a lock. That

@@ -80,13 +80,9 @@ pub fn run_indices(
             continue;
         };
         locks.push(lock);
+        // A config that leaves the threads to depthprobe gets sweep local's share of the CPUs or
+        // SLURM's allotment when the engine starts (engine::init_runtime).
         let mut cfg = dir.run_config(&r.id)?;
-        // A SLURM task gets the CPUs it was allotted when the config leaves threads to us.
-        if cfg.train.threads == 0 {
-            if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse().ok()) {
-                cfg.train.threads = n;
-            }
-        }
         if let Some(d) = device {
             cfg.train.device = d;
         }
@@ -126,11 +122,13 @@ pub fn run_indices(
     Ok(outcomes)
 }
 
-/// Whether the run in `out` was started with `cfg`, the device aside (a checkpoint resumes on any).
+/// Whether the run in `out` was started with `cfg`, the device and thread count aside (a
+/// checkpoint resumes on any; builds before the CPU budget wrote SLURM's thread count here).
 fn same_config(out: &Path, cfg: &Config) -> bool {
     Config::from_file(&out.join("config.toml"), &[])
         .map(|mut c| {
             c.train.device = cfg.train.device;
+            c.train.threads = cfg.train.threads;
             &c == cfg
         })
         .unwrap_or(false)
@@ -169,7 +167,10 @@ pub fn write_slurm(
     }
     let groups = batch_groups(dir, todo, batch.max(1))?;
     let abs = std::fs::canonicalize(&dir.0).with_context(|| format!("{}: cannot resolve", dir.0.display()))?;
+    // The launcher beside the engine, when there is one: it sets how LibTorch's threads wait
+    // before the engine starts (depthprobe_sweep::cpus::omp_environment).
     let exe = this_exe()?;
+    let exe = Some(exe.with_file_name("depthprobe")).filter(|l| l.is_file()).unwrap_or(exe);
     std::fs::create_dir_all(abs.join("logs"))?;
     let configs = plan.runs.iter().map(|r| dir.run_config(&r.id)).collect::<Result<Vec<_>>>()?;
     let cpus = configs.iter().map(|c| c.train.threads).max().unwrap_or(0).max(1);

@@ -224,6 +224,20 @@ impl Existing {
                 count("running"),
                 count("pending")
             );
+            // Which ones, by state (a few of each; `--dry-run --out` lists every run).
+            for label in ["done", "interrupted", "failed", "running", "pending"] {
+                let ids: Vec<&str> = self
+                    .have
+                    .iter()
+                    .filter(|(_, st)| st.label() == label)
+                    .map(|(i, _)| plan.runs[*i].id.as_str())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let more = if ids.len() > 8 { format!(" and {} more", ids.len() - 8) } else { String::new() };
+                let _ = writeln!(s, "  {label}: {}{more}", ids[..ids.len().min(8)].join(", "));
+            }
         }
         if !self.kept.is_empty() {
             let _ = writeln!(
