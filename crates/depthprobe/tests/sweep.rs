@@ -85,6 +85,61 @@ fn run_ids_are_pinned_and_survive_a_key_added_with_its_default() {
     assert_eq!(expand(&f).unwrap().0, plan);
 }
 
+/// `[zip]`: keys that move together. Each run of a grid point takes the i-th value of every
+/// zipped list (so each seed draws its own corrupted labels), ids are stable and carry both
+/// values, bad lists are refused by name, and a zipped sweep resumes like any other.
+#[test]
+fn zipped_keys_move_together_with_stable_ids_and_the_sweep_resumes() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(
+        t.path(),
+        "zipped",
+        "[config.corruption]\np = 0.2\n[axes]\n\"model.depth\" = [2, 3]\n[zip]\n\"train.seed\" = [0, 1, 2]\n\"corruption.seed\" = [100, 101, 102]\n",
+    );
+    let (plan, cfgs) = expand(&f).unwrap();
+    assert_eq!(plan.runs.len(), 6, "2 depths × 3 zipped pairs, not 2 × 3 × 3");
+    assert_eq!(plan.axes, vec!["model.depth", "train.seed", "corruption.seed"]);
+    assert_eq!(
+        cfgs.iter().map(|c| (c.model.depth, c.train.seed, c.corruption.seed)).collect::<Vec<_>>(),
+        vec![(2, 0, 100), (2, 1, 101), (2, 2, 102), (3, 0, 100), (3, 1, 101), (3, 2, 102)]
+    );
+    assert!(plan.runs[1].id.starts_with("depth2-train-seed1-corruption-seed101-"), "{}", plan.runs[1].id);
+    assert_eq!(expand(&f).unwrap().0, plan, "the same ids again");
+
+    // Each seed its own corrupted labels.
+    let dir = t.path().join("s");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    ok(&["sweep", "run", s(&dir), "--index", "0,1", "--quiet"]);
+    let changed = |i: usize| {
+        std::fs::read_to_string(dir.join("runs").join(&plan.runs[i].id).join("corrupted_labels.csv")).unwrap()
+    };
+    assert_ne!(changed(0), changed(1));
+    // Planned again: the same runs; sweep local trains only the other four.
+    let text = ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    assert!(text.contains("already has 6 of these 6 runs: 2 done"), "{text}");
+    let text = ok(&["sweep", "local", s(&dir), "-j", "2", "--quiet"]);
+    assert!(text.contains("6 runs · 6 done"), "{text}");
+    let log = std::fs::read_to_string(dir.join("logs").join(format!("{}.log", plan.runs[0].id))).unwrap_or_default();
+    assert!(log.is_empty(), "run 0 was not trained again: {log}");
+
+    // Refused: unequal lengths, a key in both tables, a --set of a zipped key, an unknown key.
+    for (body, want) in [
+        (
+            "[zip]\n\"train.seed\" = [0, 1]\n\"corruption.seed\" = [5]\n",
+            "must have one length: 'train.seed' has 2, 'corruption.seed' has 1",
+        ),
+        ("[axes]\n\"train.seed\" = [0]\n[zip]\n\"train.seed\" = [0, 1]\n", "'train.seed' is in both [axes] and [zip]"),
+        ("[zip]\n\"train.sed\" = [0, 1]\n", "did you mean 'train.seed'"),
+        ("[zip]\n\"train.seed\" = 3\n", "[zip] 'train.seed' must be a list"),
+    ] {
+        let g = sweep_file(t.path(), "bad", body);
+        let e = format!("{:#}", expand(&g).unwrap_err());
+        assert!(e.contains(want), "{body}: {e}");
+    }
+    let e = err(&["sweep", "plan", s(&f), "--out", s(&t.path().join("x")), "--set", "corruption.seed=3"]);
+    assert!(e.contains("is an axis") && e.contains("[zip]"), "{e}");
+}
+
 /// A sweep folder planned by an older build (another id rule, configs without the keys added
 /// since) is recognised: planning it again keeps its ids, says what it holds, and trains nothing
 /// twice. A run whose id is there with another config is refused instead of taking its results.

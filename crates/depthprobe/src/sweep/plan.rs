@@ -13,7 +13,9 @@
 //! train.epochs = 20
 //! [axes]                                     # grid, first axis outermost
 //! "model.depth" = [2, 4, 8]
-//! "train.seed" = [0, 1, 2]
+//! [zip]                                      # optional: keys that move together, one axis
+//! "train.seed" = [0, 1, 2]                   # innermost: run i of each grid point takes
+//! "corruption.seed" = [100, 101, 102]        # the i-th value of every list
 //! [bound]                                    # optional: the bound's clean and noisy runs
 //! clean_seeds = 4
 //! noisy_draws = 4
@@ -46,6 +48,9 @@ struct SweepFile {
     config: toml::Table,
     #[serde(default)]
     axes: toml::Table,
+    /// Keys whose lists move together (equal lengths): one axis, inside the grid.
+    #[serde(default)]
+    zip: toml::Table,
     bound: Option<BoundSpec>,
 }
 
@@ -111,39 +116,70 @@ pub fn expand_with(sweep_path: &Path, sets: &[String]) -> Result<(Plan, Vec<Conf
     merge(&mut base, &file.config);
     for set in sets {
         let key = set.split_once('=').map_or(set.as_str(), |(k, _)| k.trim());
-        if file.axes.contains_key(key) {
-            bail!("--set '{set}': '{key}' is an axis of {origin}; change its [axes] list instead");
+        for (section, keys) in [("axes", &file.axes), ("zip", &file.zip)] {
+            if keys.contains_key(key) {
+                bail!("--set '{set}': '{key}' is an axis of {origin}; change its [{section}] list instead");
+            }
         }
     }
     depthprobe_config::apply_sets(&mut base, sets)?;
     let base_cfg = Config::from_table(base.clone(), &format!("{origin} (base config)"))?;
 
-    let mut axes = Vec::new();
-    let mut values: Vec<Vec<toml::Value>> = Vec::new();
-    for (k, v) in &file.axes {
-        check_key(k, &format!("{origin}: [axes]"))?;
-        let toml::Value::Array(list) = v else {
-            bail!("{origin}: [axes] '{k}' must be a list of values, e.g. \"{k}\" = [1, 2]");
-        };
-        if list.is_empty() {
-            bail!("{origin}: [axes] '{k}' is an empty list");
+    let lists = |section: &str, table: &toml::Table| -> Result<Vec<(String, Vec<toml::Value>)>> {
+        let mut out = Vec::new();
+        for (k, v) in table {
+            check_key(k, &format!("{origin}: [{section}]"))?;
+            let toml::Value::Array(list) = v else {
+                bail!("{origin}: [{section}] '{k}' must be a list of values, e.g. \"{k}\" = [1, 2]");
+            };
+            if list.is_empty() {
+                bail!("{origin}: [{section}] '{k}' is an empty list");
+            }
+            out.push((k.clone(), list.clone()));
         }
-        axes.push(k.clone());
-        values.push(list.clone());
+        Ok(out)
+    };
+    let grid = lists("axes", &file.axes)?;
+    let zipped = lists("zip", &file.zip)?;
+    if let Some((k, _)) = zipped.iter().find(|(k, _)| file.axes.contains_key(k)) {
+        bail!("{origin}: '{k}' is in both [axes] and [zip]; a key is one or the other");
     }
+    if let Some((k0, v0)) = zipped.first() {
+        if let Some((k, v)) = zipped.iter().find(|(_, v)| v.len() != v0.len()) {
+            bail!(
+                "{origin}: [zip] lists move together and must have one length: '{k0}' has {}, '{k}' has {}",
+                v0.len(),
+                v.len()
+            );
+        }
+    }
+    let axes: Vec<String> = grid.iter().chain(&zipped).map(|(k, _)| k.clone()).collect();
     if let Some(b) = &file.bound {
         bound::validate(b, &base_cfg, &axes, &origin)?;
     }
 
-    // The grid, first axis outermost.
+    // The grid, first axis outermost; the zipped keys, together, innermost.
     let mut points: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
-    for (k, vs) in axes.iter().zip(&values) {
+    for (k, vs) in &grid {
         points = points
             .into_iter()
             .flat_map(|p| {
                 vs.iter().map(move |v| {
                     let mut q = p.clone();
                     q.push((k.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    if let Some((_, first)) = zipped.first() {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                let zipped = &zipped;
+                (0..first.len()).map(move |i| {
+                    let mut q = p.clone();
+                    q.extend(zipped.iter().map(|(k, vs)| (k.clone(), vs[i].clone())));
                     q
                 })
             })
