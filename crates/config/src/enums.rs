@@ -185,6 +185,19 @@ impl Precision {
     }
 }
 
+/// How the warm-up epochs run (docs/method.md, "Training protocol").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Warmup {
+    /// The learning rate rises linearly, step by step, to its base value on the last warm-up step.
+    #[default]
+    Linear,
+    /// As the published code runs: its warm-up scheduler is built but never stepped, so the
+    /// warm-up epochs run at learning rate 0 (the weights stay; SGD's momentum buffers still
+    /// take every gradient) and the base rate starts after them with those buffers.
+    Published,
+}
+
 /// Whether a GPU replays each training step as one captured CUDA graph (docs/method.md, "CUDA
 /// graphs"). The numbers are eager training's; only the kernel launches change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

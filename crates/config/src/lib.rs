@@ -14,7 +14,7 @@ mod identity;
 
 pub use enums::{
     Arch, BoundSplit, CorruptionMode, DatasetName, Device, EmbeddingPoint, Graph, Loss, Numerics, Precision, Reduction,
-    TopKind,
+    TopKind, Warmup,
 };
 pub use identity::{identity_hash, identity_text};
 
@@ -88,8 +88,14 @@ pub struct TrainConfig {
     /// MultiStepLR milestones (epochs, 1-based: the LR drops from that epoch on).
     pub milestones: Vec<usize>,
     pub gamma: f64,
-    /// Epochs of per-iteration linear warm-up (0 = none).
+    /// Epochs of warm-up (0 = none).
     pub warmup_epochs: usize,
+    /// "linear" (the default: the rate rises step by step to its base value) or "published"
+    /// (the published code's: the warm-up epochs at rate 0, momentum accumulating; docs/method.md,
+    /// "Training protocol"). Left out of the written config when linear, so that builds that
+    /// predate the key read the configs of runs that do not use it.
+    #[serde(skip_serializing_if = "is_linear_warmup")]
+    pub warmup: Warmup,
     pub loss: Loss,
     pub seed: u64,
     /// cpu | cuda | cuda:N
@@ -187,6 +193,9 @@ fn is_default_precision(p: &Precision) -> bool {
 fn is_graph_off(g: &Graph) -> bool {
     *g == Graph::Off
 }
+fn is_linear_warmup(w: &Warmup) -> bool {
+    *w == Warmup::Linear
+}
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -199,6 +208,7 @@ impl Default for TrainConfig {
             milestones: vec![60, 100, 200],
             gamma: 0.2,
             warmup_epochs: 1,
+            warmup: Warmup::Linear,
             loss: Loss::CrossEntropy,
             seed: 0,
             device: Device::Cpu,
@@ -240,6 +250,7 @@ pub fn valid_keys() -> Vec<String> {
     let mut every = Config::default();
     every.train.precision = Precision::Bf16;
     every.train.graph = Graph::Auto;
+    every.train.warmup = Warmup::Published;
     let v = toml::Value::try_from(every).expect("the config serializes");
     let mut keys = Vec::new();
     if let toml::Value::Table(t) = v {

@@ -468,3 +468,65 @@ fn empty_class_after_subsetting_or_corruption_is_refused() {
     let e = data::check_classes_present(&split, ds.num_classes, "train split of synthetic").unwrap_err().to_string();
     assert!(e.contains("train split of synthetic: class 7 has no samples"), "{e}");
 }
+
+/// `train.warmup = "published"` runs the warm-up epoch at rate 0, as the published code does (its
+/// scheduler is never stepped): every parameter is the same after epoch 1 while SGD's momentum
+/// buffers have taken its gradients, and epoch 2 starts from there at the base rate. The linear
+/// warm-up moves the parameters in epoch 1.
+#[test]
+fn the_published_warmup_keeps_the_weights_through_epoch_one_but_not_the_momentum() {
+    use depthprobe::config::Warmup;
+    use depthprobe::engine::trainer::{Group, Trainer};
+    let tmp = tempfile::tempdir().unwrap();
+    let state = |warmup: Warmup, epochs: usize| {
+        let mut cfg = quick_cfg(2);
+        cfg.train.warmup = warmup;
+        depthprobe::engine::init_runtime(cfg.train.seed, 1, cfg.train.numerics);
+        let p = data::prepare(&cfg, None).unwrap();
+        let g = Group { model: &cfg.model, train: &cfg.train, seeds: vec![cfg.train.seed], augment: false };
+        let mut t = Trainer::new(&g, &[&p.data]).unwrap();
+        let copy = |m: std::collections::HashMap<String, Tensor>| -> Vec<(String, Tensor)> {
+            let mut v: Vec<(String, Tensor)> = m.into_iter().map(|(n, t)| (n, t.copy())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let before = copy(t.network_variables(0));
+        for epoch in 1..=epochs {
+            t.train_epoch(&[&p.data], epoch);
+        }
+        let file = tmp.path().join(format!("{warmup:?}-{epochs}.safetensors"));
+        t.save(0, &file).unwrap();
+        let saved: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(&file).unwrap().into_iter().collect();
+        (before, saved)
+    };
+    // BatchNorm's running statistics follow the batches at any rate; parameters do not.
+    let is_parameter = |n: &str| !n.contains("running_") && !n.contains("num_batches");
+    let moved = |before: &[(String, Tensor)], saved: &std::collections::HashMap<String, Tensor>| {
+        before.iter().filter(|(n, _)| is_parameter(n)).filter(|(n, t)| !saved[&format!("model.{n}")].equal(t)).count()
+    };
+    let momentum_norm = |saved: &std::collections::HashMap<String, Tensor>| -> f64 {
+        saved
+            .iter()
+            .filter(|(n, _)| n.starts_with("momentum."))
+            .map(|(_, t)| t.abs().sum(Kind::Double).double_value(&[]))
+            .sum()
+    };
+
+    let (before, after1) = state(Warmup::Published, 1);
+    let params = before.iter().filter(|(n, _)| is_parameter(n)).count();
+    assert!(params >= 10);
+    assert_eq!(moved(&before, &after1), 0, "published warm-up: no parameter moves in epoch 1");
+    assert!(momentum_norm(&after1) > 1.0, "the momentum buffers took epoch 1's gradients");
+    let running = before.iter().find(|(n, _)| n.ends_with("running_mean")).unwrap();
+    assert!(
+        !after1[&format!("model.{}", running.0)].equal(&running.1),
+        "BatchNorm statistics still follow the batches"
+    );
+
+    let (_, after2) = state(Warmup::Published, 2);
+    assert_eq!(moved(&before, &after2), params, "epoch 2 runs at the base rate");
+
+    let (before, linear1) = state(Warmup::Linear, 1);
+    assert_eq!(moved(&before, &linear1), params, "the linear warm-up moves every parameter in epoch 1");
+}
