@@ -254,7 +254,7 @@ pub fn csv(rows: &[BoundRow]) -> String {
 /// One row's claims, bound < 1 and bound ≥ the clean networks' test error, judged on bootstrap
 /// intervals: clean runs are resampled as (depth, test error) pairs, the noisy draws at p on their
 /// own. Returns the verdict and the intervals of the bound and of the test error.
-fn judge(r: &BoundRow) -> (Verdict, Interval, Interval) {
+fn judge(r: &BoundRow) -> (Verdict, Interval, Interval, String) {
     let mut rng = crate::stats::bootstrap_rng();
     let noisy: Vec<f64> = r.noisy_depths.iter().map(|&d| d as f64).collect();
     let stat = |clean: &[(f64, f64)], noisy: &[f64]| -> (f64, f64) {
@@ -276,11 +276,21 @@ fn judge(r: &BoundRow) -> (Verdict, Interval, Interval) {
     let (b0, e0) = stat(&r.clean_runs, &noisy);
     let (bi, ei, gi) = (interval_of(b0, bounds), interval_of(e0, errs), interval_of(e0 - b0, gaps));
     // Not vacuous (bound < 1), and not below the test error (test error − bound ≤ 0).
-    let v = Verdict::all([
-        Verdict::at_most(&Interval { value: b0, lo: bi.lo, hi: bi.hi }, 1.0 - 1e-12),
-        Verdict::at_most(&gi, 0.0),
-    ]);
-    (v, bi, ei)
+    let vacuity = Interval { value: b0, lo: bi.lo, hi: bi.hi };
+    let v = Verdict::all([Verdict::at_most(&vacuity, 1.0 - 1e-12), Verdict::at_most(&gi, 0.0)]);
+    // The power estimate of the part that is undecided, at the smaller of the two sample sizes.
+    let n = r.clean_runs.len().min(noisy.len());
+    let (iv, t) = if Verdict::at_most(&gi, 0.0) == Verdict::Inconclusive { (gi, 0.0) } else { (vacuity, 1.0 - 1e-12) };
+    let power = match (v, crate::stats::seeds_to_decide(&iv, t, n)) {
+        (Verdict::Inconclusive, Some(m)) => {
+            format!(
+                " (at the spread observed, about {m} clean networks and noisy draws each, now {n}, would decide it)"
+            )
+        }
+        (Verdict::Inconclusive, None) => " (on the threshold: more runs at this spread would not decide it)".into(),
+        _ => String::new(),
+    };
+    (v, bi, ei, power)
 }
 
 /// Check (e): the bound assumes the minimal depth d_min needed to fit partially corrupted labels
@@ -302,13 +312,15 @@ pub fn check_dmin(rows: &[BoundRow]) -> Option<(String, Vec<(String, String)>)> 
         let v = Verdict::at_most(&iv, tol);
         let gname = if g.is_empty() { String::new() } else { format!(" ({g})") };
         let seq: Vec<String> = rs.iter().zip(&samples).map(|(r, s)| format!("p={}: {:.2}", r.p, mean(s))).collect();
+        let draws = samples.iter().map(|s| s.len()).min().unwrap_or(0);
         lines.push(format!(
-            "**(e) minimal depth against p{gname}: {}.** Mean d_min (effective depth of the networks fitted to partly corrupted labels) over the draws: {}; largest fall between consecutive p: {:.2} (95% interval [{:.2}, {:.2}]; the claim needs ≤ {tol}).",
+            "**(e) minimal depth against p{gname}: {}.** Mean d_min (effective depth of the networks fitted to partly corrupted labels) over the draws: {}; largest fall between consecutive p: {:.2} (95% interval [{:.2}, {:.2}]; the claim needs ≤ {tol}).{}",
             v.word(),
             seq.join(", "),
             iv.value,
             iv.lo,
-            iv.hi
+            iv.hi,
+            crate::stats::seeds_note(&iv, tol, draws).replace("seeds per group", "draws per p")
         ));
         let labels: Vec<String> = rs.iter().map(|r| format!("p={}", r.p)).collect();
         tables.push((format!("(e) d_min per p{gname} over noisy draws"), crate::stats::group_rows(&labels, &samples)));
@@ -324,7 +336,7 @@ pub fn check(rows: &[BoundRow]) -> Option<String> {
     let mut lines = Vec::new();
     for g in groups {
         let rs: Vec<&BoundRow> = rows.iter().filter(|r| r.group == g).collect();
-        let judged: Vec<(Verdict, Interval, Interval)> = rs.iter().map(|r| judge(r)).collect();
+        let judged: Vec<(Verdict, Interval, Interval, String)> = rs.iter().map(|r| judge(r)).collect();
         let with = |v: Verdict| -> Vec<String> {
             rs.iter().zip(&judged).filter(|(_, j)| j.0 == v).map(|(r, _)| format!("p={}", r.p)).collect()
         };
@@ -348,9 +360,9 @@ pub fn check(rows: &[BoundRow]) -> Option<String> {
         let per_p: Vec<String> = rs
             .iter()
             .zip(&judged)
-            .map(|(r, (v, b, e))| {
+            .map(|(r, (v, b, e, power))| {
                 format!(
-                    "p={}: first term {:.3} + (1+α)p = {:.4} (95% interval [{:.4}, {:.4}]) against test error [{:.4}, {:.4}]: {}{}",
+                    "p={}: first term {:.3} + (1+α)p = {:.4} (95% interval [{:.4}, {:.4}]) against test error [{:.4}, {:.4}]: {}{}{}",
                     r.p,
                     r.first_term,
                     r.bound,
@@ -367,7 +379,8 @@ pub fn check(rows: &[BoundRow]) -> Option<String> {
                         " (below the test error)"
                     } else {
                         ""
-                    }
+                    },
+                    power
                 )
             })
             .collect();
@@ -444,10 +457,11 @@ mod tests {
         assert_eq!(judge(&row(0.2, &clean, &[8, 9, 9])).0, Verdict::Holds);
         assert_eq!(judge(&row(0.05, &clean, &[8, 9, 9])).0, Verdict::Fails);
         let spread = [(4.0, 0.03), (4.0, 0.05), (4.0, 0.09), (4.0, 0.11)];
-        let (v, b, e) = judge(&row(0.06, &spread, &[8, 9, 9]));
+        let (v, b, e, power) = judge(&row(0.06, &spread, &[8, 9, 9]));
+        assert!(power.contains("clean networks and noisy draws each"), "{power}");
         assert!(v == Verdict::Inconclusive && e.lo < b.value && e.hi > b.value, "{v:?} {b:?} {e:?}");
         // Noisy depths at or below D̄ half the time: resamples put the first term near 1.
-        let (v, b, _) = judge(&row(0.4, &[(5.0, 0.1), (5.0, 0.1)], &[4, 9, 5, 9]));
+        let (v, b, _, _) = judge(&row(0.4, &[(5.0, 0.1), (5.0, 0.1)], &[4, 9, 5, 9]));
         assert!(v == Verdict::Inconclusive && b.hi >= 1.0, "{v:?} {b:?}");
     }
 }

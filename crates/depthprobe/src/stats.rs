@@ -120,6 +120,41 @@ impl Verdict {
     }
 }
 
+/// How many seeds per group would make an inconclusive verdict on "statistic ≤ threshold"
+/// decisive at the spread observed with `seeds` per group: the interval's half-width on the side
+/// of the threshold shrinks as 1/√n, so n = seeds · (half-width / distance to the threshold)²,
+/// rounded up. It is where such a sample would be decisive about half the time (its spread is the
+/// one measured, its mean may move). None when the statistic sits on the threshold (no number of
+/// seeds decides it) or the verdict is not inconclusive.
+pub fn seeds_to_decide(iv: &Interval, threshold: f64, seeds: usize) -> Option<usize> {
+    if Verdict::at_most(iv, threshold) != Verdict::Inconclusive {
+        return None;
+    }
+    let (half, distance) = if iv.value <= threshold {
+        (iv.hi - iv.value, threshold - iv.value)
+    } else {
+        (iv.value - iv.lo, iv.value - threshold)
+    };
+    if distance <= 0.0 || !half.is_finite() {
+        return None;
+    }
+    let n = (seeds as f64 * (half / distance).powi(2)).ceil();
+    Some((n as usize).max(seeds + 1))
+}
+
+/// The power estimate as report text: " About N seeds per group would decide it at this spread."
+pub fn seeds_note(iv: &Interval, threshold: f64, seeds: usize) -> String {
+    match (Verdict::at_most(iv, threshold), seeds_to_decide(iv, threshold, seeds)) {
+        (Verdict::Inconclusive, Some(n)) => {
+            format!(" At the spread observed, about {n} seeds per group (now {seeds}) would decide it.")
+        }
+        (Verdict::Inconclusive, None) => {
+            " The statistic sits on the threshold: more seeds at this spread would not decide it.".to_string()
+        }
+        _ => String::new(),
+    }
+}
+
 /// The largest drop between consecutive groups' means (≤ 0: the means never fall).
 pub fn max_drop(groups: &[Vec<f64>]) -> f64 {
     let m: Vec<f64> = groups.iter().map(|g| mean(g)).collect();
@@ -229,6 +264,42 @@ pub fn ln_gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The power estimate against the closed form for a normal mean, and by simulation: with the
+    /// number of seeds it names, the verdict is decisive about half the time or more.
+    #[test]
+    fn seeds_to_decide_matches_the_normal_closed_form_and_a_simulation() {
+        let mut rng = crate::rng::Rng::new(7);
+        let mut normal = || rng.normal();
+        let (sigma, d) = (1.0, 0.25);
+        // A pilot of 40 seeds, mean d below the threshold 0: the closed form for the 95% interval
+        // of a mean, 1.96·s/√n < d, needs n ≥ (1.96·s/d)².
+        let pilot: Vec<f64> = (0..40).map(|_| -d + sigma * normal()).collect();
+        let iv = mean_interval(&pilot);
+        assert_eq!(Verdict::at_most(&iv, 0.0), Verdict::Inconclusive, "{iv:?}");
+        let n = seeds_to_decide(&iv, 0.0, pilot.len()).unwrap();
+        let s = std_dev(&pilot);
+        let closed = (1.96 * s / (0.0 - iv.value)).powi(2);
+        assert!((n as f64 / closed - 1.0).abs() < 0.2, "{n} seeds against the closed form's {closed:.1}");
+        // Simulation at the true mean and spread: the interval at n seeds is decisive (holds)
+        // about half the time when n is the closed form's at the true values.
+        let n_true = (1.96 * sigma / d).powi(2).ceil() as usize;
+        let decisive = (0..200)
+            .filter(|_| {
+                let g: Vec<f64> = (0..n_true).map(|_| -d + sigma * normal()).collect();
+                Verdict::at_most(&mean_interval(&g), 0.0) == Verdict::Holds
+            })
+            .count();
+        assert!((70..=130).contains(&decisive), "{decisive} of 200 decisive at {n_true} seeds");
+        // Sides and edge cases: heading to "fails", on the threshold, already decided.
+        let up = Interval { value: 1.0, lo: 0.5, hi: 1.5 };
+        assert_eq!(seeds_to_decide(&up, 0.8, 3), Some(19)); // 3 · (0.5 / 0.2)² = 18.75
+        assert_eq!(seeds_to_decide(&Interval { value: 0.8, lo: 0.5, hi: 1.5 }, 0.8, 3), None);
+        assert_eq!(seeds_to_decide(&Interval { value: 0.2, lo: 0.1, hi: 0.3 }, 0.8, 3), None);
+        assert!(seeds_note(&up, 0.8, 3).contains("about 19 seeds per group (now 3)"));
+        assert!(seeds_note(&Interval { value: 0.8, lo: 0.5, hi: 1.5 }, 0.8, 3).contains("would not decide"));
+        assert_eq!(seeds_note(&Interval { value: 0.2, lo: 0.1, hi: 0.3 }, 0.8, 3), "");
+    }
 
     #[test]
     fn bootstrap_intervals_cover_and_verdicts_follow_them() {

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::axis_study;
-use crate::stats::{bootstrap, group_rows, max_drop, mean, min_max, range_of_means, Interval, Verdict};
+use crate::stats::{
+    bootstrap, group_rows, max_drop, mean, min_max, range_of_means, seeds_note, seeds_to_decide, Interval, Verdict,
+};
 use crate::sweep::record::{LayerFinal, RunRecord};
 
 /// A check's verdict paragraph and the per-group tables behind it.
@@ -50,14 +52,15 @@ pub fn check_depth(recs: &[&RunRecord], eps: f64, label: &str) -> Option<Check> 
     let labels: Vec<String> = above.iter().map(|a| format!("L={}", a.0)).collect();
     Some(Check {
         text: format!(
-            "**({label}) depth sweep at ε={eps}: {}.** Smallest depth whose runs all separate at ε={eps}: L₀={l0}. For L ≥ L₀ the mean effective depths span {} layers (the claim needs ≤ 2, within ±1 layer; inconclusive when the interval straddles 2); single runs range over {}–{}{}; {}–{} seeds per depth.",
+            "**({label}) depth sweep at ε={eps}: {}.** Smallest depth whose runs all separate at ε={eps}: L₀={l0}. For L ≥ L₀ the mean effective depths span {} layers (the claim needs ≤ 2, within ±1 layer; inconclusive when the interval straddles 2); single runs range over {}–{}{}; {}–{} seeds per depth.{}",
             verdict.word(),
             interval_text(&iv),
             lo,
             hi,
             if not_sep > 0 { format!(" ({not_sep} run(s) not separable, counted as L)") } else { String::new() },
             seeds.0,
-            seeds.1
+            seeds.1,
+            seeds_note(&iv, 2.0, seeds.0 as usize)
         ),
         tables: vec![(format!("({label}) effective depth at ε={eps} per depth L ≥ L₀ over seeds"), group_rows(&labels, &groups))],
     })
@@ -84,15 +87,18 @@ pub fn check_noise(recs: &[&RunRecord], eps: f64, label: &str) -> Option<Check> 
         let min_train = min_max(pts.iter().flat_map(|p| p.train_acc.iter().copied())).0;
         let seeds = pts.iter().map(|p| p.depths.len()).min().unwrap_or(0);
         let mut verdict = Verdict::at_most(&iv, NOISE_TOLERANCE);
+        let mut power = seeds_note(&iv, NOISE_TOLERANCE, seeds);
         if min_train < 0.99 {
             verdict = Verdict::Fails;
+            power.clear();
         } else if seeds < 3 && verdict == Verdict::Holds {
             verdict = Verdict::Inconclusive;
+            power = " 3 seeds per p would decide it.".into();
         }
         let seq: Vec<String> = pts.iter().map(|p| format!("p={}: {:.2}", p.x, mean(&p.depths))).collect();
         let gname = if g.is_empty() { String::new() } else { format!(" ({g})") };
         lines.push(format!(
-            "**({label}) noise sweep at ε={eps}{gname}: {}.** Mean ε={eps} effective depth over seeds: {}; largest drop between consecutive p: {} (the claim needs ≤ {NOISE_TOLERANCE}: the one layer a run may move); lowest network train accuracy (on the corrupted labels) {:.4} (need ≥ 0.99){}.",
+            "**({label}) noise sweep at ε={eps}{gname}: {}.** Mean ε={eps} effective depth over seeds: {}; largest drop between consecutive p: {} (the claim needs ≤ {NOISE_TOLERANCE}: the one layer a run may move); lowest network train accuracy (on the corrupted labels) {:.4} (need ≥ 0.99){}.{power}",
             verdict.word(),
             seq.join(", "),
             interval_text(&iv),
@@ -130,19 +136,31 @@ pub fn check_width(recs: &[&RunRecord]) -> Option<Check> {
     let mut lines = Vec::new();
     let mut verdicts = Vec::new();
     let mut tables = Vec::new();
+    let seeds = by_h.values().map(|rs| rs.len()).min().unwrap_or(0);
     for (name, get, rising) in curves {
         let mut ok_layers = Vec::new();
         let mut unsure = 0;
+        // Seeds per width that would decide every inconclusive layer (None: one sits on 0).
+        let mut needed: Option<Option<usize>> = None;
         for i in 0..layers {
             // Rising curves must not drop; falling ones must not rise (a drop of the negation).
             let samples: Vec<Vec<f64>> = by_h
                 .values()
                 .map(|rs| rs.iter().map(|r| if rising { get(&r.layers[i]) } else { -get(&r.layers[i]) }).collect())
                 .collect();
-            let v = Verdict::at_most(&bootstrap(&samples, max_drop), 0.0);
+            let iv = bootstrap(&samples, max_drop);
+            let v = Verdict::at_most(&iv, 0.0);
             match v {
                 Verdict::Holds => ok_layers.push(i + 1),
-                Verdict::Inconclusive => unsure += 1,
+                Verdict::Inconclusive => {
+                    unsure += 1;
+                    let n = seeds_to_decide(&iv, 0.0, seeds);
+                    needed = Some(match (needed, n) {
+                        (None, n) => n,
+                        (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    });
+                }
                 Verdict::Fails => {}
             }
             verdicts.push(v);
@@ -162,7 +180,15 @@ pub fn check_width(recs: &[&RunRecord]) -> Option<Check> {
             } else {
                 format!("layers {}", ok_layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "))
             },
-            if unsure > 0 { format!(", inconclusive at {unsure}") } else { String::new() },
+            match needed {
+                None => String::new(),
+                Some(Some(n)) => format!(
+                    ", inconclusive at {unsure} (at the spread observed, about {n} seeds per width, now {seeds}, would decide them all)"
+                ),
+                Some(None) => format!(
+                    ", inconclusive at {unsure} (one sits on the threshold: more seeds at this spread would not decide it)"
+                ),
+            },
             top.join(", ")
         ));
     }
