@@ -30,6 +30,13 @@ impl DatasetName {
             DatasetName::Synthetic => "synthetic",
         }
     }
+
+    /// Its number of classes (every data set here has 10).
+    pub fn num_classes(self) -> usize {
+        match self {
+            DatasetName::Mnist | DatasetName::FashionMnist | DatasetName::Cifar10 | DatasetName::Synthetic => 10,
+        }
+    }
 }
 
 impl std::fmt::Display for DatasetName {

@@ -926,3 +926,29 @@ fn the_linear_probe_reaches_the_tables_and_reports() {
     let e = err(&["report", s(&t.path().join("nowhere"))]);
     assert!(e.contains("nowhere"), "{e}");
 }
+
+/// A scale ladder (train size × width): the report has one row per cell with every layer's
+/// accuracy and when the top layer stopped rising, the figure of the top layer against the train
+/// size, and the width check made within each train size, not across them.
+#[test]
+fn a_ladder_report_has_a_row_per_cell_and_compares_widths_within_a_train_size() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "ladder", "[axes]\n\"data.train_per_class\" = [60, 30]\n\"model.width\" = [16, 32]\n");
+    let dir = t.path().join("s");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    ok(&["sweep", "local", s(&dir), "-j", "2", "--quiet"]);
+    ok(&["report", s(&dir)]);
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("The scale ladder: per cell"), "{md}");
+    for cell in ["| width=16 | 300 | 1 |", "| width=16 | 600 | 1 |", "| width=32 | 300 | 1 |", "| width=32 | 600 | 1 |"]
+    {
+        let row = md.lines().find(|l| l.starts_with(cell)).unwrap_or_else(|| panic!("{cell} missing: {md}"));
+        // Three layers' train / test accuracies, and a probe epoch where the top layer stopped.
+        assert_eq!(row.matches(" / ").count(), 1 + 3, "{row}");
+        let stop = row.split(" | ").nth(8).unwrap();
+        assert!(stop.parse::<usize>().is_ok_and(|e| e <= 4), "{row}");
+    }
+    assert!(dir.join("report/top_ncc_by_train_size.svg").exists());
+    assert!(md.contains("**(d) width (train_per_class=30): inconclusive (one seed per width"), "{md}");
+    assert!(md.contains("**(d) width (train_per_class=60): inconclusive (one seed per width"), "{md}");
+}

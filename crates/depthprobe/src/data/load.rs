@@ -99,7 +99,7 @@ fn load_from(name: DatasetName, root: &Path) -> Result<Dataset> {
             Ok(Dataset {
                 name,
                 shape: vec![1, 32, 32],
-                num_classes: 10,
+                num_classes: name.num_classes(),
                 train: load_idx_split(&dirs, "train")?,
                 test: load_idx_split(&dirs, "t10k")?,
             })
@@ -119,7 +119,13 @@ fn load_from(name: DatasetName, root: &Path) -> Result<Dataset> {
                 storage: Storage::bytes(px, CIFAR_MEAN.to_vec(), CIFAR_STD.to_vec()),
                 labels: l.into_iter().map(|v| v as i64).collect(),
             };
-            Ok(Dataset { name, shape: vec![3, 32, 32], num_classes: 10, train: split(train), test: split(test) })
+            Ok(Dataset {
+                name,
+                shape: vec![3, 32, 32],
+                num_classes: name.num_classes(),
+                train: split(train),
+                test: split(test),
+            })
         }
         DatasetName::Synthetic => unreachable!("generated above"),
     }

@@ -118,6 +118,21 @@ pub fn check_noise(recs: &[&RunRecord], eps: f64, label: &str) -> Option<Check> 
 /// does not rise and NCC accuracy (train, test) does not fall with width, on the means over
 /// seeds, each judged on the bootstrap interval of its largest step the wrong way.
 pub fn check_width(recs: &[&RunRecord]) -> Option<Check> {
+    // Widths are compared within each setting of the other axes (a ladder's train size, say).
+    let mut groups: BTreeMap<String, Vec<&RunRecord>> = BTreeMap::new();
+    for r in recs {
+        groups.entry(super::group_of(r, "model.width")).or_default().push(r);
+    }
+    let checks: Vec<Check> = groups.iter().filter_map(|(g, rs)| check_width_in(rs, g)).collect();
+    (!checks.is_empty()).then(|| Check {
+        text: checks.iter().map(|c| c.text.clone()).collect::<Vec<_>>().join("\n\n"),
+        tables: checks.into_iter().flat_map(|c| c.tables).collect(),
+    })
+}
+
+/// Check (d) among runs that differ only in width and seeds (`group`: the other axes' values).
+fn check_width_in(recs: &[&RunRecord], group: &str) -> Option<Check> {
+    let gname = if group.is_empty() { String::new() } else { format!(" ({group})") };
     let mut by_h: BTreeMap<usize, Vec<&RunRecord>> = BTreeMap::new();
     for r in recs.iter().filter(|r| r.done() && !r.layers.is_empty()) {
         by_h.entry(r.config.model.width).or_default().push(r);
@@ -169,7 +184,7 @@ pub fn check_width(recs: &[&RunRecord]) -> Option<Check> {
             by_h.values().map(|rs| rs.iter().map(|r| get(&r.layers[layers - 1])).collect()).collect();
         let top: Vec<String> = by_h.keys().zip(&top_groups).map(|(h, g)| format!("H={h}: {:.4}", mean(g))).collect();
         tables.push((
-            format!("(d) top-layer {name} per width over seeds"),
+            format!("(d) top-layer {name} per width over seeds{gname}"),
             group_rows(&by_h.keys().map(|h| format!("H={h}")).collect::<Vec<_>>(), &top_groups),
         ));
         lines.push(format!(
@@ -192,10 +207,16 @@ pub fn check_width(recs: &[&RunRecord]) -> Option<Check> {
             top.join(", ")
         ));
     }
+    // One seed per width has no spread: its intervals are points, and would judge anything.
+    let (verdict, why) = if seeds < 2 {
+        (Verdict::Inconclusive, " (one seed per width: no spread to judge the steps by; at least 2 are needed)")
+    } else {
+        (Verdict::all(verdicts), "")
+    };
     Some(Check {
         text: format!(
-            "**(d) width: {}.** Per-layer means over seeds, required monotone at every layer (CDNV not rising, NCC accuracy not falling with H; each step judged on its 95% bootstrap interval): {}.",
-            Verdict::all(verdicts).word(),
+            "**(d) width{gname}: {}{why}.** Per-layer means over seeds, required monotone at every layer (CDNV not rising, NCC accuracy not falling with H; each step judged on its 95% bootstrap interval): {}.",
+            verdict.word(),
             lines.join("; ")
         ),
         tables,

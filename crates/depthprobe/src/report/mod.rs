@@ -5,6 +5,8 @@
 //!   and final per-layer NCC accuracy / log-CDNV profiles across depths;
 //! * corruption.p → effective depth against p, mean and min–max over seeds (Fig. 2);
 //! * model.width → the same against width, and per-layer profiles across widths (App. Fig. 7);
+//! * data.train_per_class → the scale ladder: per cell, what every layer reached and when the top
+//!   layer stopped rising, and the top layer's NCC train accuracy against the train size;
 //! * [bound] → the bound table against the measured test error (Tab. 1).
 //!
 //! | stage | file |
@@ -12,12 +14,14 @@
 //! | figures | `figures.rs` |
 //! | checks of the paper's claims | `checks.rs` (the bound's: `bound.rs`, `uniform_errors.rs`) |
 //! | a CONV depth sweep on CIFAR-10 against the paper's Fig. 1 | `paper.rs` |
+//! | a scale ladder (train size against the other axes) | `ladder.rs` |
 //! | results and layers tables | `tables.rs`, `parquet.rs` |
 //! | Markdown and HTML | `render.rs` |
 
 mod checks;
 pub use checks::NOISE_TOLERANCE;
 mod figures;
+mod ladder;
 mod paper;
 mod parquet;
 mod render;
@@ -145,6 +149,12 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
             tables.push(("Effective depth against width H".into(), t));
         }
         figs.extend(figures::profile_figure(&grid, "model.width", "H", "layer_profiles_by_width"));
+    }
+    if has(ladder::LADDER_AXIS) {
+        if let Some((f, t)) = ladder::ladder(&sd, &grid)? {
+            figs.push(f);
+            tables.push(("The scale ladder: per cell (train size n × the other axes)".into(), t));
+        }
     }
     let bound_rows = if plan.bound.is_some() { crate::sweep::bound_rows(&sd)? } else { Vec::new() };
     if let Some(f) = figures::bound_figure(&bound_rows) {
