@@ -152,12 +152,16 @@ fn check_width_in(recs: &[&RunRecord], group: &str) -> Option<Check> {
     let mut verdicts = Vec::new();
     let mut tables = Vec::new();
     let seeds = by_h.values().map(|rs| rs.len()).min().unwrap_or(0);
+    let widths: Vec<usize> = by_h.keys().copied().collect();
+    // Per layer and curve: the verdict and the largest step the wrong way, where it is.
+    let mut per_layer = vec![Vec::new(); layers];
     for (name, get, rising) in curves {
         let mut ok_layers = Vec::new();
+        let mut failed = Vec::new();
         let mut unsure = 0;
         // Seeds per width that would decide every inconclusive layer (None: one sits on 0).
         let mut needed: Option<Option<usize>> = None;
-        for i in 0..layers {
+        for (i, cells) in per_layer.iter_mut().enumerate() {
             // Rising curves must not drop; falling ones must not rise (a drop of the negation).
             let samples: Vec<Vec<f64>> = by_h
                 .values()
@@ -165,6 +169,18 @@ fn check_width_in(recs: &[&RunRecord], group: &str) -> Option<Check> {
                 .collect();
             let iv = bootstrap(&samples, max_drop);
             let v = Verdict::at_most(&iv, 0.0);
+            let means: Vec<f64> = samples.iter().map(|g| mean(g)).collect();
+            let step =
+                (0..means.len() - 1).max_by(|&a, &b| (means[a] - means[a + 1]).total_cmp(&(means[b] - means[b + 1])));
+            cells.push(format!(
+                "{}: {:+.4} at H={}→{} [{:+.4}, {:+.4}]",
+                v.word(),
+                iv.value,
+                step.map_or(0, |k| widths[k]),
+                step.map_or(0, |k| widths[k + 1]),
+                iv.lo,
+                iv.hi
+            ));
             match v {
                 Verdict::Holds => ok_layers.push(i + 1),
                 Verdict::Inconclusive => {
@@ -176,7 +192,7 @@ fn check_width_in(recs: &[&RunRecord], group: &str) -> Option<Check> {
                         _ => None,
                     });
                 }
-                Verdict::Fails => {}
+                Verdict::Fails => failed.push(i + 1),
             }
             verdicts.push(v);
         }
@@ -187,14 +203,12 @@ fn check_width_in(recs: &[&RunRecord], group: &str) -> Option<Check> {
             format!("(d) top-layer {name} per width over seeds{gname}"),
             group_rows(&by_h.keys().map(|h| format!("H={h}")).collect::<Vec<_>>(), &top_groups),
         ));
+        let list = |ls: &[usize]| ls.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
         lines.push(format!(
-            "{name} monotone in H at {} of {layers} layers ({}){}; top layer {}",
+            "{name} monotone in H at {} of {layers} layers ({}){}{}; top layer {}",
             ok_layers.len(),
-            if ok_layers.is_empty() {
-                "none".to_string()
-            } else {
-                format!("layers {}", ok_layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "))
-            },
+            if ok_layers.is_empty() { "none".to_string() } else { format!("layers {}", list(&ok_layers)) },
+            if failed.is_empty() { String::new() } else { format!(", fails at layers {}", list(&failed)) },
             match needed {
                 None => String::new(),
                 Some(Some(n)) => format!(
@@ -207,6 +221,19 @@ fn check_width_in(recs: &[&RunRecord], group: &str) -> Option<Check> {
             top.join(", ")
         ));
     }
+    let mut rows = String::from("| layer | CDNV train | CDNV test | NCC train | NCC test |\n|---|---|---|---|---|\n");
+    for (i, cells) in per_layer.iter().enumerate() {
+        rows.push_str(&format!("| {} | {} |\n", i + 1, cells.join(" | ")));
+    }
+    tables.insert(
+        0,
+        (
+            format!(
+                "(d) per layer: verdict and the largest step the wrong way between neighbouring widths (mean over seeds; > 0 is the wrong way), with its 95% bootstrap interval{gname}"
+            ),
+            rows,
+        ),
+    );
     // One seed per width has no spread: its intervals are points, and would judge anything.
     let (verdict, why) = if seeds < 2 {
         (Verdict::Inconclusive, " (one seed per width: no spread to judge the steps by; at least 2 are needed)")
@@ -312,14 +339,30 @@ mod tests {
                 .collect();
             r
         };
-        let good = [mk(32, [1.0, 0.5], [0.8, 0.9]), mk(64, [0.9, 0.4], [0.85, 0.95])];
+        // Two seeds per width, a little apart.
+        let two = |h: usize, c: [f64; 2], a: [f64; 2]| [mk(h, c, a), mk(h, c.map(|x| x + 0.01), a.map(|x| x - 0.01))];
+        let good: Vec<RunRecord> = [two(32, [1.0, 0.5], [0.8, 0.9]), two(64, [0.9, 0.4], [0.85, 0.95])].concat();
         let refs: Vec<&RunRecord> = good.iter().collect();
-        let c = check_width(&refs).unwrap().text;
-        assert!(c.contains("holds") && c.contains("CDNV train monotone in H at 2 of 2 layers"), "{c}");
-        let bad = [mk(32, [1.0, 0.5], [0.8, 0.9]), mk(64, [1.1, 0.4], [0.85, 0.95])];
+        let c = check_width(&refs).unwrap();
+        assert!(c.text.contains("holds") && c.text.contains("CDNV train monotone in H at 2 of 2 layers"), "{}", c.text);
+        let bad: Vec<RunRecord> = [two(32, [1.0, 0.5], [0.8, 0.9]), two(64, [1.1, 0.4], [0.85, 0.95])].concat();
         let refs: Vec<&RunRecord> = bad.iter().collect();
-        let c = check_width(&refs).unwrap().text;
-        assert!(c.contains("FAILS") && c.contains("CDNV train monotone in H at 1 of 2 layers (layers 2)"), "{c}");
+        let c = check_width(&refs).unwrap();
+        assert!(
+            c.text.contains("FAILS")
+                && c.text.contains("CDNV train monotone in H at 1 of 2 layers (layers 2), fails at layers 1;"),
+            "{}",
+            c.text
+        );
+        // The per-layer table names the wrong step: layer 1's CDNV train rose by 0.1 from 32 to 64.
+        let (title, rows) = &c.tables[0];
+        assert!(title.starts_with("(d) per layer"), "{title}");
+        assert!(rows.contains("| 1 | FAILS: +0.1000 at H=32→64 [+0.0900, +0.1100] |"), "{rows}");
+        assert!(rows.contains("| 2 | holds: -0.1000 at H=32→64"), "{rows}");
+        // One seed per width cannot judge a step.
+        let one = [mk(32, [1.0, 0.5], [0.8, 0.9]), mk(64, [0.9, 0.4], [0.85, 0.95])];
+        let refs: Vec<&RunRecord> = one.iter().collect();
+        assert!(check_width(&refs).unwrap().text.contains("inconclusive (one seed per width"));
     }
 
     #[test]
