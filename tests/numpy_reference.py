@@ -122,11 +122,17 @@ def main():
     for e in eps:
         hit = [i + 1 for i, err in enumerate(errs) if err <= e]
         depth[repr(e)] = hit[0] if hit else None
-    fz = [(l["layer"], l["fuzziness"]) for l in layers]
+    # Equi-separation: fit up to the first layer within 10% of the smallest fuzziness.
+    fz = [(l["layer"], l["fuzziness"]) for l in layers if np.isfinite(l["fuzziness"]) and l["fuzziness"] > 0]
+    smallest = min(b for _, b in fz)
+    end = next(i for i, (_, b) in enumerate(fz) if b <= 1.1 * smallest)
+    fz = fz[: end + 1]
     xs = np.array([a for a, _ in fz], dtype=float)
     ys = np.log([b for _, b in fz])
     slope, intercept = np.polyfit(xs, ys, 1)
-    fit = {"slope": float(slope), "intercept": float(intercept), "pearson_r": float(np.corrcoef(xs, ys)[0, 1])}
+    r = float(np.corrcoef(xs, ys)[0, 1])
+    fit = {"slope": float(slope), "intercept": float(intercept), "pearson_r": r, "r_squared": r * r,
+           "first_layer": int(xs[0]), "last_layer": int(xs[-1])}
     print(json.dumps({"layers": layers, "effective_depth": depth, "fuzziness_fit": fit}))
 
 

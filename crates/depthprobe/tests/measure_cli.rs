@@ -109,7 +109,9 @@ fn measure_matches_independent_numpy_implementation() {
     }
     assert!(compared >= 3 * 12, "compared only {compared} values");
     assert_eq!(ours["effective_depth"], theirs["effective_depth"]);
-    for k in ["slope", "intercept", "pearson_r"] {
+    assert_eq!(ours["fuzziness_fit"]["first_layer"], theirs["fuzziness_fit"]["first_layer"]);
+    assert_eq!(ours["fuzziness_fit"]["last_layer"], theirs["fuzziness_fit"]["last_layer"]);
+    for k in ["slope", "intercept", "pearson_r", "r_squared"] {
         let (x, y) = (num(&ours["fuzziness_fit"][k]), num(&theirs["fuzziness_fit"][k]));
         assert!((x - y).abs() <= 1e-6 * y.abs(), "fuzziness_fit.{k}: {x} vs {y}");
     }

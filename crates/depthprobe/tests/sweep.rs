@@ -952,3 +952,63 @@ fn a_ladder_report_has_a_row_per_cell_and_compares_widths_within_a_train_size() 
     assert!(md.contains("**(d) width (train_per_class=30): inconclusive (one seed per width"), "{md}");
     assert!(md.contains("**(d) width (train_per_class=60): inconclusive (one seed per width"), "{md}");
 }
+
+/// He–Su equi-separation in a sweep: results.csv's fuzziness ratio, r² and last fitted layer are
+/// the least squares of ln D on the layer, recomputed here by brute force from each run's
+/// summary.json over the layers up to the first one within 10% of the smallest D; the report
+/// judges (g) per group of seeds with a row per depth, and draws its figure against L.
+#[test]
+fn equi_separation_reaches_the_tables_and_the_report() {
+    let t = tempfile::tempdir().unwrap();
+    let f = sweep_file(t.path(), "equi", "[axes]\n\"model.depth\" = [2, 4]\n\"train.seed\" = [0, 1]\n");
+    let dir = t.path().join("s");
+    ok(&["sweep", "plan", s(&f), "--out", s(&dir)]);
+    ok(&["sweep", "local", s(&dir), "-j", "2", "--quiet"]);
+    ok(&["report", s(&dir)]);
+    let csv = std::fs::read_to_string(dir.join("report/results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name} missing: {head:?}"));
+    let mut fitted = 0;
+    for line in lines {
+        let row: Vec<&str> = line.split(',').collect();
+        let sm = summary(&dir.join("runs").join(row[col("id")]));
+        let d: Vec<(f64, f64)> = sm["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["layer"].as_f64().unwrap(), l["fuzziness"].as_f64().unwrap_or(f64::NAN)))
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .collect();
+        let smallest = d.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let end = d.iter().position(|p| p.1 <= 1.1 * smallest).unwrap();
+        let pts = &d[..=end];
+        let ratio: f64 = row[col("fuzziness_ratio")].parse().unwrap();
+        if pts.len() < 2 {
+            assert!(ratio.is_nan(), "{line}");
+            continue;
+        }
+        let n = pts.len() as f64;
+        let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1.ln()).sum::<f64>() / n);
+        let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1.ln() - my)).sum();
+        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let syy: f64 = pts.iter().map(|p| (p.1.ln() - my).powi(2)).sum();
+        let r2: f64 = row[col("fuzziness_r2")].parse().unwrap();
+        assert!((ratio - (sxy / sxx).exp()).abs() < 1e-9, "{line}");
+        assert!((r2 - sxy * sxy / (sxx * syy)).abs() < 1e-9, "{line}");
+        assert_eq!(row[col("fuzziness_last_layer")], format!("{}", pts[end].0), "{line}");
+        fitted += 1;
+    }
+    assert!(fitted >= 2, "only {fitted} runs had a fit");
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(md.contains("**(g) equi-separation: fuzziness decays geometrically"), "{md}");
+    for l in [2, 4] {
+        assert!(md.lines().any(|x| x.starts_with(&format!("| all | {l} | 2 | "))), "no (g) row for L={l}: {md}");
+    }
+    assert!(dir.join("report/equi_separation.svg").exists());
+    // A run's own report states its fit.
+    let id = SweepDir(dir.clone()).read_plan().unwrap().runs[2].id.clone();
+    ok(&["report", s(&dir.join("runs").join(&id))]);
+    let run_md = std::fs::read_to_string(dir.join("runs").join(&id).join("report/report.md")).unwrap();
+    assert!(run_md.contains("## Equi-separation (He and Su)"), "{run_md}");
+}

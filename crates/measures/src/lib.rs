@@ -42,7 +42,7 @@ pub use layer_probe::LayerProbe;
 pub use probe::{drive, Probe};
 pub use reducer::{HostBatch, HostReducer, LayerSink, LayerStreams, NetworkRows, PassPlans, PassStats, Reducer};
 pub use result::{LayerResult, ProbeResult};
-pub use separation::LogLinearFit;
+pub use separation::{fit_equi_separation, fit_log_linear, LogLinearFit, SATURATION_FACTOR};
 pub use spec::{
     eps_key, Pass, ProbeSpec, Split, DEFAULT_EPS, DEFAULT_LINEAR_MAX_DIM, DEFAULT_LINEAR_RIDGE, DEFAULT_RANK_MAX_DIM,
 };

@@ -16,7 +16,7 @@ use crate::linear::linear_accuracy;
 use crate::ncc::ncc_accuracy;
 use crate::probe::LayerAccum;
 use crate::rank::{effective_rank, numerical_rank};
-use crate::separation::{fit_log_linear, LogLinearFit};
+use crate::separation::{fit_equi_separation, LogLinearFit};
 use crate::spec::{eps_key, ProbeSpec, Split};
 use crate::statistics::Agreement;
 
@@ -116,7 +116,7 @@ pub struct ProbeResult {
     /// never qualify); present only with a linear probe.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub linear_effective_depth: BTreeMap<String, Option<usize>>,
-    /// He–Su log-linear fit of fuzziness across layers.
+    /// He–Su law of equi-separation: log-linear fit of fuzziness over the layers up to saturation.
     pub fuzziness_fit: Option<LogLinearFit>,
 }
 
@@ -156,7 +156,7 @@ pub(crate) fn assemble(
         layers: results,
         effective_depth: ncc_depth,
         linear_effective_depth,
-        fuzziness_fit: fit_log_linear(&fz),
+        fuzziness_fit: fit_equi_separation(&fz),
     }
 }
 

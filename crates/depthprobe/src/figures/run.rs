@@ -1,13 +1,13 @@
 //! A training run's two figures, drawn from its metrics (so a resumed run draws its whole
 //! history): `ncc_by_epoch` (NCC train and test accuracy of every layer against epoch, the
 //! network's accuracy dashed: the paper's Fig. 1 layout) and `layer_profile` (final per-layer
-//! NCC accuracy and log10 CDNV).
+//! NCC accuracy, log10 CDNV, and log10 fuzziness with its equi-separation fit).
 
 use std::path::Path;
 
 use anyhow::Result;
 use depthprobe_config::Config;
-use depthprobe_measures::Split;
+use depthprobe_measures::{fit_equi_separation, Split};
 use depthprobe_runfolder::MetricBlock;
 
 use super::{ramp_color, render_svg, write_figure, Panel, Series};
@@ -116,10 +116,37 @@ pub fn draw_titled(out: &Path, title: &str, layers: usize, blocks: &[MetricBlock
         y_range: None,
         integer_x: true,
     };
+    let mut panels = vec![acc, cdnv];
+    panels.extend(fuzziness_panel(last, nl));
     let epoch = last.epoch.unwrap_or(0);
-    write_figure(
-        out,
-        "layer_profile",
-        &render_svg(&format!("Per-layer profile at epoch {epoch}: {title}"), &[acc, cdnv], 2),
-    )
+    write_figure(out, "layer_profile", &render_svg(&format!("Per-layer profile at epoch {epoch}: {title}"), &panels, 2))
+}
+
+/// log10 of the separation fuzziness by layer, with the equi-separation fit over the layers up
+/// to saturation dashed (docs/method.md); None when the probe has no fuzziness to fit.
+fn fuzziness_panel(last: &MetricBlock, nl: usize) -> Option<Panel> {
+    let d: Vec<(usize, f64)> = (1..=nl).map(|l| (l, last.value(Some(l), Split::Train, "fuzziness"))).collect();
+    let fit = fit_equi_separation(&d)?;
+    let measured: Vec<(f64, f64)> =
+        d.iter().filter(|(_, v)| v.is_finite() && *v > 0.0).map(|&(l, v)| (l as f64, v.log10())).collect();
+    let line: Vec<(f64, f64)> = [fit.first_layer, fit.last_layer]
+        .iter()
+        .map(|&l| (l as f64, (fit.intercept + fit.slope * l as f64) / std::f64::consts::LN_10))
+        .collect();
+    Some(Panel {
+        title: format!(
+            "Fuzziness by layer: ×{:.2} per layer to layer {}, r² {:.3}",
+            fit.ratio,
+            fit.last_layer,
+            fit.r_squared.unwrap_or(f64::NAN)
+        ),
+        x_label: "layer".into(),
+        y_label: "log10 fuzziness (train)".into(),
+        series: vec![
+            Series { name: "measured".into(), points: measured, color: "#1f77b4".into(), dashed: false },
+            Series { name: "equi-separation fit".into(), points: line, color: "#000000".into(), dashed: true },
+        ],
+        y_range: None,
+        integer_x: true,
+    })
 }

@@ -277,6 +277,7 @@ mod tests {
             effective_depth: vec![(0.01, eff)],
             linear_effective_depth: Vec::new(),
             layers: Vec::new(),
+            fuzziness_fit: None,
             producer: None,
             machine: None,
             s2_predictions: None,

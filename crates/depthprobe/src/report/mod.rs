@@ -7,7 +7,8 @@
 //! * model.width → the same against width, and per-layer profiles across widths (App. Fig. 7);
 //! * data.train_per_class → the scale ladder: per cell, what every layer reached and when the top
 //!   layer stopped rising, and the top layer's NCC train accuracy against the train size;
-//! * [bound] → the bound table against the measured test error (Tab. 1).
+//! * [bound] → the bound table against the measured test error (Tab. 1);
+//! * every sweep → (g) equi-separation: the fuzziness decay ratio and its fit's r² per group.
 //!
 //! | stage | file |
 //! |---|---|
@@ -15,11 +16,13 @@
 //! | checks of the paper's claims | `checks.rs` (the bound's: `bound.rs`, `uniform_errors.rs`) |
 //! | a CONV depth sweep on CIFAR-10 against the paper's Fig. 1 | `paper.rs` |
 //! | a scale ladder (train size against the other axes) | `ladder.rs` |
+//! | He–Su equi-separation per group of seeds | `equi_separation.rs` |
 //! | results and layers tables | `tables.rs`, `parquet.rs` |
 //! | Markdown and HTML | `render.rs` |
 
 mod checks;
 pub use checks::NOISE_TOLERANCE;
+mod equi_separation;
 mod figures;
 mod ladder;
 mod paper;
@@ -190,6 +193,10 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
     }
     if has("model.width") {
         judged.extend(checks::check_width(&grid));
+    }
+    if let Some((c, f)) = equi_separation::equi_separation(&grid, study) {
+        judged.push(c);
+        figs.extend(f);
     }
     let mut found = Vec::new();
     for c in judged {

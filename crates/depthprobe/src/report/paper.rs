@@ -255,6 +255,7 @@ mod tests {
             effective_depth: vec![(0.01, eff), (0.05, eff)],
             linear_effective_depth: Vec::new(),
             layers: (0..depth).map(layer).collect(),
+            fuzziness_fit: None,
             producer: None,
             machine: None,
             s2_predictions: None,

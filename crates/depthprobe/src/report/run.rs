@@ -77,20 +77,43 @@ pub fn report_run(dir: &Path) -> Result<ReportOutput> {
         result.test_samples,
         result.layers.len()
     );
+    // Fitted from the layers, not read from summary.json: a run probed before the fit stopped
+    // at saturation gets today's rule.
+    let fz: Vec<(usize, f64)> = result.layers.iter().filter_map(|l| Some((l.layer, l.fuzziness?))).collect();
+    let equi = match &depthprobe_measures::fit_equi_separation(&fz) {
+        Some(f) => format!(
+            "The separation fuzziness D changes by a factor {:.3} per layer over layers {}–{} (least squares of log D on the layer; r² {}); {}.",
+            f.ratio,
+            f.first_layer,
+            f.last_layer,
+            f.r_squared.map_or("–".into(), |r| format!("{r:.3}")),
+            if f.last_layer >= result.layers.len() {
+                "it keeps falling to the top layer".to_string()
+            } else {
+                format!(
+                    "layer {} is the first within {}× of the smallest D any layer reaches, so the fit stops there",
+                    f.last_layer,
+                    depthprobe_measures::SATURATION_FACTOR
+                )
+            }
+        ),
+        None => "No equi-separation fit: fewer than two layers before the fuzziness saturates.".into(),
+    };
     let mut producer = summary.producer.clone().unwrap_or_else(|| "not recorded".into());
     if let Some(m) = &summary.machine {
         producer.push_str(&format!(" on {m}, in {:.0} s wall", summary.wall_s));
     }
     let md = format!(
-        "# Run report: {name}\n\n{status}\n\n## Effective depth (first layer whose train error is ≤ ε)\n\n{depths}\n## Figures\n\n![NCC accuracy per layer against epoch](ncc_by_epoch.png)\n\n![Per-layer profile](layer_profile.png)\n\n## Per-layer measures at the latest probe\n\n{layers}\n## Provenance\n\nProbed by depthprobe {producer}; report written by depthprobe {}. Definitions: docs/method.md.\n",
+        "# Run report: {name}\n\n{status}\n\n## Effective depth (first layer whose train error is ≤ ε)\n\n{depths}\n## Equi-separation (He and Su)\n\n{equi}\n\n## Figures\n\n![NCC accuracy per layer against epoch](ncc_by_epoch.png)\n\n![Per-layer profile](layer_profile.png)\n\n## Per-layer measures at the latest probe\n\n{layers}\n## Provenance\n\nProbed by depthprobe {producer}; report written by depthprobe {}. Definitions: docs/method.md.\n",
         crate::BUILD
     );
     let svg = |stem: &str| std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap_or_default();
     let html = format!(
-        "{}<p>{}</p>\n<h2>Effective depth (first layer whose train error is ≤ ε)</h2>\n{}<h2>Figures</h2>\n<figure>{}</figure>\n<figure>{}</figure>\n<h2>Per-layer measures at the latest probe</h2>\n{}<h2>Provenance</h2>\n<p>Probed by depthprobe {}; report written by depthprobe {}.</p>\n</body></html>\n",
+        "{}<p>{}</p>\n<h2>Effective depth (first layer whose train error is ≤ ε)</h2>\n{}<h2>Equi-separation (He and Su)</h2>\n<p>{}</p>\n<h2>Figures</h2>\n<figure>{}</figure>\n<figure>{}</figure>\n<h2>Per-layer measures at the latest probe</h2>\n{}<h2>Provenance</h2>\n<p>Probed by depthprobe {}; report written by depthprobe {}.</p>\n</body></html>\n",
         page_head("Run report", &name),
         html_escape(&status),
         md_table_html(&depths),
+        html_escape(&equi),
         svg("ncc_by_epoch"),
         svg("layer_profile"),
         md_table_html(&layers),

@@ -57,6 +57,10 @@ pub fn run_table(plan: &Plan, recs: &[RunRecord]) -> Vec<(String, Column)> {
         ("top_ncc_train_acc".into(), f(&|r| r.layers.last().map(|l| l.ncc_train_acc).unwrap_or(f64::NAN))),
         ("top_ncc_test_acc".into(), f(&|r| r.layers.last().map(|l| l.ncc_test_acc).unwrap_or(f64::NAN))),
         ("top_cdnv_train".into(), f(&|r| r.layers.last().map(|l| l.cdnv_train).unwrap_or(f64::NAN))),
+        // He–Su equi-separation: the fit's per-layer ratio, r², and the last layer it used.
+        ("fuzziness_ratio".into(), f(&|r| r.fuzziness_fit.as_ref().map_or(f64::NAN, |x| x.ratio))),
+        ("fuzziness_r2".into(), f(&|r| r.fuzziness_fit.as_ref().and_then(|x| x.r_squared).unwrap_or(f64::NAN))),
+        ("fuzziness_last_layer".into(), i(&|r| r.fuzziness_fit.as_ref().map_or(-1, |x| x.last_layer as i64))),
         ("wall_s".into(), f(&|r| r.wall_s)),
     ]);
     for e in &eps {

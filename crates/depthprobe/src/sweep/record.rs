@@ -35,6 +35,8 @@ pub struct RunRecord {
     /// The same from the linear probe (empty without one).
     pub linear_effective_depth: Vec<(f64, Option<usize>)>,
     pub layers: Vec<LayerFinal>,
+    /// The equi-separation fit of the final probe's fuzziness (docs/method.md).
+    pub fuzziness_fit: Option<depthprobe_measures::LogLinearFit>,
     /// The depthprobe build that trained it.
     pub producer: Option<String>,
     /// The machine it trained on (summary.json's `machine`), when recorded.
@@ -73,6 +75,7 @@ impl RunRecord {
             effective_depth: Vec::new(),
             linear_effective_depth: Vec::new(),
             layers: Vec::new(),
+            fuzziness_fit: None,
             producer: None,
             machine: None,
             s2_predictions: None,
@@ -98,6 +101,10 @@ impl RunRecord {
             for (k, d) in &r.linear_effective_depth {
                 rec.linear_effective_depth.push((k.parse().unwrap_or(f64::NAN), *d));
             }
+            // Fitted again from the layers, so that runs written before the fit stopped at
+            // saturation are read by today's rule.
+            let fz: Vec<(usize, f64)> = r.layers.iter().filter_map(|l| Some((l.layer, l.fuzziness?))).collect();
+            rec.fuzziness_fit = depthprobe_measures::fit_equi_separation(&fz);
             rec.layers = r
                 .layers
                 .iter()
