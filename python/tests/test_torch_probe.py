@@ -416,3 +416,21 @@ def test_probe_every_appends_to_a_run_folder_read_run_reads(tmp_path):
     # NCC train accuracy of the top layer improves as the network trains.
     top = m[(m.layer == 3) & (m.split == "train") & (m.metric == "ncc_acc")].set_index("epoch")["value"]
     assert top[5] >= top[2]
+
+
+def test_progress_shows_every_batch_of_both_passes_and_changes_nothing(capsys, monkeypatch):
+    (xtr, ytr), (xte, yte) = cifar_sample()
+    model = mlp()
+    args = dict(layers=["2", "5"], num_classes=C)
+    quiet = dt.probe(model, batches(xtr, ytr), batches(xte, yte), **args)
+    assert capsys.readouterr().err == ""
+    shown = dt.probe(model, batches(xtr, ytr), batches(xte, yte), progress=True, **args)
+    err = capsys.readouterr().err
+    # 400 / 64 → 7 train batches and 100 / 64 → 2 test ones, twice: 18, all counted.
+    assert "depthprobe probe" in err and "18/18" in err, err
+    shown.pop("wall_s"), quiet.pop("wall_s")
+    assert shown == quiet
+    # Without tqdm the bar is silently left out.
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    dt.probe(model, batches(xtr, ytr), batches(xte, yte), progress=True, **args)
+    assert capsys.readouterr().err == ""

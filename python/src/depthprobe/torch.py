@@ -270,12 +270,29 @@ def all_gather(stats: Stats, group: Any = None) -> List[Stats]:
     return parts
 
 
+def _progress_bar(progress: bool, train: Iterable[Any], test: Iterable[Any]) -> Any:
+    """A tqdm bar over both passes of ``train`` and ``test`` (its total when both have a
+    length), or None: not asked for, or tqdm not installed (a probe never needs it)."""
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    try:
+        total: Optional[int] = 2 * (len(train) + len(test))  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    return tqdm(total=total, desc="depthprobe probe", unit="batch", leave=False)
+
+
 def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           layers: Union[str, Sequence[str]], num_classes: int, pool: str = "flatten",
           device: Union[str, torch.device, None] = None, eps: Sequence[float] = DEFAULT_EPS,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
           linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
-          logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None) -> Dict[str, Any]:
+          logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None,
+          progress: bool = False) -> Dict[str, Any]:
     """Per-layer measures of ``model`` on ``train`` and ``test`` (iterables of ``(x, y)`` batches
     that can be iterated twice, e.g. DataLoaders; ``x`` a tensor, tuple or dict of inputs).
 
@@ -293,13 +310,15 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
             (otherwise the forward pass stops after the last requested layer and NC4 is absent).
         sync: data-parallel workers: a function that takes this worker's statistics and returns
             every worker's (``all_gather``); each worker then gets the probe of all the data.
+        progress: show a progress bar over the two passes' batches (train and test) on stderr,
+            with tqdm when it is installed; without tqdm nothing is shown.
 
     Returns the fields of ``summary.json`` (``layers``, ``effective_depth``, ...), plus
     ``layer_names``: the module of each layer, in order. The model's train/eval mode is restored.
     """
     return _probe(model, train, test, layers=layers, num_classes=num_classes, pool=pool, device=device, eps=eps,
                   classes=classes, rank_max_dim=rank_max_dim, linear_max_dim=linear_max_dim,
-                  linear_ridge=linear_ridge, logits=logits, sync=sync)[0]
+                  linear_ridge=linear_ridge, logits=logits, sync=sync, progress=progress)[0]
 
 
 def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
@@ -307,7 +326,8 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           device: Union[str, torch.device, None] = None, eps: Sequence[float] = DEFAULT_EPS,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
           linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
-          logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None) -> Any:
+          logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None,
+          progress: bool = False) -> Any:
     """The work of :func:`probe`; also returns the native probe (its result object)."""
     names = auto_layers(model) if isinstance(layers, str) and layers == "auto" else list(layers)
     if isinstance(layers, str) and layers != "auto":
@@ -341,6 +361,7 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
         return hook
 
     handles = [modules[n].register_forward_hook(hook_for(n)) for n in names]
+    bar = _progress_bar(progress, train, test)
     was_training = model.training
     native: Optional[NativeProbe] = None
     t0 = time.perf_counter()
@@ -368,6 +389,9 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
                         embs = [captured[n] for n in names]
                         lg = _first_tensor(out, "model output") if logits and out is not None else None
                         batches += 1
+                        if bar is not None:
+                            bar.set_postfix_str(f"pass {p + 1}/2, {split}", refresh=False)
+                            bar.update(1)
                         if native is None:
                             dims = [int(e.shape[1]) for e in embs]
                             native = NativeProbe(int(num_classes), dims, [float(e) for e in eps],
@@ -392,6 +416,9 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
                     native.next_pass()
             result = json.loads(native.finish_json())
     finally:
+        if bar is not None:
+            bar.refresh()  # the final count, which tqdm's rate limit may have skipped
+            bar.close()
         for h in handles:
             h.remove()
         model.train(was_training)
