@@ -81,6 +81,24 @@ enum Cmd {
         /// Sweep folder.
         dir: PathBuf,
     },
+    /// Write runs that exist into other tools' formats.
+    Export {
+        #[command(subcommand)]
+        cmd: ExportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCmd {
+    /// TensorBoard event files from a run folder's metrics.csv and figures, or from every run of a
+    /// sweep folder (into OUT/<run id>/); the tags are those `train --tensorboard` writes.
+    Tensorboard {
+        /// Run folder or sweep folder.
+        path: PathBuf,
+        /// Log folder to write (`tensorboard --logdir OUT`).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +205,11 @@ struct RunArgs {
     /// Print only errors and the final table.
     #[arg(long)]
     quiet: bool,
+    /// Also write TensorBoard event files into DIR as the run goes: the loss and accuracy per
+    /// epoch, every per-layer measure and the effective depths at each probe, the figures at the
+    /// end (docs/result-files.md, "TensorBoard"). `tensorboard --logdir DIR` shows them.
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
 }
 
 fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: RunArgs) -> Result<()> {
@@ -195,7 +218,13 @@ fn run_training(cfg_text: &str, origin: &str, default_out: PathBuf, mut args: Ru
     }
     let cfg = Config::from_toml(cfg_text, origin, &args.sets)?;
     let out = args.out.unwrap_or(default_out);
-    let opts = RunOptions { out: out.clone(), data_dir: args.data_dir, force: args.force, quiet: args.quiet };
+    let opts = RunOptions {
+        out: out.clone(),
+        data_dir: args.data_dir,
+        force: args.force,
+        quiet: args.quiet,
+        tensorboard: args.tensorboard,
+    };
     let run = train(&cfg, &opts).inspect_err(|e| resume_hint(e, &out))?;
     report(&run, &out);
     Ok(())
@@ -237,7 +266,13 @@ fn main() -> ExitCode {
             if !run.sets.is_empty() || run.out.is_some() || run.force || run.device.is_some() {
                 Err(anyhow::anyhow!("--resume continues the run exactly as configured in DIR/config.toml: --set, --out, --force and --device do not apply"))
             } else {
-                let opts = RunOptions { out: dir, data_dir: run.data_dir, force: false, quiet: run.quiet };
+                let opts = RunOptions {
+                    out: dir,
+                    data_dir: run.data_dir,
+                    force: false,
+                    quiet: run.quiet,
+                    tensorboard: run.tensorboard,
+                };
                 depthprobe::pipeline::resume(&opts)
                     .inspect_err(|e| resume_hint(e, &opts.out))
                     .map(|r| report(&r, &opts.out))
@@ -269,6 +304,13 @@ fn main() -> ExitCode {
         Cmd::Sweep { cmd } => sweep(cmd),
         Cmd::Data { cmd: DataCmd::Download { names, root, quiet } } => download(&names, root, quiet),
         Cmd::Bound { dir } => bound(&dir),
+        Cmd::Export { cmd: ExportCmd::Tensorboard { path, out } } => {
+            depthprobe::tensorboard::export(&path, &out).map(|files| {
+                for f in &files {
+                    println!("wrote {}", f.display());
+                }
+            })
+        }
         Cmd::Report { dir } => depthprobe::report::report(&dir).map(|r| {
             for c in &r.checks {
                 println!("{}", c.replace("**", ""));

@@ -32,6 +32,7 @@ pub mod rng;
 pub mod schedule;
 pub mod stats;
 pub mod sweep;
+pub mod tensorboard;
 pub mod uniform_errors;
 
 pub use depthprobe_config as config;

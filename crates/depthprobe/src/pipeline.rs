@@ -32,6 +32,7 @@ use crate::interrupt::{self, Interrupted};
 use crate::phases::Phases;
 use crate::progress::Progress;
 use crate::schedule::lr_at;
+use crate::tensorboard;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -41,6 +42,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Write TensorBoard event files into this folder as the run goes (tensorboard.rs).
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// What a finished run returns: its summary.json and its last probe's results.
@@ -214,11 +217,32 @@ struct Member<'a> {
     failed: Option<String>,
     /// How this process uses the CPU (set when LibTorch is set up).
     cpu: Option<CpuUse>,
+    /// The run's TensorBoard event file, when asked for (dropped, with a warning, if writing fails).
+    tb: Option<tensorboard::EventWriter>,
 }
 
 impl<'a> Member<'a> {
     fn new(spec: &'a RunSpec, data: &'a Prepared, start: Start) -> Member<'a> {
-        Member { spec, folder: RunFolder::new(&spec.opts.out), data, start, last: None, failed: None, cpu: None }
+        Member {
+            spec,
+            folder: RunFolder::new(&spec.opts.out),
+            data,
+            start,
+            last: None,
+            failed: None,
+            cpu: None,
+            tb: None,
+        }
+    }
+
+    /// Log to TensorBoard, if the run does; a failure to write stops the logging, not the run.
+    fn log(&mut self, what: impl FnOnce(&mut tensorboard::EventWriter) -> Result<()>) {
+        if let Some(w) = &mut self.tb {
+            if let Err(e) = what(w) {
+                eprintln!("{}: TensorBoard logging stopped: {e:#}", self.folder.path().display());
+                self.tb = None;
+            }
+        }
     }
 
     fn record(&mut self, epoch: usize, o: ProbeOutcome, epoch_loss: Option<f64>, lr: Option<f64>) {
@@ -226,6 +250,8 @@ impl<'a> Member<'a> {
         rows.extend(network_rows(&o, epoch_loss, lr));
         self.start.blocks.push(MetricBlock { epoch: Some(epoch), rows });
         self.last = Some((epoch, o));
+        let block = self.start.blocks.last().cloned();
+        self.log(|w| block.map_or(Ok(()), |b| tensorboard::log_block(w, &b)));
     }
 
     fn summary(
@@ -359,6 +385,17 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
         cfg0.train.epochs,
         cfg0.probe.every
     ));
+    for x in m.iter_mut() {
+        if let Some(dir) = &x.spec.opts.tensorboard {
+            match tensorboard::EventWriter::create(dir, "depthprobe") {
+                Ok(w) => {
+                    progress.line(&format!("TensorBoard: {}", w.path().display()));
+                    x.tb = Some(w);
+                }
+                Err(e) => progress.line(&format!("{}: no TensorBoard logging: {e:#}", x.folder.path().display())),
+            }
+        }
+    }
     // From here on a failure is recorded in summary.json (status "failed" and the reason)
     // before it is returned, so a run folder never claims to be running.
     let fail = |x: &mut Member, epoch: usize, why: String| {
@@ -430,6 +467,16 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
             }
         }
         let probed = epoch % cfg0.probe.every == 0 || epoch == cfg0.train.epochs;
+        // The epoch's running loss and accuracy as it trains; a probed epoch's block carries its
+        // loss and rate itself (as metrics.csv does).
+        let lr = lr_at(&cfg0.train, epoch, 0, 1);
+        for (x, s) in m.iter_mut().zip(&stats) {
+            let mut v = vec![("net/train_epoch_acc".to_string(), s.acc)];
+            if !probed {
+                v.extend([("net/train_epoch_loss".to_string(), s.loss), ("net/lr".to_string(), lr)]);
+            }
+            x.log(|w| w.scalars(epoch as i64, &v));
+        }
         if probed {
             probe_all(&mut trainer, &mut m, epoch, Some(&stats), true);
         }
@@ -479,6 +526,8 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
                 bail!("{}: run failed: {why}", x.folder.path().display());
             }
             figures::run::draw(x.folder.path(), &x.spec.cfg, layers, &x.start.blocks)?;
+            let dir = x.folder.path().to_path_buf();
+            x.log(|w| tensorboard::log_figures(w, &dir, epochs as i64));
             let summary = x.write(Status::Done, None, epochs, t0, &batch)?;
             let result = x.last.take().context("no probe")?.1.result;
             Ok(RunResult { summary, result })
@@ -619,7 +668,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spec = |name: &str| RunSpec {
             cfg: Config::default(),
-            opts: RunOptions { out: tmp.path().join(name), data_dir: None, force: false, quiet: true },
+            opts: RunOptions {
+                out: tmp.path().join(name),
+                data_dir: None,
+                force: false,
+                quiet: true,
+                tensorboard: None,
+            },
             resume: true,
         };
         let runs = vec![spec("a"), spec("b"), spec("c")];

@@ -204,7 +204,13 @@ fn networks_that_cannot_share_a_model_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = |c: &Config, d: &str| depthprobe::pipeline::RunSpec {
         cfg: c.clone(),
-        opts: depthprobe::pipeline::RunOptions { out: tmp.path().join(d), data_dir: None, force: true, quiet: true },
+        opts: depthprobe::pipeline::RunOptions {
+            out: tmp.path().join(d),
+            data_dir: None,
+            force: true,
+            quiet: true,
+            tensorboard: None,
+        },
         resume: false,
     };
     let e = depthprobe::pipeline::train_group(vec![spec(&base, "a"), spec(&lr, "b")]).err().unwrap().to_string();

@@ -92,7 +92,7 @@ fn quick_cfg(epochs: usize) -> Config {
 }
 
 fn run(cfg: &Config, dir: &Path) -> depthprobe::pipeline::RunResult {
-    train(cfg, &RunOptions { out: dir.into(), data_dir: None, force: true, quiet: true }).unwrap()
+    train(cfg, &RunOptions { out: dir.into(), data_dir: None, force: true, quiet: true, tensorboard: None }).unwrap()
 }
 
 #[test]
@@ -148,8 +148,12 @@ fn an_existing_run_folder_is_refused_without_force() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = quick_cfg(1);
     run(&cfg, tmp.path());
-    let e =
-        train(&cfg, &RunOptions { out: tmp.path().into(), data_dir: None, force: false, quiet: true }).err().unwrap();
+    let e = train(
+        &cfg,
+        &RunOptions { out: tmp.path().into(), data_dir: None, force: false, quiet: true, tensorboard: None },
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("already holds a run") && e.to_string().contains("--force"), "{e}");
 }
 
@@ -174,7 +178,13 @@ fn cuda_without_gpu_is_a_clear_error() {
     cfg.train.device = Dev::Cuda(0);
     let e = train(
         &cfg,
-        &RunOptions { out: tempfile::tempdir().unwrap().path().into(), data_dir: None, force: true, quiet: true },
+        &RunOptions {
+            out: tempfile::tempdir().unwrap().path().into(),
+            data_dir: None,
+            force: true,
+            quiet: true,
+            tensorboard: None,
+        },
     )
     .err()
     .unwrap();
@@ -320,8 +330,12 @@ fn divergence_stops_the_run_with_status_failed() {
     let mut cfg = quick_cfg(3);
     cfg.train.lr = 1e6; // guaranteed to blow up
     cfg.train.warmup_epochs = 0;
-    let e =
-        train(&cfg, &RunOptions { out: tmp.path().into(), data_dir: None, force: true, quiet: true }).err().unwrap();
+    let e = train(
+        &cfg,
+        &RunOptions { out: tmp.path().into(), data_dir: None, force: true, quiet: true, tensorboard: None },
+    )
+    .err()
+    .unwrap();
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["status"], "failed", "{e:#}");

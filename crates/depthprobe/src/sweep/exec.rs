@@ -89,7 +89,7 @@ pub fn run_indices(
         let resume = summary_status(&out).is_some_and(|s| matches!(s.0, Status::Running | Status::Interrupted))
             && out.join("checkpoint.json").exists()
             && same_config(&out, &cfg);
-        let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet };
+        let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet, tensorboard: None };
         specs.push((index, RunSpec { cfg, opts, resume }));
     }
     // One group per batch key, in plan order.
