@@ -90,21 +90,25 @@ def test_train_writes_what_metrics_csv_holds_and_export_writes_it_again(tmp_path
     assert set(acc2.Tags()["images"]) == set(images)
 
 
-def test_export_of_a_sweep_gives_each_run_its_folder_and_bad_paths_are_named(tmp_path):
+def test_a_sweep_logs_each_run_into_its_folder_live_and_by_export_and_bad_paths_are_named(tmp_path):
     sweep = tmp_path / "s.toml"
     sweep.write_text('name = "s"\n' + CONFIG.replace("[data]", "[config.data]").replace("[model]", "[config.model]")
                      .replace("[train]", "[config.train]").replace("[probe]", "[config.probe]")
                      + '[axes]\n"train.seed" = [0, 1]\n')
     d = tmp_path / "sweep"
     subprocess.run([BIN, "sweep", "plan", sweep, "--out", d], check=True, capture_output=True)
-    subprocess.run([BIN, "sweep", "local", d, "-j", "2", "--quiet"], check=True, capture_output=True)
+    live = tmp_path / "tb-live"
+    subprocess.run([BIN, "sweep", "local", d, "-j", "2", "--quiet", "--tensorboard", live], check=True,
+                   capture_output=True)
     out = tmp_path / "tb"
     subprocess.run([BIN, "export", "tensorboard", d, "--out", out], check=True, capture_output=True)
     runs = sorted(p.name for p in (d / "runs").iterdir() if p.is_dir())
-    assert sorted(p.name for p in out.iterdir()) == runs
-    for r in runs:
-        scalars, _ = read(out / r)
-        check_against_metrics(d / "runs" / r, scalars)
+    # Live from sweep local and exported afterwards: a folder per run, each with its numbers.
+    for logdir in (live, out):
+        assert sorted(p.name for p in logdir.iterdir()) == runs
+        for r in runs:
+            scalars, _ = read(logdir / r)
+            check_against_metrics(d / "runs" / r, scalars)
     bad = subprocess.run([BIN, "export", "tensorboard", tmp_path / "nowhere", "--out", out], capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "nowhere" in bad.stderr and "run folder" in bad.stderr

@@ -138,6 +138,9 @@ enum SweepCmd {
         /// Print only errors.
         #[arg(long)]
         quiet: bool,
+        /// Each run also writes TensorBoard event files into LOGDIR/<run id> as it trains.
+        #[arg(long, value_name = "LOGDIR")]
+        tensorboard: Option<PathBuf>,
     },
     /// `local` and `status`, which the `depthprobe` binary also runs itself (without LibTorch).
     #[command(flatten)]
@@ -345,7 +348,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             }
             Ok(())
         }
-        SweepCmd::Run { dir, index, device, data_dir, quiet } => {
+        SweepCmd::Run { dir, index, device, data_dir, quiet, tensorboard } => {
             let device = device
                 .map(|d| depthprobe::config::Device::parse(&d).map_err(|e| anyhow::anyhow!("--device: {e}")))
                 .transpose()?;
@@ -353,7 +356,7 @@ fn sweep(cmd: SweepCmd) -> Result<()> {
             let d = SweepDir(dir);
             d.log_command(depthprobe::BUILD);
             let mut stopped = 0;
-            for (i, o) in sweep::run_indices(&d, &index, device, data_dir.as_deref(), quiet)? {
+            for (i, o) in sweep::run_indices(&d, &index, device, data_dir.as_deref(), quiet, tensorboard.as_deref())? {
                 match o {
                     sweep::Outcome::AlreadyDone if !quiet => eprintln!("run {i} is already done; skipped"),
                     sweep::Outcome::Failed(why) => failed.push(why),

@@ -155,6 +155,7 @@ fn spawn_run(
     device: Option<Device>,
     data_dir: Option<&Path>,
     threads: usize,
+    tensorboard: Option<&Path>,
 ) -> Result<Child> {
     let exe = this_exe()?;
     std::fs::create_dir_all(dir.0.join("logs"))?;
@@ -179,6 +180,9 @@ fn spawn_run(
     }
     if let Some(d) = device {
         cmd.arg("--device").arg(d.to_string());
+    }
+    if let Some(t) = tensorboard {
+        cmd.arg("--tensorboard").arg(t);
     }
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // SAFETY: prctl is async-signal-safe. The child dies with `sweep local`, so killing the
@@ -255,6 +259,7 @@ pub fn run_local(
     batch: usize,
     data_dir: Option<&Path>,
     quiet: bool,
+    tensorboard: Option<&Path>,
 ) -> Result<usize> {
     let plan: Plan = dir.read_plan()?;
     let mut queue: Vec<&PlannedRun> = Vec::new();
@@ -314,7 +319,7 @@ pub fn run_local(
             let busy: Vec<usize> = running.iter().map(|x| x.3).collect();
             let Some(w) = workers.free(&busy) else { break };
             let g = queue.pop().expect("queue is not empty");
-            let child = spawn_run(dir, &g, workers.0[w], data_dir, threads)?;
+            let child = spawn_run(dir, &g, workers.0[w], data_dir, threads, tensorboard)?;
             running.push((g, child, Instant::now(), w));
         }
         let names: Vec<&str> = running.iter().flat_map(|x| x.0.iter().map(|r| r.id.as_str())).collect();
@@ -390,6 +395,10 @@ pub struct LocalArgs {
     /// No live progress view; print the final status only.
     #[arg(long)]
     pub quiet: bool,
+    /// Each run also writes TensorBoard event files into LOGDIR/<run id> as it trains
+    /// (`tensorboard --logdir LOGDIR` shows the runs side by side).
+    #[arg(long, value_name = "LOGDIR")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// `sweep status`'s arguments.
@@ -405,7 +414,7 @@ pub fn local(args: &LocalArgs, workers: &Workers, build: &str) -> Result<()> {
     let d = SweepDir(args.dir.clone());
     d.log_command(build);
     let t0 = Instant::now();
-    let failed = run_local(&d, workers, args.batch, args.data_dir.as_deref(), args.quiet)?;
+    let failed = run_local(&d, workers, args.batch, args.data_dir.as_deref(), args.quiet, args.tensorboard.as_deref())?;
     let (text, _) = status_report(&d)?;
     // The wall time of this command, for the report's provenance.
     d.log_line(&format!(

@@ -59,6 +59,7 @@ pub fn run_indices(
     device: Option<Device>,
     data_dir: Option<&Path>,
     quiet: bool,
+    tensorboard: Option<&Path>,
 ) -> Result<Vec<(usize, Outcome)>> {
     let plan = dir.read_plan()?;
     std::fs::create_dir_all(dir.0.join("runs"))?;
@@ -89,7 +90,13 @@ pub fn run_indices(
         let resume = summary_status(&out).is_some_and(|s| matches!(s.0, Status::Running | Status::Interrupted))
             && out.join("checkpoint.json").exists()
             && same_config(&out, &cfg);
-        let opts = RunOptions { out, data_dir: data_dir.map(Path::to_path_buf), force: true, quiet, tensorboard: None };
+        let opts = RunOptions {
+            out,
+            data_dir: data_dir.map(Path::to_path_buf),
+            force: true,
+            quiet,
+            tensorboard: tensorboard.map(|t| t.join(&r.id)),
+        };
         specs.push((index, RunSpec { cfg, opts, resume }));
     }
     // One group per batch key, in plan order.
