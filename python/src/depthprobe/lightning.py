@@ -1,0 +1,112 @@
+"""depthprobe inside PyTorch Lightning: a callback that probes every layer every k epochs with
+the trainer's own data, logs every per-layer measure and the effective depths through the
+trainer's loggers, and keeps a run folder that ``depthprobe.read_run`` and ``depthprobe report``
+read (docs/python.md, "PyTorch Lightning")."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import lightning.pytorch as pl
+
+from . import DepthprobeError
+from .torch import _probe, all_gather
+
+
+def flat_metrics(result: Dict[str, Any]) -> Dict[str, float]:
+    """A probe's numbers as flat keys: ``layer_03/ncc_train_acc`` for every number of every layer
+    (summary.json's names), ``effective_depth/eps_0.01`` where a layer is separable."""
+    out: Dict[str, float] = {}
+    for layer in result["layers"]:
+        i = int(layer["layer"])
+        for k, v in layer.items():
+            if k in ("layer", "dim") or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if math.isfinite(float(v)):
+                out[f"layer_{i:02d}/{k}"] = float(v)
+    for kind in ("effective_depth", "linear_effective_depth"):
+        for eps, d in (result.get(kind) or {}).items():
+            if d is not None:
+                out[f"{kind}/eps_{eps}"] = float(d)
+    return out
+
+
+def _first_loader(loaders: Any) -> Any:
+    """The first of Lightning's validation loaders (one loader, a list or a dict of them)."""
+    if isinstance(loaders, (list, tuple)):
+        return loaders[0] if loaders else None
+    if isinstance(loaders, dict):
+        return next(iter(loaders.values()), None)
+    return loaders
+
+
+class DepthProbe(pl.Callback):
+    """Probe the LightningModule's layers at the end of every ``every_n_epochs``-th training
+    epoch and at the end of training::
+
+        trainer = L.Trainer(max_epochs=30, callbacks=[DepthProbe(every_n_epochs=5, layers="auto",
+                                                                 num_classes=10, pool="avg")])
+
+    Args:
+        every_n_epochs: probe after epochs k, 2k, ... (and after the last).
+        layers, num_classes, pool and every other keyword: as for ``depthprobe.torch.probe``.
+        train_dataloader, val_dataloader: the data to probe on; by default the trainer's own
+            train and (first) validation loaders. The train split is read twice per probe.
+        run_dir: the run folder to keep (default: ``<trainer.log_dir or default_root_dir>/depthprobe``).
+
+    Under DDP every rank probes its own shard and the statistics are merged across ranks
+    (``torch.distributed``), so every rank holds the probe of all the data; rank zero logs it and
+    writes the run folder. ``self.last`` is the latest probe's result (``depthprobe.torch.probe``'s).
+    """
+
+    def __init__(self, every_n_epochs: int = 1, *, layers: Union[str, Sequence[str]], num_classes: int,
+                 pool: str = "flatten", train_dataloader: Optional[Iterable[Any]] = None,
+                 val_dataloader: Optional[Iterable[Any]] = None, run_dir: Union[str, Path, None] = None,
+                 **probe_args: Any) -> None:
+        super().__init__()
+        if every_n_epochs < 1:
+            raise DepthprobeError(f"every_n_epochs = {every_n_epochs}: probe every k ≥ 1 epochs")
+        self.k = every_n_epochs
+        self.probe_args = dict(layers=layers, num_classes=num_classes, pool=pool, **probe_args)
+        self.train_loader, self.val_loader = train_dataloader, val_dataloader
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.last: Optional[Dict[str, Any]] = None
+        self.probed_epochs: List[int] = []
+
+    def _folder(self, trainer: pl.Trainer) -> Path:
+        if self.run_dir is None:
+            self.run_dir = Path(trainer.log_dir or trainer.default_root_dir) / "depthprobe"
+        return self.run_dir
+
+    def _data(self, trainer: pl.Trainer) -> tuple:
+        train = self.train_loader if self.train_loader is not None else trainer.train_dataloader
+        test = self.val_loader if self.val_loader is not None else _first_loader(trainer.val_dataloaders)
+        if train is None or test is None:
+            raise DepthprobeError("DepthProbe needs a train and a validation dataloader: give the trainer a "
+                                  "val_dataloader, or pass train_dataloader= and val_dataloader= to DepthProbe")
+        return train, test
+
+    def _run(self, trainer: pl.Trainer, module: pl.LightningModule, epoch: int, done: bool) -> None:
+        # Every rank probes (the merge is collective); rank zero logs and writes.
+        train, test = self._data(trainer)
+        distributed = trainer.world_size > 1
+        res, native = _probe(module, train, test, device=module.device,
+                             sync=all_gather if distributed else None, **self.probe_args)
+        self.last = res
+        self.probed_epochs.append(epoch)
+        if trainer.is_global_zero:
+            metrics = flat_metrics(res)
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+            # Probing an epoch again replaces its block: the last one is then marked done.
+            native.append_to_run(str(self._folder(trainer)), int(epoch), float(res["wall_s"]), done, None)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch = trainer.current_epoch + 1
+        if self._epoch % self.k == 0:
+            self._run(trainer, pl_module, self._epoch, False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After the last epoch, probed or not: this probe marks the run folder done.
+        self._run(trainer, pl_module, getattr(self, "_epoch", trainer.current_epoch), True)
