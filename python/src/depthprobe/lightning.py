@@ -4,32 +4,16 @@ trainer's loggers, and keeps a run folder that ``depthprobe.read_run`` and ``dep
 read (docs/python.md, "PyTorch Lightning")."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import lightning.pytorch as pl
 
 from . import DepthprobeError
+from ._callbacks import flat_metrics
 from .torch import _probe, all_gather
 
-
-def flat_metrics(result: Dict[str, Any]) -> Dict[str, float]:
-    """A probe's numbers as flat keys: ``layer_03/ncc_train_acc`` for every number of every layer
-    (summary.json's names), ``effective_depth/eps_0.01`` where a layer is separable."""
-    out: Dict[str, float] = {}
-    for layer in result["layers"]:
-        i = int(layer["layer"])
-        for k, v in layer.items():
-            if k in ("layer", "dim") or isinstance(v, bool) or not isinstance(v, (int, float)):
-                continue
-            if math.isfinite(float(v)):
-                out[f"layer_{i:02d}/{k}"] = float(v)
-    for kind in ("effective_depth", "linear_effective_depth"):
-        for eps, d in (result.get(kind) or {}).items():
-            if d is not None:
-                out[f"{kind}/eps_{eps}"] = float(d)
-    return out
+__all__ = ["DepthProbe", "flat_metrics"]
 
 
 def _first_loader(loaders: Any) -> Any:
