@@ -126,3 +126,43 @@ def test_ddp_two_processes_merge_to_one_probe_of_all_the_data(tmp_path):
     whole = dt.probe(model, loaders(shuffle=False)[0], va, layers=LAYERS, num_classes=C)
     assert merged["train_samples"] == 400 and merged["test_samples"] == 100
     assert_same(merged, whole, rel=1e-9)
+
+
+def test_wandb_offline_and_mlflow_file_store_receive_the_same_keys(tmp_path, monkeypatch):
+    """W&B in offline mode (its run file, read with wandb's reader) and MLflow with a local file
+    store (its client) get every key of the last probe with its value."""
+    pytest.importorskip("wandb")
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    torch.set_num_threads(1)
+    model = SmallConv()
+    tr, va = loaders()
+    wb = L.loggers.WandbLogger(project="depthprobe-test", save_dir=str(tmp_path), offline=True)
+    ml = L.loggers.MLFlowLogger(experiment_name="depthprobe-test", tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    probe = DepthProbe(every_n_epochs=1, layers=LAYERS, num_classes=C, run_dir=tmp_path / "run")
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=[wb, ml], callbacks=[probe],
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(model, tr, va)
+    want = flat_metrics(probe.last)
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    for k, v in want.items():
+        hist = client.get_metric_history(ml.run_id, k)
+        assert hist and hist[-1].value == pytest.approx(v, rel=1e-6), k
+    wb.experiment.finish()
+    # The offline run's record file, read with wandb's own reader: its history rows, latest last.
+    from wandb.proto import wandb_internal_pb2
+    from wandb.sdk.internal import datastore
+
+    (path,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    ds = datastore.DataStore()
+    ds.open_for_scan(str(path))
+    latest = {}
+    while (data := ds.scan_data()) is not None:
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(data)
+        if rec.WhichOneof("record_type") == "history":
+            for item in rec.history.item:
+                latest[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    for k, v in want.items():
+        assert latest[k] == pytest.approx(v, rel=1e-6), k
