@@ -88,6 +88,12 @@ def test_train_writes_what_metrics_csv_holds_and_export_writes_it_again(tmp_path
     again, acc2 = read(exported)
     check_against_metrics(run, again)
     assert set(acc2.Tags()["images"]) == set(images)
+    # The config's [log] section does the same as --tensorboard.
+    from_cfg = tmp_path / "tb-config"
+    cfg.write_text(CONFIG + f'[log]\ntensorboard = "{from_cfg}"\n')
+    subprocess.run([BIN, "train", cfg, "--out", tmp_path / "run2", "--quiet"], check=True, capture_output=True)
+    scalars2, _ = read(from_cfg)
+    check_against_metrics(tmp_path / "run2", scalars2)
 
 
 def test_a_sweep_logs_each_run_into_its_folder_live_and_by_export_and_bad_paths_are_named(tmp_path):

@@ -26,6 +26,24 @@ pub struct Config {
     pub train: TrainConfig,
     pub corruption: CorruptionConfig,
     pub probe: ProbeConfig,
+    /// Where a run also reports, besides its folder. Not part of what the run is: left out of
+    /// its identity (run ids) and of the written config when empty, so older builds read it.
+    #[serde(skip_serializing_if = "LogConfig::is_empty")]
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// TensorBoard log folder ("" = none); a sweep's run logs into <this>/<run id>
+    /// (docs/result-files.md, "TensorBoard").
+    pub tensorboard: String,
+}
+
+impl LogConfig {
+    pub fn is_empty(&self) -> bool {
+        self.tensorboard.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -251,6 +269,7 @@ pub fn valid_keys() -> Vec<String> {
     every.train.precision = Precision::Bf16;
     every.train.graph = Graph::Auto;
     every.train.warmup = Warmup::Published;
+    every.log.tensorboard = "tb".into();
     let v = toml::Value::try_from(every).expect("the config serializes");
     let mut keys = Vec::new();
     if let toml::Value::Table(t) = v {

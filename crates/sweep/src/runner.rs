@@ -28,6 +28,8 @@ pub fn batch_key(cfg: &Config) -> String {
     let mut c = cfg.clone();
     c.train.seed = 0;
     c.corruption = Default::default();
+    // Each run logs into its own folder; that does not keep runs from training together.
+    c.log = Default::default();
     c.to_toml()
 }
 

@@ -95,7 +95,11 @@ pub fn run_indices(
             data_dir: data_dir.map(Path::to_path_buf),
             force: true,
             quiet,
-            tensorboard: tensorboard.map(|t| t.join(&r.id)),
+            // --tensorboard, else the config's [log]: either way a folder per run.
+            tensorboard: tensorboard
+                .map(Path::to_path_buf)
+                .or_else(|| (!cfg.log.tensorboard.is_empty()).then(|| PathBuf::from(&cfg.log.tensorboard)))
+                .map(|t| t.join(&r.id)),
         };
         specs.push((index, RunSpec { cfg, opts, resume }));
     }
@@ -136,6 +140,7 @@ fn same_config(out: &Path, cfg: &Config) -> bool {
         .map(|mut c| {
             c.train.device = cfg.train.device;
             c.train.threads = cfg.train.threads;
+            c.log = cfg.log.clone();
             &c == cfg
         })
         .unwrap_or(false)
