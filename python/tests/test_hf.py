@@ -75,3 +75,21 @@ def test_trainer_callback_reaches_log_history_and_tensorboard_and_equals_a_probe
 def test_dict_batches_without_the_label_key_are_refused_by_name():
     with pytest.raises(depthprobe.DepthprobeError, match="'labels'"):
         list(Pairs([{"pixel_values": torch.zeros(2, 3)}]))
+
+
+def test_the_probe_shows_in_the_trainers_tqdm_display(tmp_path, capfd):
+    torch.manual_seed(0)
+    cfg = tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=48, num_hidden_layers=2,
+                       num_attention_heads=4, intermediate_size=96, num_labels=C)
+    model = tf.ViTForImageClassification(cfg)
+    names = [n for n, _ in model.named_modules() if re.fullmatch(r"vit\.(encoder\.layer|layers)\.\d+", n)]
+    train, val = cifar_dicts()
+    args = tf.TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=32,
+                                per_device_eval_batch_size=32, use_cpu=True, save_strategy="no", report_to=[],
+                                disable_tqdm=False)
+    trainer = tf.Trainer(model=model, args=args, train_dataset=train, eval_dataset=val)
+    DepthProbeCallback(layers=names, num_classes=C, pool="cls").attach(trainer)
+    trainer.train()
+    err = capfd.readouterr().err
+    # 12 train + 3 evaluation batches, twice per probe.
+    assert "depthprobe probe" in err and "30/30" in err, err[-2000:]

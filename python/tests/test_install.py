@@ -1,5 +1,6 @@
-"""The package installs with `pip install ./python` into a fresh environment without PyTorch
-(and so without a GPU): the measures work, and depthprobe.torch says what it needs."""
+"""The package installs with `pip install ./python` into a fresh environment without PyTorch,
+Lightning, transformers or TensorBoard (and so without a GPU): the measures work, and
+depthprobe.torch, depthprobe.lightning and depthprobe.hf say what they need."""
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,13 @@ try:
     raise SystemExit("depthprobe.torch imported without torch")
 except ImportError as e:
     assert "needs PyTorch: pip install torch" in str(e), e
+# The trainer callbacks say what they need too.
+for mod, needs in (("lightning", "pip install lightning"), ("hf", "pip install transformers")):
+    try:
+        __import__("depthprobe." + mod)
+        raise SystemExit(f"depthprobe.{mod} imported without its library")
+    except ImportError as e:
+        assert needs in str(e), e
 print("ok")
 """
     r = subprocess.run([py, "-c", code], capture_output=True, text=True)

@@ -166,3 +166,29 @@ def test_wandb_offline_and_mlflow_file_store_receive_the_same_keys(tmp_path, mon
                 latest[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     for k, v in want.items():
         assert latest[k] == pytest.approx(v, rel=1e-6), k
+
+
+def test_the_probe_shows_in_the_trainers_own_progress_bar(tmp_path, capfd):
+    torch.set_num_threads(1)
+    tr, va = loaders()
+    probe = DepthProbe(every_n_epochs=1, layers=LAYERS, num_classes=C, run_dir=tmp_path / "run")
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
+                        callbacks=[probe, L.callbacks.TQDMProgressBar()], enable_model_summary=False,
+                        enable_checkpointing=False)
+    trainer.fit(SmallConv(), tr, va)
+    out = capfd.readouterr().out
+    # Lightning's tqdm bar (on stdout), where its validation bar goes: 13 + 4 batches, twice.
+    assert "depthprobe probe" in out and "34/34" in out, out[-2000:]
+    # With the rich display (Lightning's default when rich is installed), a task in its Progress:
+    # counted to its total, then removed.
+    from rich.progress import Progress
+
+    from depthprobe.lightning import _RichTask
+
+    progress = Progress()
+    task = _RichTask(progress, 34)
+    for _ in range(34):
+        task.update(1)
+    assert progress.tasks[0].completed == 34 and progress.tasks[0].total == 34
+    task.close()
+    assert progress.tasks == []

@@ -8,7 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
-from transformers import TrainerCallback
+try:
+    from transformers import TrainerCallback
+except ImportError as e:  # the package installs without it
+    raise ImportError("depthprobe.hf needs Hugging Face transformers: pip install transformers accelerate") from e
 
 from . import DepthprobeError
 from ._callbacks import flat_metrics
@@ -107,7 +110,13 @@ class DepthProbeCallback(TrainerCallback):
 
     def _run(self, args: Any, state: Any, model: Any, epoch: int, done: bool, kwargs: Dict[str, Any]) -> None:
         train, test = self._data(kwargs)
-        res, native = _probe(model, train, test, sync=all_gather if _distributed() else None, **self.probe_args)
+        # The trainer's own display: its bars are tqdm's, shown on process zero unless
+        # `disable_tqdm`; a `progress=` given to the callback wins.
+        probe_args = {k: v for k, v in self.probe_args.items() if k != "progress"}
+        shown = state.is_world_process_zero and not getattr(args, "disable_tqdm", False)
+        progress = self.probe_args.get("progress", shown)
+        res, native = _probe(model, train, test, sync=all_gather if _distributed() else None, progress=progress,
+                             **probe_args)
         self.last = res
         self.probed_epochs.append(epoch)
         if state.is_world_process_zero:

@@ -7,13 +7,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
-import lightning.pytorch as pl
+try:
+    import lightning.pytorch as pl
+except ImportError as e:  # the package installs without it
+    raise ImportError("depthprobe.lightning needs PyTorch Lightning: pip install lightning") from e
 
 from . import DepthprobeError
 from ._callbacks import flat_metrics
 from .torch import _probe, all_gather
 
 __all__ = ["DepthProbe", "flat_metrics"]
+
+
+class _RichTask:
+    """A task in Lightning's rich progress display, with the tqdm methods the probe calls."""
+
+    def __init__(self, progress: Any, total: Optional[int]) -> None:
+        self.progress, self.task = progress, progress.add_task("depthprobe probe", total=total)
+
+    def update(self, n: int = 1) -> None:
+        self.progress.update(self.task, advance=n)
+
+    def set_postfix_str(self, s: str, refresh: bool = False) -> None:
+        self.progress.update(self.task, description=f"depthprobe probe ({s})")
+
+    def refresh(self) -> None:
+        self.progress.refresh()
+
+    def close(self) -> None:
+        self.progress.remove_task(self.task)
 
 
 def _first_loader(loaders: Any) -> Any:
@@ -71,12 +93,32 @@ class DepthProbe(pl.Callback):
                                   "val_dataloader, or pass train_dataloader= and val_dataloader= to DepthProbe")
         return train, test
 
+    def _progress(self, trainer: pl.Trainer) -> Any:
+        """The trainer's own progress display for the probe's batches: a bar of its tqdm progress
+        bar, where the validation bar goes, or a task of its rich one; none without one."""
+        pb = trainer.progress_bar_callback
+        if pb is None or not trainer.is_global_zero or "progress" in self.probe_args:
+            return self.probe_args.get("progress", False)
+        from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+        if isinstance(pb, TQDMProgressBar):
+            def tqdm_bar(total: Optional[int]) -> Any:
+                bar = pb.init_validation_tqdm()
+                bar.reset(total=total)
+                bar.set_description("depthprobe probe")
+                return bar
+            return tqdm_bar
+        if isinstance(pb, RichProgressBar) and getattr(pb, "progress", None) is not None:
+            return lambda total: _RichTask(pb.progress, total)
+        return False
+
     def _run(self, trainer: pl.Trainer, module: pl.LightningModule, epoch: int, done: bool) -> None:
         # Every rank probes (the merge is collective); rank zero logs and writes.
         train, test = self._data(trainer)
         distributed = trainer.world_size > 1
-        res, native = _probe(module, train, test, device=module.device,
-                             sync=all_gather if distributed else None, **self.probe_args)
+        args = {k: v for k, v in self.probe_args.items() if k != "progress"}
+        res, native = _probe(module, train, test, device=module.device, progress=self._progress(trainer),
+                             sync=all_gather if distributed else None, **args)
         self.last = res
         self.probed_epochs.append(epoch)
         if trainer.is_global_zero:

@@ -270,19 +270,23 @@ def all_gather(stats: Stats, group: Any = None) -> List[Stats]:
     return parts
 
 
-def _progress_bar(progress: bool, train: Iterable[Any], test: Iterable[Any]) -> Any:
-    """A tqdm bar over both passes of ``train`` and ``test`` (its total when both have a
-    length), or None: not asked for, or tqdm not installed (a probe never needs it)."""
+def _progress_bar(progress: Any, train: Iterable[Any], test: Iterable[Any]) -> Any:
+    """A bar over both passes of ``train`` and ``test`` (its total when both have a length):
+    ``progress(total)`` when ``progress`` is a function that makes one (a trainer's own display:
+    an object with tqdm's ``update``, ``set_postfix_str``, ``refresh`` and ``close``), a tqdm bar
+    when it is True, or None: not asked for, or tqdm not installed (a probe never needs it)."""
     if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
         return None
     try:
         total: Optional[int] = 2 * (len(train) + len(test))  # type: ignore[arg-type]
     except TypeError:
         total = None
+    if callable(progress):
+        return progress(total)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
     return tqdm(total=total, desc="depthprobe probe", unit="batch", leave=False)
 
 
@@ -292,7 +296,7 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
           linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
           logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None,
-          progress: bool = False) -> Dict[str, Any]:
+          progress: Any = False) -> Dict[str, Any]:
     """Per-layer measures of ``model`` on ``train`` and ``test`` (iterables of ``(x, y)`` batches
     that can be iterated twice, e.g. DataLoaders; ``x`` a tensor, tuple or dict of inputs).
 
@@ -311,7 +315,8 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
         sync: data-parallel workers: a function that takes this worker's statistics and returns
             every worker's (``all_gather``); each worker then gets the probe of all the data.
         progress: show a progress bar over the two passes' batches (train and test) on stderr,
-            with tqdm when it is installed; without tqdm nothing is shown.
+            with tqdm when it is installed (without tqdm nothing is shown); or a function of the
+            total that returns a tqdm-like bar, to draw in a display of your own.
 
     Returns the fields of ``summary.json`` (``layers``, ``effective_depth``, ...), plus
     ``layer_names``: the module of each layer, in order. The model's train/eval mode is restored.
@@ -327,7 +332,7 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
           linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
           logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None,
-          progress: bool = False) -> Any:
+          progress: Any = False) -> Any:
     """The work of :func:`probe`; also returns the native probe (its result object)."""
     names = auto_layers(model) if isinstance(layers, str) and layers == "auto" else list(layers)
     if isinstance(layers, str) and layers != "auto":
