@@ -259,6 +259,30 @@ fn append_probe(
     folder.write_results(&s, &blocks).map_err(fail)
 }
 
+/// A weight matrix's spectrum (depthprobe_measures::weight_spectrum) as JSON text; with the
+/// class means of the layer's input (C × in, float64), its alignment with them.
+#[pyfunction]
+#[pyo3(signature = (w, class_means=None))]
+fn weight_spectrum(w: PyReadonlyArray2<'_, f32>, class_means: Option<PyReadonlyArray2<'_, f64>>) -> PyResult<String> {
+    let (rows, cols) = (w.shape()[0], w.shape()[1]);
+    let w = w.as_array();
+    let flat: Vec<f32> = w.iter().copied().collect();
+    let means = class_means.map(|m| {
+        let c = m.shape()[0];
+        (m.shape()[1], c, m.as_array().iter().copied().collect::<Vec<f64>>())
+    });
+    if let Some((d, _, _)) = &means {
+        if *d != cols {
+            return Err(DepthprobeError::new_err(format!(
+                "class_means has {d} columns, the weight {cols}: give the class means of the layer's input"
+            )));
+        }
+    }
+    let s = depthprobe_measures::weight_spectrum(&flat, rows, cols, means.as_ref().map(|(_, c, v)| (v.as_slice(), *c)))
+        .ok_or_else(|| DepthprobeError::new_err("the weight has non-finite values: no spectrum"))?;
+    serde_json::to_string(&s).map_err(|e| DepthprobeError::new_err(e.to_string()))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeProbe>()?;
@@ -269,5 +293,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_LINEAR_RIDGE", depthprobe_measures::DEFAULT_LINEAR_RIDGE)?;
     m.add_function(wrap_pyfunction!(read_summary, m)?)?;
     m.add_function(wrap_pyfunction!(read_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(weight_spectrum, m)?)?;
     Ok(())
 }

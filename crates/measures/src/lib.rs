@@ -15,6 +15,7 @@
 //! | NCC classifier and accuracy | `ncc.rs` |
 //! | CDNV | `cdnv.rs` |
 //! | NC1, He–Su fuzziness, NC2, NC3 | `collapse.rs` |
+//! | a layer weight's singular values, ranks and alignment with class means | `spectra.rs` |
 //! | numerical / effective rank | `rank.rs` |
 //! | ε-effective depth | `effective_depth.rs` |
 //! | He–Su log-linear fit | `separation.rs` |
@@ -34,6 +35,7 @@ pub mod reducer;
 pub mod result;
 pub mod separation;
 pub mod spec;
+mod spectra;
 pub mod statistics;
 
 pub use effective_depth::effective_depth;
@@ -46,6 +48,7 @@ pub use separation::{fit_equi_separation, fit_log_linear, LogLinearFit, SATURATI
 pub use spec::{
     eps_key, Pass, ProbeSpec, Split, DEFAULT_EPS, DEFAULT_LINEAR_MAX_DIM, DEFAULT_LINEAR_RIDGE, DEFAULT_RANK_MAX_DIM,
 };
+pub use spectra::{weight_spectrum, WeightSpectrum, WEIGHT_RANK_RTOL};
 pub use statistics::{
     Agreement, ClassMoments, DecisionOperands, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats,
     WithinClassProjection,

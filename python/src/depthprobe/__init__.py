@@ -30,7 +30,8 @@ import numpy as np
 from . import _native
 from ._native import DepthprobeError, NativeProbe
 
-__all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "DEFAULT_EPS", "DEFAULT_RANK_MAX_DIM",
+__all__ = ["LayerProbe", "DepthprobeError", "read_run", "read_sweep", "weight_spectrum", "DEFAULT_EPS",
+           "DEFAULT_RANK_MAX_DIM",
            "DEFAULT_LINEAR_MAX_DIM", "DEFAULT_LINEAR_RIDGE"]
 # depthprobe.torch (probing PyTorch models through hooks) is imported on demand: it needs torch.
 
@@ -39,6 +40,22 @@ DEFAULT_EPS = tuple(_native.DEFAULT_EPS)
 DEFAULT_RANK_MAX_DIM = int(_native.DEFAULT_RANK_MAX_DIM)
 DEFAULT_LINEAR_MAX_DIM = int(_native.DEFAULT_LINEAR_MAX_DIM)
 DEFAULT_LINEAR_RIDGE = float(_native.DEFAULT_LINEAR_RIDGE)
+
+
+def weight_spectrum(w: Any, class_means: Any = None) -> Dict[str, Any]:
+    """A layer weight's spectrum (docs/method.md, "Weight spectra"): ``singular_values``
+    (nonincreasing), ``numerical_rank`` (σᵢ > 1e-3·σ_max), ``stable_rank`` (‖W‖²_F/‖W‖²₂),
+    ``effective_rank`` (entropy), and with ``class_means`` (C × in: the class means of the layer's
+    input) ``class_mean_alignment``, the mean cosine of the principal angles between W's top-C
+    right singular subspace and the span of the centred class means. ``w`` is out × in; reshape a
+    convolution's weight to out × in·k·k (``depthprobe.torch.weight_spectra`` does)."""
+    w = np.ascontiguousarray(np.asarray(w, dtype=np.float32))
+    if w.ndim != 2:
+        raise DepthprobeError(f"w has shape {w.shape}: give a 2-D out × in matrix (reshape a convolution's weight)")
+    m = None if class_means is None else np.ascontiguousarray(np.asarray(class_means, dtype=np.float64))
+    if m is not None and m.ndim != 2:
+        raise DepthprobeError(f"class_means has shape {m.shape}: give C × in")
+    return json.loads(_native.weight_spectrum(w, m))
 
 
 def _as_matrix(x: Any, what: str = "x") -> np.ndarray:

@@ -39,7 +39,7 @@ except ImportError as e:  # the rest of the package works without PyTorch
 from . import DEFAULT_EPS, DEFAULT_LINEAR_MAX_DIM, DEFAULT_LINEAR_RIDGE, DEFAULT_RANK_MAX_DIM, DepthprobeError
 from ._native import NativeProbe
 
-__all__ = ["probe", "auto_layers", "pool_output", "all_gather", "ProbeEvery"]
+__all__ = ["probe", "auto_layers", "pool_output", "all_gather", "ProbeEvery", "weight_spectra"]
 
 _POOLS = ("flatten", "avg", "cls", "mean")
 
@@ -430,6 +430,33 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
     result["layer_names"] = names
     result["wall_s"] = time.perf_counter() - t0
     return result, native
+
+
+def weight_spectra(model: nn.Module, layers: Union[str, Sequence[str]] = "auto",
+                   class_means: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
+    """The weight spectrum of each named module (``depthprobe.weight_spectrum``): a Linear's
+    weight as out × in, a convolution's reshaped to out × in·k·k (a grouped one per group, the
+    groups' blocks side by side as rows). ``layers="auto"``: every Linear and convolution.
+    ``class_means``: module name → the class means of that module's input (C × in, or C × in·k·k
+    for a convolution: its input patches' means), for the alignment."""
+    from . import weight_spectrum
+
+    modules = dict(model.named_modules())
+    if isinstance(layers, str):
+        if layers != "auto":
+            raise DepthprobeError(f"layers = {layers!r}: give a list of module names or \"auto\"")
+        names = [n for n, m in modules.items() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    else:
+        names = list(layers)
+    out: Dict[str, Dict[str, Any]] = {}
+    for n in names:
+        m = modules.get(n)
+        w = getattr(m, "weight", None) if m is not None else None
+        if not isinstance(w, torch.Tensor) or w.dim() < 2:
+            raise DepthprobeError(f"layer {n!r} has no weight matrix (a Linear or a convolution is needed)")
+        mat = w.detach().to("cpu", torch.float32).reshape(w.shape[0], -1).numpy()
+        out[n] = weight_spectrum(mat, None if class_means is None else class_means.get(n))
+    return out
 
 
 class ProbeEvery:
