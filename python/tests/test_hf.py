@@ -93,3 +93,63 @@ def test_the_probe_shows_in_the_trainers_tqdm_display(tmp_path, capfd):
     err = capfd.readouterr().err
     # 12 train + 3 evaluation batches, twice per probe.
     assert "depthprobe probe" in err and "30/30" in err, err[-2000:]
+
+
+HF_DDP_WORKER = r"""
+import json, os, re, sys
+import torch, transformers as tf
+sys.path.insert(0, sys.argv[2])
+from test_hf import cifar_dicts, C
+from depthprobe.hf import DepthProbeCallback
+out = sys.argv[1]
+torch.manual_seed(0)
+cfg = tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=48, num_hidden_layers=2,
+                   num_attention_heads=4, intermediate_size=96, num_labels=C)
+model = tf.ViTForImageClassification(cfg)
+names = [n for n, _ in model.named_modules() if re.fullmatch(r"vit\.(encoder\.layer|layers)\.\d+", n)]
+train, val = cifar_dicts()
+args = tf.TrainingArguments(output_dir=out, num_train_epochs=1, per_device_train_batch_size=16,
+                            per_device_eval_batch_size=16, use_cpu=True, save_strategy="no", report_to=[],
+                            disable_tqdm=True, ddp_backend="gloo", seed=0)
+trainer = tf.Trainer(model=model, args=args, train_dataset=train, eval_dataset=val)
+DepthProbeCallback(layers=names, num_classes=C, pool="cls").attach(trainer)
+trainer.train()
+if trainer.is_world_process_zero():
+    trainer.save_model(out + "/model")
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()  # gloo's threads would abort the exit otherwise
+"""
+
+
+def test_two_processes_merge_to_one_probe_of_all_the_data(tmp_path):
+    """The Trainer on 2 processes (torchrun, gloo): process zero's run folder holds the probe of
+    all 384 + 96 images, equal to one process probing the trained model on all of them."""
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(HF_DDP_WORKER)
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as sk:  # a free port: torchrun's rendezvous hangs on port 0
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                        str(script), str(out), str(Path(__file__).parent)], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    merged = depthprobe.read_run(out / "depthprobe")["summary"]
+    assert merged["status"] == "done" and merged["train_samples"] == 384 and merged["test_samples"] == 96
+    torch.set_num_threads(1)
+    model = tf.ViTForImageClassification.from_pretrained(out / "model")
+    names = [n for n, _ in model.named_modules() if re.fullmatch(r"vit\.(encoder\.layer|layers)\.\d+", n)]
+    train, val = cifar_dicts()
+    collate = tf.default_data_collator
+    whole = dt.probe(model, Pairs(torch.utils.data.DataLoader(train, batch_size=16, collate_fn=collate)),
+                     Pairs(torch.utils.data.DataLoader(val, batch_size=16, collate_fn=collate)), layers=names,
+                     num_classes=C, pool="cls")
+    assert merged["effective_depth"] == whole["effective_depth"]
+    for a, b in zip(merged["layers"], whole["layers"]):
+        for k in ("ncc_train_acc", "ncc_test_acc", "cdnv_train", "cdnv_test", "nc1"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5), k
