@@ -121,6 +121,13 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
+    /// The equi-separation fit of the layers' fuzziness by today's rule (a result written before
+    /// the fit stopped at saturation carries an older `fuzziness_fit`).
+    pub fn equi_separation_fit(&self) -> Option<LogLinearFit> {
+        let fz: Vec<(usize, f64)> = self.layers.iter().filter_map(|l| Some((l.layer, l.fuzziness?))).collect();
+        fit_equi_separation(&fz)
+    }
+
     /// The ε-effective depth for `eps` (None: not separable, or ε not measured).
     pub fn effective_depth_at(&self, eps: f64) -> Option<usize> {
         self.effective_depth.get(&eps_key(eps)).copied().flatten()

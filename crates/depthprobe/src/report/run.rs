@@ -79,8 +79,7 @@ pub fn report_run(dir: &Path) -> Result<ReportOutput> {
     );
     // Fitted from the layers, not read from summary.json: a run probed before the fit stopped
     // at saturation gets today's rule.
-    let fz: Vec<(usize, f64)> = result.layers.iter().filter_map(|l| Some((l.layer, l.fuzziness?))).collect();
-    let equi = match &depthprobe_measures::fit_equi_separation(&fz) {
+    let equi = match &result.equi_separation_fit() {
         Some(f) => format!(
             "The separation fuzziness D changes by a factor {:.3} per layer over layers {}–{} (least squares of log D on the layer; r² {}); {}.",
             f.ratio,

@@ -103,8 +103,7 @@ impl RunRecord {
             }
             // Fitted again from the layers, so that runs written before the fit stopped at
             // saturation are read by today's rule.
-            let fz: Vec<(usize, f64)> = r.layers.iter().filter_map(|l| Some((l.layer, l.fuzziness?))).collect();
-            rec.fuzziness_fit = depthprobe_measures::fit_equi_separation(&fz);
+            rec.fuzziness_fit = r.equi_separation_fit();
             rec.layers = r
                 .layers
                 .iter()
