@@ -96,6 +96,36 @@ def layer_measures(xtr, ytr, xte, yte, c, weight=None, logits_tr=None, logits_te
     return out
 
 
+def hsic1(k, l):
+    """Unbiased HSIC of Song et al. (2012) for Gram matrices K, L (diagonals set to zero):
+    [tr(K̃L̃) + 1ᵀK̃1 1ᵀL̃1 / ((n−1)(n−2)) − 2/(n−2) 1ᵀK̃L̃1] / (n(n−3))."""
+    n = k.shape[0]
+    kt, lt = k.copy(), l.copy()
+    np.fill_diagonal(kt, 0.0)
+    np.fill_diagonal(lt, 0.0)
+    one = np.ones(n)
+    return (np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (one @ kt @ lt @ one)) / (n * (n - 3))
+
+
+def minibatch_cka(layers, batch=256):
+    """Linear CKA of every pair of layers, Nguyen, Raghu & Kornblith (2021): HSIC₁ of linear
+    Gram matrices summed over minibatches of `batch` rows in order (a last one of ≥ 4 rows),
+    then CKA = ΣHSIC(K, L) / sqrt(ΣHSIC(K, K) ΣHSIC(L, L))."""
+    n, nl = len(layers[0]), len(layers)
+    h = np.zeros((nl, nl))
+    for s in range(0, n, batch):
+        e = min(s + batch, n)
+        if e - s < 4:
+            continue
+        grams = [x[s:e] @ x[s:e].T for x in layers]
+        for a in range(nl):
+            for b in range(nl):
+                h[a, b] += hsic1(grams[a], grams[b])
+    d = np.sqrt(np.diag(h))
+    return (h / np.outer(d, d)).tolist()
+
+
 def main():
     args = sys.argv[1:]
     eps = [0.01, 0.05, 0.1]
@@ -133,7 +163,8 @@ def main():
     r = float(np.corrcoef(xs, ys)[0, 1])
     fit = {"slope": float(slope), "intercept": float(intercept), "pearson_r": r, "r_squared": r * r,
            "first_layer": int(xs[0]), "last_layer": int(xs[-1])}
-    print(json.dumps({"layers": layers, "effective_depth": depth, "fuzziness_fit": fit}))
+    print(json.dumps({"layers": layers, "effective_depth": depth, "fuzziness_fit": fit,
+                      "cka_train": minibatch_cka(ltr), "cka_test": minibatch_cka(lte)}))
 
 
 if __name__ == "__main__":

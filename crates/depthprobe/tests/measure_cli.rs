@@ -61,6 +61,7 @@ fn opts(train: &Path, test: &Path) -> MeasureOptions {
         rank_max_dim: 1024,
         linear_max_dim: 0,
         linear_ridge: depthprobe_measures::DEFAULT_LINEAR_RIDGE,
+        cka: false,
     }
 }
 
@@ -81,7 +82,9 @@ fn measure_matches_independent_numpy_implementation() {
     let (trd, ted, out) = (tmp.path().join("train"), tmp.path().join("test"), tmp.path().join("out"));
     write_npy_dir(&trd, &tr, &[("classifier_weight", vec![4, 20], w), ("logits", vec![700, 4], lg_tr)]);
     write_npy_dir(&ted, &te, &[("logits", vec![300, 4], lg_te)]);
-    measure(&opts(&trd, &ted), &out, "test").unwrap();
+    let mut o = opts(&trd, &ted);
+    o.cka = true;
+    measure(&o, &out, "test").unwrap();
     let ours: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let script = common::repo_root().join("tests/numpy_reference.py");
     let o = Command::new(common::python())
@@ -115,6 +118,21 @@ fn measure_matches_independent_numpy_implementation() {
         let (x, y) = (num(&ours["fuzziness_fit"][k]), num(&theirs["fuzziness_fit"][k]));
         assert!((x - y).abs() <= 1e-6 * y.abs(), "fuzziness_fit.{k}: {x} vs {y}");
     }
+    // CKA: the minibatch estimator (700 train rows: minibatches of 256, 256, 188; 300 test rows:
+    // 256, 44), every pair of layers.
+    let mut pairs = 0;
+    for split in ["train", "test"] {
+        let (a, b) = (&ours["cka"][split], &theirs[&format!("cka_{split}")]);
+        for (ra, rb) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+            for (x, y) in ra.as_array().unwrap().iter().zip(rb.as_array().unwrap()) {
+                let (x, y) = (num(x), num(y));
+                assert!((x - y).abs() <= 1e-9, "{split} CKA: depthprobe {x}, numpy {y}");
+                pairs += 1;
+            }
+        }
+    }
+    assert_eq!(pairs, 2 * 3 * 3);
+    assert_eq!((ours["cka"]["train_batches"].as_u64(), ours["cka"]["test_batches"].as_u64()), (Some(3), Some(2)));
     // metrics.csv carries the same numbers in long format.
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("layer,split,metric,value\n"));

@@ -41,6 +41,10 @@ pub struct MeasureArgs {
     /// The ridge's relative regularisation α (λ = α · tr(centred scatter) / D).
     #[arg(long, default_value_t = depthprobe_measures::DEFAULT_LINEAR_RIDGE)]
     pub linear_ridge: f64,
+    /// Linear CKA between every pair of layers (unbiased minibatch estimator, minibatches of 256
+    /// rows; one more read of the files; docs/method.md, "Layer similarity (CKA)").
+    #[arg(long)]
+    pub cka: bool,
 }
 
 /// Run `measure` with these arguments, print its table, and say where it wrote; `producer` is the
@@ -58,6 +62,7 @@ pub fn run(a: MeasureArgs, producer: &str) -> anyhow::Result<()> {
         rank_max_dim: a.rank_max_dim,
         linear_max_dim: a.linear_max_dim,
         linear_ridge: a.linear_ridge,
+        cka: a.cka,
     };
     let r = measure(&opts, &a.out, producer)?;
     print!("{}", console::table(&r));

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use depthprobe_formats::{MappedF32, Matrix, SplitEmbeddings};
 use depthprobe_measures::{
-    drive, HostBatch, HostReducer, LayerSink, LayerStreams, Probe, ProbeError, ProbeResult, ProbeSpec, Split,
+    drive, AllLayersSink, HostBatch, HostReducer, LayerSink, LayerStreams, Probe, ProbeError, ProbeResult, ProbeSpec,
+    Split,
 };
 use depthprobe_runfolder::{RunFolder, Source, Summary};
 
@@ -22,6 +23,8 @@ pub struct MeasureOptions {
     pub rank_max_dim: usize,
     pub linear_max_dim: usize,
     pub linear_ridge: f64,
+    /// Linear CKA between every pair of layers.
+    pub cka: bool,
 }
 
 /// Name the file behind a probe error (the probe itself only knows layer numbers).
@@ -93,6 +96,24 @@ impl LayerStreams for Streams<'_> {
         }
         Ok(())
     }
+
+    fn stream_all(&self, sink: &mut AllLayersSink<'_>) -> Result<(), ProbeError> {
+        let input = |e: anyhow::Error| ProbeError::Input(format!("{e:#}"));
+        let mut rows: Vec<Rows> = self.data.layers.iter().map(|_| Rows::Read(Vec::new())).collect();
+        let mut labels = Vec::new();
+        let mut start = 0;
+        while start < self.data.rows() {
+            let n = CHUNK_ROWS.min(self.data.rows() - start);
+            self.data.labels.read_labels(start, n, &mut labels).map_err(input)?;
+            for (r, m) in rows.iter_mut().zip(&self.data.layers) {
+                r.load(m, start, n).map_err(input)?;
+            }
+            let xs: Vec<&[f32]> = rows.iter().map(Rows::as_slice).collect();
+            sink(&xs, &labels)?;
+            start += n;
+        }
+        Ok(())
+    }
 }
 
 /// Largest label in a split (one streaming pass over the labels only).
@@ -134,6 +155,7 @@ pub fn run_probe(opts: &MeasureOptions) -> Result<(ProbeResult, SplitEmbeddings,
     spec.rank_max_dim = opts.rank_max_dim;
     spec.linear_max_dim = opts.linear_max_dim;
     spec.linear_ridge = opts.linear_ridge;
+    spec.cka = opts.cka;
     let mut probe = Probe::new(spec)?;
     if let Some(w) = &train.classifier_weight {
         let mut buf = Vec::new();

@@ -14,6 +14,7 @@
 //! | results, and their assembly from the statistics | `result.rs` |
 //! | NCC classifier and accuracy | `ncc.rs` |
 //! | CDNV | `cdnv.rs` |
+//! | linear CKA between layers (minibatch HSIC: `statistics/cka_hsic.rs`) and its block scalar | `cka.rs` |
 //! | NC1, He–Su fuzziness, NC2, NC3 | `collapse.rs` |
 //! | a layer weight's singular values, ranks and alignment with class means | `spectra.rs` |
 //! | numerical / effective rank | `rank.rs` |
@@ -21,6 +22,7 @@
 //! | He–Su log-linear fit | `separation.rs` |
 
 pub mod cdnv;
+pub mod cka;
 pub mod collapse;
 pub mod effective_depth;
 pub mod error;
@@ -38,11 +40,14 @@ pub mod spec;
 mod spectra;
 pub mod statistics;
 
+pub use cka::{cka_block, cka_matrix, CkaBlock, CkaResult};
 pub use effective_depth::effective_depth;
 pub use error::ProbeError;
 pub use layer_probe::LayerProbe;
 pub use probe::{drive, Probe};
-pub use reducer::{HostBatch, HostReducer, LayerSink, LayerStreams, NetworkRows, PassPlans, PassStats, Reducer};
+pub use reducer::{
+    AllLayersSink, HostBatch, HostReducer, LayerSink, LayerStreams, NetworkRows, PassPlans, PassStats, Reducer,
+};
 pub use result::{LayerResult, ProbeResult};
 pub use separation::{fit_equi_separation, fit_log_linear, LogLinearFit, SATURATION_FACTOR};
 pub use spec::{
@@ -50,6 +55,6 @@ pub use spec::{
 };
 pub use spectra::{weight_spectrum, WeightSpectrum, WEIGHT_RANK_RTOL};
 pub use statistics::{
-    Agreement, ClassMoments, DecisionOperands, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats,
-    WithinClassProjection,
+    batch_gram, Agreement, CkaBatcher, CkaHsic, ClassMoments, DecisionOperands, Gram, LayerPlan, LayerStats,
+    NccDecisions, SplitPlan, SplitStats, WithinClassProjection, CKA_BATCH_ROWS, CKA_MIN_ROWS,
 };

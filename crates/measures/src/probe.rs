@@ -23,8 +23,8 @@ use crate::reducer::Reducer;
 use crate::result::{assemble, ProbeResult};
 use crate::spec::{Pass, ProbeSpec, Split};
 use crate::statistics::{
-    Agreement, ClassMoments, DecisionOperands, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats,
-    WithinClassProjection,
+    Agreement, CkaHsic, ClassMoments, DecisionOperands, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan,
+    SplitStats, WithinClassProjection,
 };
 
 /// One layer's statistics accumulated so far.
@@ -58,6 +58,8 @@ pub struct Probe {
     layers: Vec<LayerAccum>,
     classifier: Option<Vec<f32>>,
     agreement: [Agreement; 2],
+    /// CKA's HSIC sums, train (pass 1) and test (pass 2), when the spec asks for CKA.
+    cka: [Option<CkaHsic>; 2],
 }
 
 impl Probe {
@@ -120,13 +122,14 @@ impl Probe {
             })
             .collect();
         Ok(Probe {
-            spec,
             class_map: Arc::new(class_map),
             classes: Arc::new(classes),
             pass: Pass::Moments,
             layers,
             classifier: None,
             agreement: [Agreement::default(); 2],
+            cka: [(); 2].map(|_| spec.cka.then(|| CkaHsic::new(spec.dims.len()))),
+            spec,
         })
     }
 
@@ -162,6 +165,15 @@ impl Probe {
         Ok(())
     }
 
+    /// The pass in which CKA is accumulated on `split`: train in pass 1, test in pass 2 (the
+    /// one pass that always sees it).
+    fn cka_pass(split: Split) -> Pass {
+        match split {
+            Split::Train => Pass::Moments,
+            Split::Test => Pass::Decisions,
+        }
+    }
+
     /// What the current pass accumulates, for the train and the test split.
     pub fn plan(&self) -> [SplitPlan; 2] {
         Split::BOTH.map(|split| {
@@ -192,6 +204,7 @@ impl Probe {
                 classes: self.classes.clone(),
                 layers,
                 agreement: self.pass == Pass::Decisions,
+                cka: self.spec.cka && Self::cka_pass(split) == self.pass,
             }
         })
     }
@@ -227,6 +240,35 @@ impl Probe {
                     return Err(ProbeError::WrongPass(
                         "NC4 agreement is fed in pass 2, once the train means are final".into(),
                     ))
+                }
+            }
+            match (pl.cka, st.cka) {
+                (true, Some(c)) => {
+                    if c.layers != self.layers.len() {
+                        return Err(ProbeError::InvalidSpec(format!(
+                            "{}: CKA statistics of {} layers for a probe of {}",
+                            split.name(),
+                            c.layers,
+                            self.layers.len()
+                        )));
+                    }
+                    if !c.is_finite() {
+                        return Err(ProbeError::InvalidSpec(format!(
+                            "{}: the reduction returned non-finite CKA statistics",
+                            split.name()
+                        )));
+                    }
+                    if let Some(acc) = self.cka[s].as_mut() {
+                        acc.merge(&c);
+                    }
+                }
+                (false, None) => {}
+                (true, None) => return Err(missing(split, 1, "CKA statistics")),
+                (false, Some(_)) => {
+                    return Err(ProbeError::InvalidSpec(format!(
+                        "{}: CKA statistics are not expected in this pass (train: pass 1, test: pass 2)",
+                        split.name()
+                    )))
                 }
             }
         }
@@ -335,7 +377,7 @@ impl Probe {
                 });
             }
         }
-        Ok(assemble(&self.spec, &self.classes, &self.layers, self.classifier.as_deref(), &self.agreement))
+        Ok(assemble(&self.spec, &self.classes, &self.layers, self.classifier.as_deref(), &self.agreement, &self.cka))
     }
 }
 

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cdnv::{cdnv_mean, cdnv_pairs};
+use crate::cka::{cka_result, CkaResult};
 use crate::collapse::{fuzziness, nc1, nc2_equiangularity, nc2_equinorm, nc3_self_duality};
 use crate::effective_depth::effective_depth;
 use crate::json;
@@ -18,7 +19,7 @@ use crate::probe::LayerAccum;
 use crate::rank::{effective_rank, numerical_rank};
 use crate::separation::{fit_equi_separation, LogLinearFit};
 use crate::spec::{eps_key, ProbeSpec, Split};
-use crate::statistics::Agreement;
+use crate::statistics::{Agreement, CkaHsic};
 
 /// Per-layer results. Keys are stable; see docs/result-files.md.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +71,53 @@ pub struct LayerResult {
         skip_serializing_if = "Option::is_none"
     )]
     pub linear_test_acc: Option<f64>,
+    /// Linear CKA with the top layer (minibatch estimator), where the probe measures CKA.
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cka_top_train: Option<f64>,
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cka_top_test: Option<f64>,
+    /// The spectrum of the weight that produces this layer (training probes with
+    /// `probe.weight_spectra`; spectra.rs): numerical rank at WEIGHT_RANK_RTOL, stable rank,
+    /// entropy effective rank, alignment of the top right singular subspace with the class means
+    /// of the layer's input (where that input is the data or a probed layer).
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub weight_rank: Option<f64>,
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub weight_stable_rank: Option<f64>,
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub weight_effective_rank: Option<f64>,
+    #[serde(
+        serialize_with = "json::opt_f64",
+        deserialize_with = "json::de_opt_f64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub weight_alignment: Option<f64>,
     /// CDNV of every class pair (C×C row-major, NaN on the diagonal); written to cdnv_pairs.csv.
     #[serde(skip)]
     pub cdnv_pairs_train: Vec<f64>,
@@ -98,6 +146,12 @@ impl LayerResult {
             ("effective_rank", Train, self.effective_rank),
             ("linear_acc", Train, self.linear_train_acc),
             ("linear_acc", Test, self.linear_test_acc),
+            ("cka_top", Train, self.cka_top_train),
+            ("cka_top", Test, self.cka_top_test),
+            ("weight_rank", Train, self.weight_rank),
+            ("weight_stable_rank", Train, self.weight_stable_rank),
+            ("weight_effective_rank", Train, self.weight_effective_rank),
+            ("weight_alignment", Train, self.weight_alignment),
         ]
     }
 }
@@ -118,6 +172,13 @@ pub struct ProbeResult {
     pub linear_effective_depth: BTreeMap<String, Option<usize>>,
     /// He–Su law of equi-separation: log-linear fit of fuzziness over the layers up to saturation.
     pub fuzziness_fit: Option<LogLinearFit>,
+    /// Linear CKA between every pair of layers, where the probe measures it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cka: Option<CkaResult>,
+    /// Per layer, the measured classes' train means (C×D row-major), with
+    /// `ProbeSpec::keep_class_means`; not written.
+    #[serde(skip)]
+    pub train_class_means: Vec<Vec<f64>>,
 }
 
 impl ProbeResult {
@@ -141,10 +202,11 @@ pub(crate) fn assemble(
     layers: &[LayerAccum],
     classifier: Option<&[f32]>,
     agreement: &[Agreement; 2],
+    cka: &[Option<CkaHsic>; 2],
 ) -> ProbeResult {
     let k = classes.len();
     let nl = layers.len();
-    let results: Vec<LayerResult> =
+    let mut results: Vec<LayerResult> =
         layers.par_iter().map(|l| layer_result(l, k, l.layer == nl, classifier, agreement)).collect();
     let errs: Vec<f64> = results.iter().map(|l| 1.0 - l.ncc_train_acc).collect();
     let ncc_depth = spec.eps.iter().map(|&e| (eps_key(e), effective_depth(&errs, e))).collect();
@@ -155,6 +217,16 @@ pub(crate) fn assemble(
         BTreeMap::new()
     };
     let fz: Vec<(usize, f64)> = results.iter().filter_map(|l| l.fuzziness.map(|f| (l.layer, f))).collect();
+    let cka = match cka {
+        [Some(train), Some(test)] => Some(cka_result(train, test, &ncc_depth)),
+        _ => None,
+    };
+    if let Some(c) = &cka {
+        for l in results.iter_mut() {
+            l.cka_top_train = c.get(Split::Train, l.layer, nl);
+            l.cka_top_test = c.get(Split::Test, l.layer, nl);
+        }
+    }
     ProbeResult {
         num_classes: spec.num_classes,
         classes: classes.to_vec(),
@@ -164,6 +236,12 @@ pub(crate) fn assemble(
         effective_depth: ncc_depth,
         linear_effective_depth,
         fuzziness_fit: fit_equi_separation(&fz),
+        cka,
+        train_class_means: if spec.keep_class_means {
+            layers.iter().map(|l| l.train.means.clone()).collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -218,6 +296,12 @@ fn layer_result(
         effective_rank: erank,
         linear_train_acc: l.ridge.as_ref().and_then(|_| linear_accuracy(&l.decisions[0])),
         linear_test_acc: l.ridge.as_ref().and_then(|_| linear_accuracy(&l.decisions[1])),
+        cka_top_train: None,
+        cka_top_test: None,
+        weight_rank: None,
+        weight_stable_rank: None,
+        weight_effective_rank: None,
+        weight_alignment: None,
         cdnv_pairs_train: pairs_train,
         cdnv_pairs_test: pairs_test,
     }

@@ -77,6 +77,12 @@ pub struct ProbeSpec {
     pub linear_max_dim: usize,
     /// Its relative ridge α.
     pub linear_ridge: f64,
+    /// Linear CKA between every pair of layers, on train (pass 1) and test (pass 2): Σ D_i ·
+    /// CKA_BATCH_ROWS multiply-adds per row (docs/method.md, "Layer similarity (CKA)").
+    pub cka: bool,
+    /// Keep each layer's train class means in the result (`ProbeResult::train_class_means`):
+    /// what the weight spectra's alignment needs.
+    pub keep_class_means: bool,
 }
 
 impl ProbeSpec {
@@ -90,6 +96,8 @@ impl ProbeSpec {
             rank_max_dim: DEFAULT_RANK_MAX_DIM,
             linear_max_dim: DEFAULT_LINEAR_MAX_DIM,
             linear_ridge: DEFAULT_LINEAR_RIDGE,
+            cka: false,
+            keep_class_means: false,
         }
     }
 }

@@ -144,6 +144,14 @@ impl depthprobe_measures::LayerStreams for Memory<'_> {
         }
         Ok(())
     }
+
+    fn stream_all(&self, sink: &mut depthprobe_measures::AllLayersSink<'_>) -> Result<(), ProbeError> {
+        for s in (0..self.y.len()).step_by(self.batch) {
+            let e = (s + self.batch).min(self.y.len());
+            sink(&[&self.x[0][s * 3..e * 3], &self.x[1][s * 6..e * 6]], &self.y[s..e])?;
+        }
+        Ok(())
+    }
 }
 
 /// Each layer streamed on its own, in parallel, gives exactly the results of all layers fed

@@ -59,6 +59,14 @@ pub fn metric_rows(res: &ProbeResult) -> Vec<MetricRow> {
             d.map(|d| d as f64).unwrap_or(f64::NAN),
         ));
     }
+    if let Some(c) = &res.cka {
+        // The CKA block at each ε-effective depth (train); NaN where a mean is undefined.
+        for (eps, b) in &c.block_train {
+            for (what, v) in [("within", b.within), ("across", b.across)] {
+                rows.push(MetricRow::network(Split::Train, &format!("cka_block_{what}_{eps}"), v.unwrap_or(f64::NAN)));
+            }
+        }
+    }
     for (eps, d) in &res.linear_effective_depth {
         rows.push(MetricRow::network(
             Split::Train,

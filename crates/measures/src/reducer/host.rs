@@ -9,7 +9,8 @@ use super::{PassPlans, PassStats, Reducer};
 use crate::error::ProbeError;
 use crate::spec::Split;
 use crate::statistics::{
-    Agreement, ClassMoments, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats, WithinClassProjection,
+    Agreement, CkaBatcher, ClassMoments, Gram, LayerPlan, LayerStats, NccDecisions, SplitPlan, SplitStats,
+    WithinClassProjection,
 };
 
 /// Rows per block: a block is checked and reduced while in cache, and in pass 2 its f64 copy
@@ -39,7 +40,14 @@ pub trait LayerStreams: Sync {
     /// `sink(rows, labels, logits)`; with `logits` the batches carry the network's logits too
     /// (where there are any). Stop at the first error, the sink's included.
     fn stream(&self, layer: usize, logits: bool, sink: &mut LayerSink<'_>) -> Result<(), ProbeError>;
+
+    /// Stream every layer's rows of the same batches together, from the first row to the last,
+    /// into `sink(layers, labels)`: what a cross-layer statistic (CKA) needs.
+    fn stream_all(&self, sink: &mut AllLayersSink<'_>) -> Result<(), ProbeError>;
 }
+
+/// Takes one batch of every layer at once (layer 1 first) and its labels.
+pub type AllLayersSink<'s> = dyn FnMut(&[&[f32]], &[u32]) -> Result<(), ProbeError> + 's;
 
 /// What the host reduction takes.
 #[derive(Clone, Copy)]
@@ -252,6 +260,7 @@ struct HostSplit {
     plan: SplitPlan,
     layers: Vec<HostLayer>,
     agreement: Option<Agreement>,
+    cka: Option<CkaBatcher>,
     scratch: (Vec<f64>, Vec<f64>, Vec<usize>),
 }
 
@@ -259,10 +268,22 @@ impl HostSplit {
     fn new(plan: SplitPlan) -> HostSplit {
         let c = plan.classes.len();
         let layers = plan.layers.iter().enumerate().map(|(i, l)| HostLayer::new(i + 1, l, c)).collect();
-        HostSplit { agreement: plan.agreement.then(Agreement::default), plan, layers, scratch: Default::default() }
+        let dims: Vec<usize> = plan.layers.iter().map(|l| l.dim).collect();
+        HostSplit {
+            agreement: plan.agreement.then(Agreement::default),
+            cka: plan.cka.then(|| CkaBatcher::new(&dims)),
+            plan,
+            layers,
+            scratch: Default::default(),
+        }
     }
 
     fn update_layer(&mut self, layer: usize, x: &[f32], y: &[u32]) -> Result<(), ProbeError> {
+        if self.cka.is_some() {
+            return Err(ProbeError::InvalidSpec(
+                "CKA pairs the rows of every layer of a batch: feed every layer at once (update_all)".into(),
+            ));
+        }
         let nl = self.layers.len();
         if layer == 0 || layer > nl {
             return Err(ProbeError::NoSuchLayer { layer, layers: nl });
@@ -326,12 +347,36 @@ impl HostSplit {
                     }
                 })
             })
-            .collect::<Result<Vec<()>, _>>()
-            .map(|_| ())
+            .collect::<Result<Vec<()>, _>>()?;
+        // CKA pairs rows of every layer: one more read of the split, every layer together,
+        // once each layer's own stream has checked its rows.
+        if self.cka.is_some() {
+            streams.stream_all(&mut |xs, y| {
+                self.update_cka(xs, y);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// CKA's minibatches from a batch of every layer whose rows have been checked.
+    fn update_cka(&mut self, xs: &[&[f32]], y: &[u32]) {
+        if let Some(cka) = self.cka.as_mut() {
+            let map = &self.plan.class_map;
+            let keep: Vec<bool> = y.iter().map(|&l| map.get(l as usize).is_some_and(|c| c.is_some())).collect();
+            cka.push(xs, &keep);
+        }
+    }
+
+    /// Every layer's rows of one batch, and CKA's minibatches from them once all are checked.
+    fn update_rows(&mut self, xs: &[&[f32]], y: &[u32]) -> Result<(), ProbeError> {
+        self.update_all(xs, y)?;
+        self.update_cka(xs, y);
+        Ok(())
     }
 
     fn update(&mut self, rows: &NetworkRows<'_>) -> Result<(), ProbeError> {
-        self.update_all(&rows.layers, rows.labels)?;
+        self.update_rows(&rows.layers, rows.labels)?;
         if let (true, Some(lg)) = (self.agreement.is_some(), rows.logits) {
             self.update_agreement(rows.layers.last().expect("at least one layer"), lg, rows.labels)?;
         }
@@ -339,7 +384,11 @@ impl HostSplit {
     }
 
     fn stats(&mut self) -> SplitStats {
-        SplitStats { layers: self.layers.iter_mut().map(HostLayer::stats).collect(), agreement: self.agreement }
+        SplitStats {
+            layers: self.layers.iter_mut().map(HostLayer::stats).collect(),
+            agreement: self.agreement,
+            cka: self.cka.take().map(CkaBatcher::finish),
+        }
     }
 }
 
@@ -432,7 +481,7 @@ impl HostReducer {
 
     /// Push every layer's batch of network k at once.
     pub fn update_all(&mut self, k: usize, split: Split, xs: &[&[f32]], y: &[u32]) -> Result<(), ProbeError> {
-        self.split(k, split)?.update_all(xs, y)
+        self.split(k, split)?.update_rows(xs, y)
     }
 
     /// Push the top layer's rows with the network's logits for NC4 (pass 2).

@@ -5,7 +5,7 @@
 
 mod host;
 
-pub use host::{HostBatch, HostReducer, LayerSink, LayerStreams, NetworkRows};
+pub use host::{AllLayersSink, HostBatch, HostReducer, LayerSink, LayerStreams, NetworkRows};
 
 use crate::error::ProbeError;
 use crate::spec::Split;

@@ -10,6 +10,7 @@
 //! probe refuses statistics that do not match the plan, naming the one that is missing.
 
 mod agreement;
+mod cka_hsic;
 mod class_moments;
 mod gram;
 mod ncc_decisions;
@@ -19,6 +20,7 @@ mod within_scatter;
 use std::sync::Arc;
 
 pub use agreement::Agreement;
+pub use cka_hsic::{batch_gram, CkaBatcher, CkaHsic, CKA_BATCH_ROWS, CKA_MIN_ROWS};
 pub use class_moments::ClassMoments;
 pub use gram::Gram;
 pub use ncc_decisions::NccDecisions;
@@ -101,6 +103,10 @@ pub struct SplitPlan {
     pub layers: Vec<LayerPlan>,
     /// NC4 agreement at the top layer (needs the logits).
     pub agreement: bool,
+    /// CKA between every pair of layers: the unbiased HSIC summed over minibatches of
+    /// CKA_BATCH_ROWS rows cut in arrival order (a cross-layer statistic: it needs every layer's
+    /// rows of one batch together).
+    pub cka: bool,
 }
 
 /// One layer's statistics of one split in one pass, however they were reduced.
@@ -119,6 +125,7 @@ pub struct LayerStats {
 pub struct SplitStats {
     pub layers: Vec<LayerStats>,
     pub agreement: Option<Agreement>,
+    pub cka: Option<CkaHsic>,
 }
 
 impl SplitStats {
@@ -158,6 +165,11 @@ impl SplitStats {
             (Some(x), Some(y)) => x.merge(y),
             (None, None) => {}
             _ => return bad("NC4 agreement on one side only"),
+        }
+        match (&mut self.cka, &other.cka) {
+            (Some(x), Some(y)) if x.layers == y.layers => x.merge(y),
+            (None, None) => {}
+            _ => return bad("CKA statistics of different layer counts, or on one side only"),
         }
         Ok(())
     }
