@@ -55,7 +55,8 @@ impl NativeProbe {
     #[new]
     #[pyo3(signature = (num_classes, dims, eps, classes=None, rank_max_dim=depthprobe_measures::DEFAULT_RANK_MAX_DIM,
                         linear_max_dim=depthprobe_measures::DEFAULT_LINEAR_MAX_DIM,
-                        linear_ridge=depthprobe_measures::DEFAULT_LINEAR_RIDGE))]
+                        linear_ridge=depthprobe_measures::DEFAULT_LINEAR_RIDGE, cka=false))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         num_classes: usize,
         dims: Vec<usize>,
@@ -64,6 +65,7 @@ impl NativeProbe {
         rank_max_dim: usize,
         linear_max_dim: usize,
         linear_ridge: f64,
+        cka: bool,
     ) -> PyResult<Self> {
         if linear_ridge.is_nan() || linear_ridge <= 0.0 {
             return Err(DepthprobeError::new_err(format!("linear_ridge = {linear_ridge}: must be > 0")));
@@ -74,6 +76,7 @@ impl NativeProbe {
         spec.rank_max_dim = rank_max_dim;
         spec.linear_max_dim = linear_max_dim;
         spec.linear_ridge = linear_ridge;
+        spec.cka = cka;
         Ok(NativeProbe { probe: Some(LayerProbe::new(spec).map_err(err)?), result: None })
     }
 

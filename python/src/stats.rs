@@ -4,7 +4,7 @@
 //! merge are `depthprobe-measures`'.
 
 use depthprobe_measures::{
-    Agreement, ClassMoments, Gram, LayerStats, NccDecisions, SplitPlan, SplitStats, WithinClassProjection,
+    Agreement, CkaHsic, ClassMoments, Gram, LayerStats, NccDecisions, SplitPlan, SplitStats, WithinClassProjection,
 };
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -40,6 +40,8 @@ pub fn plan_to_py<'py>(py: Python<'py>, plans: &[SplitPlan; 2]) -> PyResult<Boun
         d.set_item("class_map", map)?;
         d.set_item("classes", plan.classes.to_vec())?;
         d.set_item("agreement", plan.agreement)?;
+        d.set_item("cka", plan.cka)?;
+        d.set_item("cka_batch_rows", depthprobe_measures::CKA_BATCH_ROWS)?;
         let layers = PyList::empty(py);
         for lp in &plan.layers {
             let l = PyDict::new(py);
@@ -112,6 +114,16 @@ pub fn stats_to_py<'py>(py: Python<'py>, stats: &[SplitStats; 2]) -> PyResult<Bo
         match &st.agreement {
             None => d.set_item("agreement", py.None())?,
             Some(a) => d.set_item("agreement", (a.agree, a.total))?,
+        }
+        match &st.cka {
+            None => d.set_item("cka", py.None())?,
+            Some(c) => {
+                let cd = PyDict::new(py);
+                cd.set_item("hsic", array(py, c.hsic.clone(), &[c.layers, c.layers])?)?;
+                cd.set_item("batches", c.batches)?;
+                cd.set_item("rows", c.rows)?;
+                d.set_item("cka", cd)?;
+            }
         }
         out.set_item(*name, d)?;
     }
@@ -208,7 +220,18 @@ pub fn stats_from_py(obj: &Bound<'_, PyAny>, plans: &[SplitPlan; 2]) -> PyResult
                 Some(Agreement { agree, total })
             }
         };
-        Ok(SplitStats { layers, agreement })
+        let cka = match opt(d, "cka")? {
+            None => None,
+            Some(cobj) => {
+                let cd = cobj.cast::<PyDict>().map_err(|_| bad(format!("{name}: 'cka' must be a dict")))?;
+                let l = plan.layers.len();
+                let hsic = values(&item(cd, "hsic", name)?, &format!("{name} cka hsic"), &[l, l])?;
+                let batches: u64 = item(cd, "batches", name)?.extract()?;
+                let rows: u64 = item(cd, "rows", name)?.extract()?;
+                CkaHsic::from_parts(l, batches, rows, hsic)
+            }
+        };
+        Ok(SplitStats { layers, agreement, cka })
     };
     Ok([one(&plans[0])?, one(&plans[1])?])
 }

@@ -178,6 +178,15 @@ pub struct ProbeConfig {
     /// this many MiB, so pass 2 needs no second forward pass over the train split (0 = never;
     /// docs/method.md, "How a probe runs").
     pub cache_mib: u64,
+    /// Linear CKA between every pair of probed layers, train and test (minibatches of 256 rows;
+    /// off by default: docs/method.md, "Layer similarity (CKA)", gives its cost). Left out of the
+    /// written config when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub cka: bool,
+    /// Each probed layer's weight spectrum at every probe: ranks, stable rank, alignment with
+    /// its input's class means (docs/method.md, "Weight spectra"). Left out when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub weight_spectra: bool,
 }
 
 impl Default for DataConfig {
@@ -207,6 +216,9 @@ impl Default for ModelConfig {
 }
 fn is_default_precision(p: &Precision) -> bool {
     *p == Precision::Default
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn is_graph_off(g: &Graph) -> bool {
     *g == Graph::Off
@@ -257,6 +269,8 @@ impl Default for ProbeConfig {
             linear_ridge: depthprobe_measures::DEFAULT_LINEAR_RIDGE,
             reduction: Reduction::Auto,
             cache_mib: 2048,
+            cka: false,
+            weight_spectra: false,
         }
     }
 }
@@ -270,6 +284,8 @@ pub fn valid_keys() -> Vec<String> {
     every.train.graph = Graph::Auto;
     every.train.warmup = Warmup::Published;
     every.log.tensorboard = "tb".into();
+    every.probe.cka = true;
+    every.probe.weight_spectra = true;
     let v = toml::Value::try_from(every).expect("the config serializes");
     let mut keys = Vec::new();
     if let toml::Value::Table(t) = v {

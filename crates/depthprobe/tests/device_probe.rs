@@ -49,6 +49,34 @@ fn assert_same(host: &ProbeResult, dev: &ProbeResult) {
         for (a, b) in h.cdnv_pairs_train.iter().zip(&d.cdnv_pairs_train) {
             assert!(a.is_nan() && b.is_nan() || (a - b).abs() <= 1e-9 * a.abs(), "layer {l} pair CDNV {a} vs {b}");
         }
+        // The weight spectra read the same weights and the same class means.
+        assert_eq!(h.weight_rank, d.weight_rank, "layer {l} weight rank");
+        close(h.weight_stable_rank, d.weight_stable_rank, 1e-12, &format!("layer {l} stable rank"));
+        close(h.weight_alignment, d.weight_alignment, 1e-9, &format!("layer {l} alignment"));
+        close(h.cka_top_train, d.cka_top_train, 1e-9, &format!("layer {l} CKA with the top"));
+        close(h.cka_top_test, d.cka_top_test, 1e-9, &format!("layer {l} CKA with the top, test"));
+    }
+    // CKA: the same minibatches (cut from the measured rows in order), every pair.
+    match (&host.cka, &dev.cka) {
+        (Some(a), Some(b)) => {
+            assert_eq!((a.train_batches, a.test_batches), (b.train_batches, b.test_batches));
+            let l = a.layers();
+            for split in [Split::Train, Split::Test] {
+                for i in 1..=l {
+                    for j in 1..=l {
+                        close(a.get(split, i, j), b.get(split, i, j), 1e-9, &format!("{split:?} CKA({i}, {j})"));
+                    }
+                }
+            }
+            assert_eq!(a.block_train.len(), b.block_train.len());
+            for ((ea, x), (eb, y)) in a.block_train.iter().zip(&b.block_train) {
+                assert_eq!((ea, x.depth), (eb, y.depth));
+                close(x.within, y.within, 1e-9, &format!("block within at ε = {ea}"));
+                close(x.across, y.across, 1e-9, &format!("block across at ε = {ea}"));
+            }
+        }
+        (None, None) => {}
+        (a, b) => panic!("CKA on one side only: {} vs {}", a.is_some(), b.is_some()),
     }
 }
 
@@ -68,6 +96,8 @@ fn trained_networks_probe_the_same_on_host_and_device_reductions() {
         cfg.model.depth = 3;
         cfg.model.width = 48;
         cfg.probe.batch_size = 700; // batches that split classes unevenly, and a ragged last one
+        cfg.probe.cka = true;
+        cfg.probe.weight_spectra = true;
         let ds = data::synthetic::generate(3);
         let ds = if arch == Arch::Conv { as_images(ds) } else { ds };
         let g = Group { model: &cfg.model, train: &cfg.train, seeds: vec![0], augment: false };
@@ -81,6 +111,16 @@ fn trained_networks_probe_the_same_on_host_and_device_reductions() {
         assert!(accs.iter().any(|&a| a > 0.3 && a < 0.99), "{arch:?}: a probe with decisions to get wrong: {accs:?}");
         let top = host.result.layers.last().unwrap();
         assert_eq!(top.nc3_self_duality.is_some(), emb == EmbeddingPoint::PostActivation);
+        assert!(host.result.cka.as_ref().is_some_and(|c| c.train_batches > 1), "CKA over several minibatches");
+        let first = &host.result.layers[0];
+        assert!(first.weight_rank.is_some() && first.weight_stable_rank.is_some());
+        // Alignment where the weight's input is probed: the data for the MLP's first layer, the
+        // previous layer's patches for the ConvNet's later ones.
+        let aligned: Vec<bool> = host.result.layers.iter().map(|l| l.weight_alignment.is_some()).collect();
+        match arch {
+            Arch::Mlp => assert_eq!(aligned, [true, false, false]),
+            _ => assert_eq!(aligned, [false, true, true]),
+        }
         assert_same(&host.result, &dev.result);
     }
 }
@@ -96,6 +136,7 @@ fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
     spec.classes = Some(vec![0, 2, 3, 5]);
     spec.rank_max_dim = 16;
     spec.linear_max_dim = 40;
+    spec.cka = true;
     type Batch = (Vec<Tensor>, Tensor, Vec<u32>);
     let batches = |seed: i64, n: i64| -> Vec<Batch> {
         depthprobe::engine::with_seed(seed as u64, || {
@@ -116,7 +157,7 @@ fn device_reduction_handles_class_subsets_and_test_in_both_passes() {
         })
     };
     // Network 0 and network 1: their own embeddings and labels, the same row counts.
-    let nets = [(batches(1, 97), batches(2, 41)), (batches(3, 97), batches(4, 41))];
+    let nets = [(batches(1, 197), batches(2, 41)), (batches(3, 197), batches(4, 41))];
     let host_f32 = |t: &Tensor| {
         let t = t.contiguous();
         let mut v = vec![0f32; t.numel()];

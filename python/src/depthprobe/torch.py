@@ -170,7 +170,15 @@ class _Reducer:
                 if lp["within"]:
                     acc["within"] = torch.zeros(r, r, dtype=f64, device=dev)
             layers.append(acc)
-        return {"layers": layers, "rows": 0, "counted": torch.zeros((), dtype=torch.long, device=dev),
+        if sp.get("cka"):
+            nl = len(layers)
+            # Rows held since the last CKA minibatch, per layer, and the HSIC sums.
+            layers_cka = {"held": [[] for _ in range(nl)], "n": 0, "batches": 0, "rows": 0,
+                          "hsic": torch.zeros(nl, nl, dtype=f64, device=dev), "batch_rows": sp["cka_batch_rows"]}
+        else:
+            layers_cka = None
+        return {"layers": layers, "rows": 0, "cka": layers_cka,
+                "counted": torch.zeros((), dtype=torch.long, device=dev),
                 "agree": torch.zeros((), dtype=torch.long, device=dev),
                 "agree_total": torch.zeros((), dtype=torch.long, device=dev)}
 
@@ -230,6 +238,18 @@ class _Reducer:
                     la["within"] += p.T @ p
                 if i == top:
                     pred_top = pred
+        if acc["cka"] is not None:
+            cka = acc["cka"]
+            for held, e in zip(cka["held"], embeddings):
+                x = e.to(torch.float64)
+                held.append(x if all_kept else x[keep])
+            cka["n"] += n if all_kept else int(keep.sum())
+            b = cka["batch_rows"]
+            while cka["n"] >= b:
+                whole = [torch.cat(h) for h in cka["held"]]
+                _cka_batch(cka, [x[:b] for x in whole])
+                cka["held"] = [[x[b:]] for x in whole]
+                cka["n"] -= b
         if pred_top is not None:
             acc["counted"] += keep.sum()
             if logits is not None:  # NC4 only over rows the network's logits were seen for
@@ -256,8 +276,32 @@ class _Reducer:
                     "within": {"sum": host(la["within"]) if "within" in la else np.zeros((0, 0)), "count": counted}
                     if lp["within"] else None,
                 })
-            out[split] = {"layers": layers, "agreement": (int(acc["agree"]), int(acc["agree_total"])) if sp["agreement"] else None}
+            cka = acc["cka"]
+            if cka is not None and cka["n"] >= 4:  # the last, shorter minibatch (HSIC₁ needs n ≥ 4)
+                _cka_batch(cka, [torch.cat(h) for h in cka["held"]])
+                cka["held"], cka["n"] = [[] for _ in cka["held"]], 0
+            out[split] = {"layers": layers, "agreement": (int(acc["agree"]), int(acc["agree_total"])) if sp["agreement"] else None,
+                          "cka": None if cka is None else {"hsic": cka["hsic"].cpu().numpy(), "batches": cka["batches"],
+                                                          "rows": cka["rows"]}}
         return out
+
+
+def _cka_batch(cka: Dict[str, Any], xs: List[torch.Tensor]) -> None:
+    """One CKA minibatch: every layer's Gram matrix with a zero diagonal, then every pair's
+    unbiased HSIC₁ (Song et al. 2012), added to the sums."""
+    n = xs[0].shape[0]
+    grams = []
+    for x in xs:
+        g = x @ x.T
+        g.fill_diagonal_(0.0)
+        grams.append(g.reshape(1, -1))
+    g = torch.cat(grams)
+    rows = g.reshape(len(xs), n, n).sum(2)
+    tot = rows.sum(1, keepdim=True)
+    h = (g @ g.T + (tot @ tot.T) / ((n - 1) * (n - 2)) - (rows @ rows.T) * (2.0 / (n - 2))) / (n * (n - 3))
+    cka["hsic"] += h
+    cka["batches"] += 1
+    cka["rows"] += n
 
 
 def all_gather(stats: Stats, group: Any = None) -> List[Stats]:
@@ -296,7 +340,7 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
           linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
           logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None,
-          progress: Any = False) -> Dict[str, Any]:
+          progress: Any = False, cka: bool = False) -> Dict[str, Any]:
     """Per-layer measures of ``model`` on ``train`` and ``test`` (iterables of ``(x, y)`` batches
     that can be iterated twice, e.g. DataLoaders; ``x`` a tensor, tuple or dict of inputs).
 
@@ -317,13 +361,17 @@ def probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
         progress: show a progress bar over the two passes' batches (train and test) on stderr,
             with tqdm when it is installed (without tqdm nothing is shown); or a function of the
             total that returns a tqdm-like bar, to draw in a display of your own.
+        cka: linear CKA between every pair of layers, on train and test (the unbiased minibatch
+            estimator over minibatches of 256 rows, computed on ``device``; docs/method.md,
+            "Layer similarity (CKA)"): ``cka`` in the result, and ``cka_top_train`` /
+            ``cka_top_test`` per layer.
 
     Returns the fields of ``summary.json`` (``layers``, ``effective_depth``, ...), plus
     ``layer_names``: the module of each layer, in order. The model's train/eval mode is restored.
     """
     return _probe(model, train, test, layers=layers, num_classes=num_classes, pool=pool, device=device, eps=eps,
                   classes=classes, rank_max_dim=rank_max_dim, linear_max_dim=linear_max_dim,
-                  linear_ridge=linear_ridge, logits=logits, sync=sync, progress=progress)[0]
+                  linear_ridge=linear_ridge, logits=logits, sync=sync, progress=progress, cka=cka)[0]
 
 
 def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
@@ -332,7 +380,7 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
           classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
           linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
           logits: bool = False, sync: Optional[Callable[[Stats], List[Stats]]] = None,
-          progress: Any = False) -> Any:
+          progress: Any = False, cka: bool = False) -> Any:
     """The work of :func:`probe`; also returns the native probe (its result object)."""
     names = auto_layers(model) if isinstance(layers, str) and layers == "auto" else list(layers)
     if isinstance(layers, str) and layers != "auto":
@@ -401,7 +449,8 @@ def _probe(model: nn.Module, train: Iterable[Any], test: Iterable[Any], *,
                             dims = [int(e.shape[1]) for e in embs]
                             native = NativeProbe(int(num_classes), dims, [float(e) for e in eps],
                                                  None if classes is None else [int(c) for c in classes],
-                                                 int(rank_max_dim), int(linear_max_dim), float(linear_ridge))
+                                                 int(rank_max_dim), int(linear_max_dim), float(linear_ridge),
+                                                 bool(cka))
                             reducer = _Reducer(native.plan(), device)
                         reducer.update(split, embs, y, lg)
                     if p == 0:

@@ -11,11 +11,12 @@
 //! different labels.
 
 use depthprobe_measures::{
-    Agreement, ClassMoments, Gram, LayerStats, NccDecisions, PassPlans, PassStats, ProbeError, Reducer, Split,
+    Agreement, CkaHsic, ClassMoments, Gram, LayerStats, NccDecisions, PassPlans, PassStats, ProbeError, Reducer, Split,
     SplitPlan, SplitStats, WithinClassProjection,
 };
 use tch::{Device, Kind, Tensor};
 
+use super::device_cka::DeviceCka;
 use super::host_f64;
 
 const F64: Kind = Kind::Double;
@@ -96,6 +97,8 @@ struct SplitAcc {
     /// network's argmax (NC4).
     counted: Tensor,
     agree: Tensor,
+    /// CKA between the layers, when planned.
+    cka: Option<DeviceCka>,
 }
 
 /// The device reduction of K networks.
@@ -210,6 +213,7 @@ impl DeviceReducer {
             rows: 0,
             counted: Tensor::zeros([kn], (Kind::Int64, dev)),
             agree: Tensor::zeros([kn], (Kind::Int64, dev)),
+            cka: lead.cka.then(|| DeviceCka::new(self.k, lead.layers.len(), dev)),
         }
     }
 }
@@ -290,8 +294,12 @@ impl Reducer for DeviceReducer {
         let top = acc.layers.len() - 1;
         let labels_map: Vec<i64> =
             self.plans.iter().flatten().next().map(|p| p[s].classes.iter().map(|&c| c as i64).collect()).expect("live");
+        let mut cka_rows = Vec::new();
         for (i, (la, e)) in acc.layers.iter_mut().zip(batch.embeddings).enumerate() {
             let x = e.to_kind(F64);
+            if acc.cka.is_some() {
+                cka_rows.push(x.shallow_clone());
+            }
             if let Some(mo) = la.moments.as_mut() {
                 mo.update(&x, &onehot);
             }
@@ -328,12 +336,29 @@ impl Reducer for DeviceReducer {
                 }
             }
         }
+        if let Some(cka) = acc.cka.as_mut() {
+            for k in 0..self.k {
+                if self.failed[k].is_some() || self.plans[k].is_none() {
+                    continue;
+                }
+                // Network k's measured rows, in order.
+                let idx: Vec<i64> = (0..n).filter(|&i| mask[k * n + i] == 1.0).map(|i| i as i64).collect();
+                let rows: Vec<Tensor> = match idx.len() == n {
+                    true => cka_rows.iter().map(|x| x.select(0, k as i64)).collect(),
+                    false => {
+                        let idx = Tensor::from_slice(&idx).to_device(dev);
+                        cka_rows.iter().map(|x| x.select(0, k as i64).index_select(0, &idx)).collect()
+                    }
+                };
+                cka.push(k, rows, idx.len());
+            }
+        }
         Ok(())
     }
 
     fn end(&mut self) -> PassStats {
         let splits: Vec<Option<HostSplit>> =
-            std::mem::take(&mut self.splits).into_iter().map(|a| a.map(HostSplit::from)).collect();
+            std::mem::take(&mut self.splits).into_iter().map(|a| a.map(|a| HostSplit::from(a, &self.failed))).collect();
         (0..self.k)
             .map(|k| {
                 let plans = self.plans[k].as_ref()?;
@@ -355,6 +380,8 @@ struct HostSplit {
     counted: Vec<f64>,
     agree: Vec<f64>,
     layers: Vec<HostLayer>,
+    /// Per network (None for a failed one), when planned.
+    cka: Option<Vec<Option<CkaHsic>>>,
 }
 
 struct HostLayer {
@@ -367,8 +394,11 @@ struct HostLayer {
 }
 
 impl HostSplit {
-    fn from(acc: SplitAcc) -> HostSplit {
+    fn from(mut acc: SplitAcc, failed: &[Option<ProbeError>]) -> HostSplit {
+        let cka =
+            acc.cka.as_mut().map(|c| (0..failed.len()).map(|k| failed[k].is_none().then(|| c.finish(k))).collect());
         HostSplit {
+            cka,
             rows: acc.rows,
             counted: host_f64(&acc.counted),
             agree: host_f64(&acc.agree),
@@ -436,6 +466,11 @@ impl HostSplit {
         SplitStats {
             layers,
             agreement: plan.agreement.then_some(Agreement { agree: self.agree[k] as u64, total: counted }),
+            cka: match (plan.cka, &self.cka) {
+                (true, Some(c)) => c[k].clone(),
+                (true, None) => Some(CkaHsic::new(plan.layers.len())),
+                (false, _) => None,
+            },
         }
     }
 }
@@ -456,5 +491,6 @@ fn empty(plan: &SplitPlan) -> SplitStats {
             })
             .collect(),
         agreement: plan.agreement.then(Agreement::default),
+        cka: plan.cka.then(|| CkaHsic::new(plan.layers.len())),
     }
 }

@@ -19,6 +19,7 @@
 pub mod arch;
 mod batches;
 mod checkpoint;
+mod device_cka;
 pub mod device_data;
 pub mod device_reducer;
 pub mod layers;
@@ -29,6 +30,7 @@ mod shim;
 mod step_graph;
 mod threads;
 pub mod trainer;
+mod weight_spectra;
 
 use anyhow::{bail, Result};
 use depthprobe_config::{Device, Numerics};

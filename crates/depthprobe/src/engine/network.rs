@@ -24,6 +24,27 @@ pub struct Forward {
     pub embeddings: Vec<Tensor>,
 }
 
+/// What a layer's weight multiplies, for the alignment of its spectrum with class means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightInput {
+    /// The network's input, flattened (a first fully-connected layer).
+    Data,
+    /// The embedding of probed layer j (1-based), as the weight's columns see it.
+    Layer(usize),
+    /// 3×3 patches (stride 1, padding 1) of probed layer j's feature map [C, H, W]: the
+    /// columns are the weight reshaped to out × C·3·3.
+    Patches3x3 { layer: usize, channels: usize, height: usize, width: usize },
+    /// Something the probe does not see (a stem's output, a BatchNorm'd pre-activation).
+    Unprobed,
+}
+
+/// The weight that produces an embedded layer: [K·out, in, …] (network k's rows k·out..), and
+/// what it multiplies.
+pub struct LayerWeight {
+    pub weight: Tensor,
+    pub input: WeightInput,
+}
+
 pub trait Network {
     /// `x` is [B, K·C_in, …] (network k's inputs in its channel block), or [B, C_in, …] when all K
     /// networks take the same inputs (`shared`). `train` selects BatchNorm's batch statistics.
@@ -35,6 +56,10 @@ pub trait Network {
     /// The classifier's weight [K·C, D_L] when its input is the last embedding (NC3 compares it
     /// with that layer's class means); None otherwise.
     fn nc3_classifier(&self) -> Option<&Tensor>;
+
+    /// The weight behind each embedded layer, in order, for the weight spectra; empty when an
+    /// embedded layer is not the output of one weight (ResNet's and VGG's stages).
+    fn layer_weights(&self) -> Vec<LayerWeight>;
 }
 
 /// Build `cfg`'s architecture for inputs of per-sample shape `input` ([C, H, W] or [D]) and

@@ -69,6 +69,8 @@ impl Trainer {
                 spec.rank_max_dim = cfg.rank_max_dim;
                 spec.linear_max_dim = cfg.linear_max_dim;
                 spec.linear_ridge = cfg.linear_ridge;
+                spec.cka = cfg.cka;
+                spec.keep_class_means = cfg.weight_spectra;
                 let mut p = Probe::new(spec)?;
                 if let Some(w) = &classifier {
                     let per = w.len() / k;
@@ -111,6 +113,11 @@ impl Trainer {
                 })
             })?
         };
+        let mut results = results;
+        if cfg.weight_spectra {
+            let mut ok: Vec<Option<&mut ProbeResult>> = results.iter_mut().map(|r| r.as_mut().ok()).collect();
+            self.add_weight_spectra(data, &mut ok);
+        }
         let [(train_loss, train_acc), (test_loss, test_acc)] = state.metrics;
         Ok(results
             .into_iter()

@@ -11,7 +11,7 @@ use tch::nn;
 use tch::Tensor;
 
 use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel, Linear};
-use crate::engine::network::{image_input, EmbeddedLayer, Forward, Network};
+use crate::engine::network::{image_input, EmbeddedLayer, Forward, LayerWeight, Network, WeightInput};
 
 struct Block {
     conv: Conv2d,
@@ -24,6 +24,9 @@ pub struct Conv {
     head: Linear,
     embedding: EmbeddingPoint,
     layers: Vec<EmbeddedLayer>,
+    /// Channels and the feature map's height and width after the stem.
+    width: usize,
+    map: (usize, usize),
 }
 
 impl Conv {
@@ -39,7 +42,15 @@ impl Conv {
         let blocks = (0..cfg.depth).map(|i| block(root / "layers" / i, h, Kernel::new(3, 1, 1))).collect();
         let dim = h * (hh / 4) * (ww / 4);
         let layers = (1..=cfg.depth).map(|i| EmbeddedLayer { name: format!("conv {i}"), dim }).collect();
-        Ok(Conv { stem, blocks, head: b.linear(root / "head", dim, classes, true), embedding: cfg.embedding, layers })
+        Ok(Conv {
+            stem,
+            blocks,
+            head: b.linear(root / "head", dim, classes, true),
+            embedding: cfg.embedding,
+            layers,
+            width: h,
+            map: (hh / 4, ww / 4),
+        })
     }
 }
 
@@ -78,5 +89,24 @@ impl Network for Conv {
 
     fn nc3_classifier(&self) -> Option<&Tensor> {
         (self.embedding == EmbeddingPoint::PostActivation).then_some(&self.head.w)
+    }
+
+    fn layer_weights(&self) -> Vec<LayerWeight> {
+        let post = self.embedding == EmbeddingPoint::PostActivation;
+        (0..self.blocks.len())
+            .map(|i| LayerWeight {
+                weight: self.blocks[i].conv.w.shallow_clone(),
+                input: match (i, post) {
+                    // Layer 1 convolves the stem's output, which is not probed.
+                    (0, _) | (_, false) => WeightInput::Unprobed,
+                    (_, true) => WeightInput::Patches3x3 {
+                        layer: i,
+                        channels: self.width,
+                        height: self.map.0,
+                        width: self.map.1,
+                    },
+                },
+            })
+            .collect()
     }
 }

@@ -10,7 +10,7 @@ use tch::nn;
 use tch::Tensor;
 
 use crate::engine::layers::{BatchNorm, Builder, Linear};
-use crate::engine::network::{EmbeddedLayer, Forward, Network};
+use crate::engine::network::{EmbeddedLayer, Forward, LayerWeight, Network, WeightInput};
 
 struct Block {
     linear: Linear,
@@ -68,5 +68,20 @@ impl Network for Mlp {
 
     fn nc3_classifier(&self) -> Option<&Tensor> {
         (self.embedding == EmbeddingPoint::PostActivation).then_some(&self.head.w)
+    }
+
+    fn layer_weights(&self) -> Vec<LayerWeight> {
+        let post = self.embedding == EmbeddingPoint::PostActivation;
+        (0..self.blocks.len())
+            .map(|i| LayerWeight {
+                weight: self.blocks[i].linear.w.shallow_clone(),
+                input: match (i, post) {
+                    (0, _) => WeightInput::Data,
+                    // Post-activation embeddings are the next Linear's input; a pre-BN one is not.
+                    (_, true) => WeightInput::Layer(i),
+                    (_, false) => WeightInput::Unprobed,
+                },
+            })
+            .collect()
     }
 }

@@ -17,7 +17,7 @@ use tch::Tensor;
 
 use super::top::Head;
 use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel};
-use crate::engine::network::{image_input, EmbeddedLayer, Forward, Network};
+use crate::engine::network::{image_input, EmbeddedLayer, Forward, LayerWeight, Network};
 
 struct BasicBlock {
     conv_a: Conv2d,
@@ -111,5 +111,10 @@ impl Network for ResNet18 {
 
     fn nc3_classifier(&self) -> Option<&Tensor> {
         self.head.nc3_classifier()
+    }
+
+    fn layer_weights(&self) -> Vec<LayerWeight> {
+        // A stage's embedding is the output of several convolutions, not of one weight.
+        Vec::new()
     }
 }

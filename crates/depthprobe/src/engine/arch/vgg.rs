@@ -17,7 +17,7 @@ use tch::Tensor;
 
 use super::top::Head;
 use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel, Linear};
-use crate::engine::network::{image_input, EmbeddedLayer, Forward, Network};
+use crate::engine::network::{image_input, EmbeddedLayer, Forward, LayerWeight, Network};
 
 const WIDE: usize = 4096;
 
@@ -112,5 +112,10 @@ impl Network for Vgg {
 
     fn nc3_classifier(&self) -> Option<&Tensor> {
         self.head.nc3_classifier()
+    }
+
+    fn layer_weights(&self) -> Vec<LayerWeight> {
+        // A stage's embedding is the output of several convolutions, not of one weight.
+        Vec::new()
     }
 }
