@@ -529,6 +529,9 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
                 bail!("{}: run failed: {why}", x.folder.path().display());
             }
             figures::run::draw(x.folder.path(), &x.spec.cfg, layers, &x.start.blocks)?;
+            if let Some((_, o)) = &x.last {
+                figures::run::draw_similarity(x.folder.path(), &o.result, &x.start.blocks)?;
+            }
             let dir = x.folder.path().to_path_buf();
             x.log(|w| tensorboard::log_figures(w, &dir, epochs as i64));
             let summary = x.write(Status::Done, None, epochs, t0, &batch)?;

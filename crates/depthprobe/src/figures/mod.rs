@@ -2,6 +2,7 @@
 //! panels, one line per layer, coloured from dark (layer 1) to bright (top layer). The figures
 //! of a run are in `run.rs`, those of a sweep report in `report/figures.rs`.
 
+pub mod heatmap;
 pub mod run;
 
 use std::fmt::Write as _;

@@ -1,15 +1,17 @@
 //! A training run's two figures, drawn from its metrics (so a resumed run draws its whole
 //! history): `ncc_by_epoch` (NCC train and test accuracy of every layer against epoch, the
 //! network's accuracy dashed: the paper's Fig. 1 layout) and `layer_profile` (final per-layer
-//! NCC accuracy, log10 CDNV, and log10 fuzziness with its equi-separation fit).
+//! NCC accuracy, log10 CDNV, and log10 fuzziness with its equi-separation fit); with
+//! `probe.cka` / `probe.weight_spectra`, `cka` and `weight_spectra` ([`draw_similarity`]).
 
 use std::path::Path;
 
 use anyhow::Result;
 use depthprobe_config::Config;
-use depthprobe_measures::{fit_equi_separation, Split};
+use depthprobe_measures::{fit_equi_separation, ProbeResult, Split};
 use depthprobe_runfolder::MetricBlock;
 
+use super::heatmap::{render_heatmaps, Heatmap};
 use super::{ramp_color, render_svg, write_figure, Panel, Series};
 
 /// Draw both figures of a run with `layers` probed layers into `out`.
@@ -149,4 +151,74 @@ fn fuzziness_panel(last: &MetricBlock, nl: usize) -> Option<Panel> {
         y_range: None,
         integer_x: true,
     })
+}
+
+/// The figures of the measures a run may add (`probe.cka`, `probe.weight_spectra`), from its
+/// latest probe and its metrics: `cka` (train and test CKA between every pair of layers, the
+/// layers at and above the ε = 0.01 effective depth outlined) and `weight_spectra` (each
+/// layer's weight stable rank at the end, and against the epoch). Returns the stems written.
+pub fn draw_similarity(out: &Path, result: &ProbeResult, blocks: &[MetricBlock]) -> Result<Vec<&'static str>> {
+    let mut stems = Vec::new();
+    let nl = result.layers.len();
+    if let Some(c) = &result.cka {
+        let d = result.effective_depth_at(0.01);
+        let map = |split: &str, values: &Vec<Vec<Option<f64>>>, batches: u64| Heatmap {
+            title: format!("{split} ({batches} minibatches of {})", c.batch_rows),
+            values: values.clone(),
+            block_from: d,
+        };
+        let title = format!(
+            "Linear CKA between layers{}",
+            d.map_or(" (not separable at ε = 0.01)".to_string(), |d| format!(
+                ", ε = 0.01 effective depth {d} outlined"
+            ))
+        );
+        let svg = render_heatmaps(
+            &title,
+            &[map("train", &c.train, c.train_batches), map("test", &c.test, c.test_batches)],
+            2,
+        );
+        write_figure(out, "cka", &svg)?;
+        stems.push("cka");
+    }
+    if result.layers.iter().any(|l| l.weight_stable_rank.is_some()) {
+        let end = Series {
+            name: "stable rank".into(),
+            points: result.layers.iter().map(|l| (l.layer as f64, l.weight_stable_rank.unwrap_or(f64::NAN))).collect(),
+            color: "#1f77b4".into(),
+            dashed: false,
+        };
+        let by_epoch: Vec<Series> = (1..=nl)
+            .map(|l| Series {
+                name: format!("layer {l}"),
+                points: blocks
+                    .iter()
+                    .map(|b| (b.epoch.unwrap_or(0) as f64, b.value(Some(l), Split::Train, "weight_stable_rank")))
+                    .collect(),
+                color: ramp_color(l - 1, nl),
+                dashed: false,
+            })
+            .collect();
+        let panels = [
+            Panel {
+                title: "at the latest probe".into(),
+                x_label: "layer".into(),
+                y_label: "stable rank ‖W‖²_F / ‖W‖²₂".into(),
+                series: vec![end],
+                y_range: None,
+                integer_x: true,
+            },
+            Panel {
+                title: "against the epoch".into(),
+                x_label: "epoch".into(),
+                y_label: "stable rank".into(),
+                series: by_epoch,
+                y_range: None,
+                integer_x: false,
+            },
+        ];
+        write_figure(out, "weight_spectra", &render_svg("Weight spectra: each layer's stable rank", &panels, 2))?;
+        stems.push("weight_spectra");
+    }
+    Ok(stems)
 }

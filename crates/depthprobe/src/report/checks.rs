@@ -278,6 +278,7 @@ mod tests {
             linear_effective_depth: Vec::new(),
             layers: Vec::new(),
             fuzziness_fit: None,
+            cka: None,
             producer: None,
             machine: None,
             s2_predictions: None,
@@ -336,6 +337,8 @@ mod tests {
                     cdnv_test: c[i],
                     linear_train_acc: f64::NAN,
                     linear_test_acc: f64::NAN,
+                    weight_rank: f64::NAN,
+                    weight_stable_rank: f64::NAN,
                 })
                 .collect();
             r

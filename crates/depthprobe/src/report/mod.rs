@@ -8,7 +8,9 @@
 //! * data.train_per_class → the scale ladder: per cell, what every layer reached and when the top
 //!   layer stopped rising, and the top layer's NCC train accuracy against the train size;
 //! * [bound] → the bound table against the measured test error (Tab. 1);
-//! * every sweep → (g) equi-separation: the fuzziness decay ratio and its fit's r² per group.
+//! * every sweep → (g) equi-separation: the fuzziness decay ratio and its fit's r² per group;
+//! * runs with `probe.cka` / `probe.weight_spectra` → (h) the CKA block above the effective
+//!   depth, (i) lower weight rank above it, the CKA heatmaps and the rank figures.
 //!
 //! | stage | file |
 //! |---|---|
@@ -17,6 +19,7 @@
 //! | a CONV depth sweep on CIFAR-10 against the paper's Fig. 1 | `paper.rs` |
 //! | a scale ladder (train size against the other axes) | `ladder.rs` |
 //! | He–Su equi-separation per group of seeds | `equi_separation.rs` |
+//! | CKA block and weight rank at the effective depth | `layer_similarity.rs` |
 //! | results and layers tables | `tables.rs`, `parquet.rs` |
 //! | Markdown and HTML | `render.rs` |
 
@@ -25,6 +28,7 @@ pub use checks::NOISE_TOLERANCE;
 mod equi_separation;
 mod figures;
 mod ladder;
+mod layer_similarity;
 mod paper;
 mod parquet;
 mod render;
@@ -195,6 +199,14 @@ pub fn report(dir: &Path) -> Result<ReportOutput> {
         judged.extend(checks::check_width(&grid));
     }
     if let Some((c, f)) = equi_separation::equi_separation(&grid, study) {
+        judged.push(c);
+        figs.extend(f);
+    }
+    if let Some((c, f)) = layer_similarity::cka_block(&grid, study) {
+        judged.push(c);
+        figs.extend(f);
+    }
+    if let Some((c, f)) = layer_similarity::weight_rank(&sd, &grid, study)? {
         judged.push(c);
         figs.extend(f);
     }

@@ -243,6 +243,8 @@ mod tests {
             cdnv_test: f64::NAN,
             linear_train_acc: f64::NAN,
             linear_test_acc: f64::NAN,
+            weight_rank: f64::NAN,
+            weight_stable_rank: f64::NAN,
         };
         RunRecord {
             run: PlannedRun { index: 0, id: format!("d{depth}-s{seed}"), values, role: Role::Grid },
@@ -256,6 +258,7 @@ mod tests {
             linear_effective_depth: Vec::new(),
             layers: (0..depth).map(layer).collect(),
             fuzziness_fit: None,
+            cka: None,
             producer: None,
             machine: None,
             s2_predictions: None,

@@ -11,7 +11,7 @@ use depthprobe_runfolder::{write_all_atomic, RunFolder};
 
 use super::render::{html_escape, md_table_html, page_head};
 use super::ReportOutput;
-use crate::figures::run::draw_titled;
+use crate::figures::run::{draw_similarity, draw_titled};
 
 fn cell(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.4}"))
@@ -19,6 +19,46 @@ fn cell(v: Option<f64>) -> String {
 
 fn depth(d: Option<usize>) -> String {
     d.map_or("not separable".into(), |d| d.to_string())
+}
+
+/// What the run's CKA and weight spectra say about the layers above the ε = 0.01 effective
+/// depth (the sweep report's (h) and (i) for one run), as paragraphs with their heading.
+fn similarity_text(result: &depthprobe_measures::ProbeResult) -> Vec<String> {
+    let mut out = Vec::new();
+    let d = result.effective_depth_at(0.01);
+    let nl = result.layers.len();
+    if let Some(c) = &result.cka {
+        let b = d.and_then(|d| c.block_train.get(&depthprobe_measures::eps_key(0.01)).filter(|b| b.depth == d));
+        out.push(match (d, b.and_then(|b| Some((b.within?, b.across?)))) {
+            (Some(d), Some((w, a))) => format!(
+                "Layer similarity (linear CKA, train, {} minibatches of {} rows): the layers at and above the ε = 0.01 effective depth {d} have mean CKA {w:.3} among themselves and {a:.3} with the layers below ({}).",
+                c.train_batches,
+                c.batch_rows,
+                if w > a { "a block" } else { "no block" }
+            ),
+            (Some(d), None) => format!(
+                "Layer similarity (linear CKA): the ε = 0.01 effective depth is {d} of {nl}, so the block above it has no {} to compare.",
+                if d == nl { "pair" } else { "layers below" }
+            ),
+            (None, _) => "Layer similarity (linear CKA): no layer is separable at ε = 0.01, so there is no block to compare.".into(),
+        });
+    }
+    let sr: Vec<f64> = result.layers.iter().map(|l| l.weight_stable_rank.unwrap_or(f64::NAN)).collect();
+    if sr.iter().any(|v| v.is_finite()) {
+        out.push(match d.filter(|&d| d >= 2 && d < nl) {
+            Some(d) => {
+                let m = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+                let (above, below) = (m(&sr[d..]), m(&sr[1..d]));
+                format!(
+                    "Weight spectra: the weights of layers {}–{nl}, above the ε = 0.01 effective depth, have mean stable rank {above:.2}; layers 2–{d} have {below:.2} ({}; layer 1 reads the input and is left out).",
+                    d + 1,
+                    if above < below { "lower above" } else { "not lower above" }
+                )
+            }
+            None => "Weight spectra: the ε = 0.01 effective depth leaves no layers both above it and from layer 2 below it to compare.".into(),
+        });
+    }
+    out
 }
 
 pub fn report_run(dir: &Path) -> Result<ReportOutput> {
@@ -37,6 +77,8 @@ pub fn report_run(dir: &Path) -> Result<ReportOutput> {
         _ => name.clone(),
     };
     draw_titled(&out, &title, result.layers.len(), &blocks)?;
+    let extra = draw_similarity(&out, result, &blocks)?;
+    let similarity = similarity_text(result);
 
     let linear = result.layers.iter().any(|l| l.linear_train_acc.is_some());
     let mut layers = String::from("| layer | dim | NCC train | NCC test | CDNV train | CDNV test |");
@@ -103,18 +145,22 @@ pub fn report_run(dir: &Path) -> Result<ReportOutput> {
         producer.push_str(&format!(" on {m}, in {:.0} s wall", summary.wall_s));
     }
     let md = format!(
-        "# Run report: {name}\n\n{status}\n\n## Effective depth (first layer whose train error is ≤ ε)\n\n{depths}\n## Equi-separation (He and Su)\n\n{equi}\n\n## Figures\n\n![NCC accuracy per layer against epoch](ncc_by_epoch.png)\n\n![Per-layer profile](layer_profile.png)\n\n## Per-layer measures at the latest probe\n\n{layers}\n## Provenance\n\nProbed by depthprobe {producer}; report written by depthprobe {}. Definitions: docs/method.md.\n",
-        crate::BUILD
+        "# Run report: {name}\n\n{status}\n\n## Effective depth (first layer whose train error is ≤ ε)\n\n{depths}\n## Equi-separation (He and Su)\n\n{equi}\n\n{similarity_md}## Figures\n\n![NCC accuracy per layer against epoch](ncc_by_epoch.png)\n\n![Per-layer profile](layer_profile.png)\n\n{extra_md}## Per-layer measures at the latest probe\n\n{layers}\n## Provenance\n\nProbed by depthprobe {producer}; report written by depthprobe {}. Definitions: docs/method.md.\n",
+        crate::BUILD,
+        similarity_md = similarity.iter().map(|p| format!("{p}\n\n")).collect::<String>(),
+        extra_md = extra.iter().map(|s| format!("![{s}]({s}.png)\n\n")).collect::<String>(),
     );
     let svg = |stem: &str| std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap_or_default();
     let html = format!(
-        "{}<p>{}</p>\n<h2>Effective depth (first layer whose train error is ≤ ε)</h2>\n{}<h2>Equi-separation (He and Su)</h2>\n<p>{}</p>\n<h2>Figures</h2>\n<figure>{}</figure>\n<figure>{}</figure>\n<h2>Per-layer measures at the latest probe</h2>\n{}<h2>Provenance</h2>\n<p>Probed by depthprobe {}; report written by depthprobe {}.</p>\n</body></html>\n",
+        "{}<p>{}</p>\n<h2>Effective depth (first layer whose train error is ≤ ε)</h2>\n{}<h2>Equi-separation (He and Su)</h2>\n<p>{}</p>\n{}<h2>Figures</h2>\n<figure>{}</figure>\n<figure>{}</figure>\n{}<h2>Per-layer measures at the latest probe</h2>\n{}<h2>Provenance</h2>\n<p>Probed by depthprobe {}; report written by depthprobe {}.</p>\n</body></html>\n",
         page_head("Run report", &name),
         html_escape(&status),
         md_table_html(&depths),
         html_escape(&equi),
+        similarity.iter().map(|p| format!("<p>{}</p>\n", html_escape(p))).collect::<String>(),
         svg("ncc_by_epoch"),
         svg("layer_profile"),
+        extra.iter().map(|s| format!("<figure>{}</figure>\n", svg(s))).collect::<String>(),
         md_table_html(&layers),
         html_escape(&producer),
         html_escape(crate::BUILD)
@@ -122,7 +168,7 @@ pub fn report_run(dir: &Path) -> Result<ReportOutput> {
     let files = vec![(out.join("report.md"), md.into_bytes()), (out.join("index.html"), html.into_bytes())];
     write_all_atomic(&files)?;
     let mut written: Vec<_> = files.into_iter().map(|f| f.0).collect();
-    for stem in ["ncc_by_epoch", "layer_profile"] {
+    for stem in ["ncc_by_epoch", "layer_profile"].into_iter().chain(extra) {
         for ext in ["svg", "png"] {
             written.push(out.join(format!("{stem}.{ext}")));
         }

@@ -1,6 +1,8 @@
 //! The report's tables: one row per run (results.csv, results.parquet) and every run's final
 //! per-layer values (layers.csv, layers.parquet).
 
+use depthprobe_measures::Split;
+
 use super::parquet::Column;
 use crate::sweep::plan::{value_text, Plan, Role};
 use crate::sweep::record::{LayerFinal, RunRecord};
@@ -73,6 +75,27 @@ pub fn run_table(plan: &Plan, recs: &[RunRecord]) -> Vec<(String, Column)> {
                 _ => -1,
             }),
         ));
+    }
+    // CKA's block and the weights' stable rank around the ε = 0.01 depth, only when some run
+    // measured them (other reports keep their columns).
+    if recs.iter().any(|r| r.cka.is_some()) {
+        let pick = |k: usize| {
+            move |r: &RunRecord| {
+                super::layer_similarity::cka_block_of(r, super::EPS_MAIN).map_or(f64::NAN, |p| [p.0, p.1][k])
+            }
+        };
+        cols.push(("cka_within_0.01".into(), f(&pick(0))));
+        cols.push(("cka_across_0.01".into(), f(&pick(1))));
+    }
+    if recs.iter().any(|r| r.layers.iter().any(|l| l.weight_stable_rank.is_finite())) {
+        let pick = |k: usize| {
+            move |r: &RunRecord| {
+                super::layer_similarity::rank_split_of(r, super::EPS_MAIN, |l| l.weight_stable_rank)
+                    .map_or(f64::NAN, |p| [p.0, p.1][k])
+            }
+        };
+        cols.push(("weight_stable_rank_above_0.01".into(), f(&pick(0))));
+        cols.push(("weight_stable_rank_below_0.01".into(), f(&pick(1))));
     }
     // The linear probe's, only when some run has one (other reports keep their columns).
     if recs.iter().any(|r| !r.linear_effective_depth.is_empty()) {
@@ -163,6 +186,18 @@ pub fn layer_table(recs: &[RunRecord]) -> Vec<(String, Column)> {
     if rows.iter().any(|(r, i)| r.layers[*i].linear_train_acc.is_finite()) {
         cols.push(("linear_train_acc".into(), f(|l| l.linear_train_acc)));
         cols.push(("linear_test_acc".into(), f(|l| l.linear_test_acc)));
+    }
+    if rows.iter().any(|(r, i)| r.layers[*i].weight_stable_rank.is_finite()) {
+        cols.push(("weight_rank".into(), f(|l| l.weight_rank)));
+        cols.push(("weight_stable_rank".into(), f(|l| l.weight_stable_rank)));
+    }
+    if rows.iter().any(|(r, _)| r.cka.is_some()) {
+        // CKA of the layer with the top layer, train.
+        let v = rows
+            .iter()
+            .map(|(r, i)| r.cka.as_ref().and_then(|c| c.get(Split::Train, i + 1, r.layers.len())).unwrap_or(f64::NAN))
+            .collect();
+        cols.push(("cka_top_train".into(), Column::F64(v)));
     }
     cols
 }

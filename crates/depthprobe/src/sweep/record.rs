@@ -18,6 +18,9 @@ pub struct LayerFinal {
     /// NaN without a linear probe on the layer.
     pub linear_train_acc: f64,
     pub linear_test_acc: f64,
+    /// The spectrum of the weight producing the layer (NaN without `probe.weight_spectra`).
+    pub weight_rank: f64,
+    pub weight_stable_rank: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -37,6 +40,8 @@ pub struct RunRecord {
     pub layers: Vec<LayerFinal>,
     /// The equi-separation fit of the final probe's fuzziness (docs/method.md).
     pub fuzziness_fit: Option<depthprobe_measures::LogLinearFit>,
+    /// CKA between the layers at the final probe (with `probe.cka`).
+    pub cka: Option<depthprobe_measures::CkaResult>,
     /// The depthprobe build that trained it.
     pub producer: Option<String>,
     /// The machine it trained on (summary.json's `machine`), when recorded.
@@ -76,6 +81,7 @@ impl RunRecord {
             linear_effective_depth: Vec::new(),
             layers: Vec::new(),
             fuzziness_fit: None,
+            cka: None,
             producer: None,
             machine: None,
             s2_predictions: None,
@@ -114,8 +120,11 @@ impl RunRecord {
                     cdnv_test: l.cdnv_test.unwrap_or(f64::NAN),
                     linear_train_acc: l.linear_train_acc.unwrap_or(f64::NAN),
                     linear_test_acc: l.linear_test_acc.unwrap_or(f64::NAN),
+                    weight_rank: l.weight_rank.unwrap_or(f64::NAN),
+                    weight_stable_rank: l.weight_stable_rank.unwrap_or(f64::NAN),
                 })
                 .collect();
+            rec.cka = r.cka.clone();
         }
         Ok(rec)
     }
