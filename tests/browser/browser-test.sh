@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every report page a reader opens, checked in a real headless browser (check_reports.py):
 # docs/results/*, and reports written now by the binary under test: a depth sweep's (every
-# figure kind of a sweep with a depth axis, the checks' tables) and one run folder's.
+# figure kind of a sweep with a depth axis, the checks' tables, CKA heatmaps and weight-rank
+# figures) and one run folder's.
 # Installs Chromium and its WebDriver from the distribution's packages (needs root, as the SLURM
 # test) and selenium from PyPI into the project's virtualenv.
 #   tests/browser/browser-test.sh target/release/depthprobe
@@ -32,6 +33,8 @@ threads = 1
 [config.probe]
 every = 1
 linear_max_dim = 64
+cka = true
+weight_spectra = true
 [axes]
 "model.depth" = [2, 3, 4]
 "train.seed" = [0, 1, 2]
@@ -41,5 +44,10 @@ TOML
 "$dp" report "$tmp/sweep" >/dev/null
 run=$(ls -d "$tmp"/sweep/runs/*/ | head -1)
 "$dp" report "$run" >/dev/null
+# The figure kinds CKA and weight spectra add must be among those checked.
+for f in "$tmp/sweep/report/cka_by_layer.png" "$tmp/sweep/report/weight_rank_by_layer.png" \
+    "$run/report/cka.png" "$run/report/weight_spectra.png"; do
+    [ -s "$f" ] || { echo "browser test: $f was not drawn" >&2; exit 1; }
+done
 "$py" tests/browser/check_reports.py --self-test docs/results/*/ "$tmp/sweep/report" "$run/report"
 echo "browser test: passed"

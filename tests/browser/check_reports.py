@@ -32,7 +32,7 @@ figs.forEach((f, i) => {
   const r = svg ? svg.getBoundingClientRect() : null;
   out.figures.push({i, svg: !!svg, w: r ? r.width : 0, h: r ? r.height : 0});
   if (!svg) return;
-  const marks = [...svg.querySelectorAll('polyline, circle, path, line.bar')]
+  const marks = [...svg.querySelectorAll('polyline, circle, path, line.bar, rect.cell')]
     .map(e => { try { return e.getBBox(); } catch (err) { return null; } })
     .filter(b => b && isFinite(b.x) && isFinite(b.y) && (b.width > 0 || b.height > 0));
   svg.querySelectorAll('rect[stroke="#444"]').forEach((frame, j) => {

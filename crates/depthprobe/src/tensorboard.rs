@@ -11,8 +11,9 @@ pub use depthprobe_tensorboard::EventWriter;
 
 use crate::sweep::plan::SweepDir;
 
-/// The figures a run draws, logged as images at its last epoch.
-pub const FIGURES: [&str; 2] = ["layer_profile", "ncc_by_epoch"];
+/// The figures a run draws, logged as images at its last epoch (the last two only with
+/// `probe.cka` / `probe.weight_spectra`).
+pub const FIGURES: [&str; 4] = ["layer_profile", "ncc_by_epoch", "cka", "weight_spectra"];
 
 /// `ncc_acc` of split train → `ncc_train_acc` (summary.json's names); other measures get the
 /// split appended (`cdnv_train`).

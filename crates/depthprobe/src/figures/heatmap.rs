@@ -78,7 +78,7 @@ fn one(s: &mut String, m: &Heatmap, ox: f64, oy: f64) {
             // Layer 1 at the bottom left, as the axes of a plot read.
             let _ = writeln!(
                 s,
-                r#"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{fill}"/>"#,
+                r#"<rect class="cell" x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{fill}"/>"#,
                 l + b as f64 * cell,
                 t + (n - 1 - a) as f64 * cell,
                 cell + 0.3,
@@ -134,7 +134,8 @@ mod tests {
         };
         let svg = render_heatmaps("t", &[m], 4);
         // 9 cells + 50 colour-bar steps, one outline of the 2×2 block, two grey cells.
-        assert_eq!(svg.matches("<rect x=").count(), 9 + 50 + 2);
+        assert_eq!(svg.matches(r#"<rect class="cell""#).count(), 9);
+        assert_eq!(svg.matches("<rect x=").count(), 50 + 2);
         assert_eq!(svg.matches("#dddddd").count(), 2);
         assert_eq!(svg.matches("#d62728").count(), 1);
         assert!(crate::figures::svg_to_png(&svg).is_ok());
