@@ -91,3 +91,14 @@ def test_data_parallel_shards_add_their_minibatches():
     h = hs[0] + hs[1]
     d = np.sqrt(np.diag(h))
     np.testing.assert_allclose(np.array(results[0]["cka"]["train"]), h / np.outer(d, d), rtol=0, atol=1e-9)
+
+
+def test_trainer_callbacks_log_the_cka_block_where_defined():
+    from depthprobe._callbacks import flat_metrics
+
+    result = {"layers": [{"layer": 1, "dim": 4, "cka_top_train": 0.5}],
+              "cka": {"block_train": {"0.01": {"depth": 2, "within": 0.9, "across": None},
+                                      "0.1": {"depth": 1, "within": 0.8, "across": 0.4}}}}
+    got = flat_metrics(result)
+    assert got == {"layer_01/cka_top_train": 0.5, "cka_block/within_eps_0.01": 0.9,
+                   "cka_block/within_eps_0.1": 0.8, "cka_block/across_eps_0.1": 0.4}
