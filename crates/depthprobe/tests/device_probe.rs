@@ -114,13 +114,9 @@ fn trained_networks_probe_the_same_on_host_and_device_reductions() {
         assert!(host.result.cka.as_ref().is_some_and(|c| c.train_batches > 1), "CKA over several minibatches");
         let first = &host.result.layers[0];
         assert!(first.weight_rank.is_some() && first.weight_stable_rank.is_some());
-        // Alignment where the weight's input is probed: the data for the MLP's first layer, the
-        // previous layer's patches for the ConvNet's later ones.
-        let aligned: Vec<bool> = host.result.layers.iter().map(|l| l.weight_alignment.is_some()).collect();
-        match arch {
-            Arch::Mlp => assert_eq!(aligned, [true, false, false]),
-            _ => assert_eq!(aligned, [false, true, true]),
-        }
+        // Every layer's weight has the class means of its input: the data, a probed layer or its
+        // patches, or the extra pass over what the probe does not see.
+        assert!(host.result.layers.iter().all(|l| l.weight_alignment.is_some()), "{arch:?}: an alignment missing");
         assert_same(&host.result, &dev.result);
     }
 }

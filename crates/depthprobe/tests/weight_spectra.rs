@@ -1,7 +1,8 @@
 //! Weight spectra at a training probe (engine/weight_spectra.rs): K networks trained as one
 //! model each get the spectrum of their own slice of every layer's weight, equal to
 //! `weight_spectrum` of that network's variable as a checkpoint names it, and the first Linear's
-//! alignment uses the class means of the inputs under that network's own labels.
+//! alignment uses the class means of the inputs under that network's own labels; inputs the
+//! probe does not see get their class means from an extra pass, equal to the probed ones.
 
 use depthprobe::config::{Arch, Config, EmbeddingPoint, Numerics};
 use depthprobe::data::{self, Dataset};
@@ -67,6 +68,10 @@ fn each_network_of_a_group_gets_the_spectra_of_its_own_weights() {
                 let s = weight_spectrum(&w, rows, cols, means.as_deref().map(|m| (m, ds.num_classes))).unwrap();
                 let what = format!("{arch:?} network {k} layer {}", i + 1);
                 assert_eq!(l.weight_rank, Some(s.numerical_rank as f64), "{what}");
+                assert_eq!(l.weight_singular_values.len(), rows.min(cols), "{what}");
+                for (a, b) in l.weight_singular_values.iter().zip(&s.singular_values) {
+                    assert!((a - b).abs() <= 1e-12 * s.singular_values[0], "{what}: σ {a} vs {b}");
+                }
                 let close = |x: Option<f64>, y: Option<f64>| (x.unwrap() - y.unwrap()).abs() <= 1e-9 * y.unwrap().abs();
                 assert!(
                     close(l.weight_stable_rank, s.stable_rank),
@@ -79,10 +84,46 @@ fn each_network_of_a_group_gets_the_spectra_of_its_own_weights() {
                     let got = l.weight_alignment.unwrap();
                     assert!((got - want).abs() < 1e-6, "{what}: alignment {got} vs {want}");
                 }
+                // Every layer's input has class means: the data, a probed layer, or the extra pass.
+                assert!(l.weight_alignment.is_some(), "{what}: no alignment");
             }
         }
         let r0 = &out[0].as_ref().unwrap().result.layers[0];
         let r1 = &out[1].as_ref().unwrap().result.layers[0];
         assert_ne!(r0.weight_stable_rank, r1.weight_stable_rank, "two networks, two weights");
+    }
+}
+
+/// Where the probe does not see a weight's input (the activation after a pre-BN embedding, a
+/// CONV's stem output), one more eval pass gives its class means: on the same trained weights,
+/// they must give the alignment that the probe's own post-activation class means give.
+#[test]
+fn hidden_inputs_give_the_alignment_the_probed_ones_give() {
+    depthprobe::engine::init_runtime(0, 1, Numerics::Native);
+    for arch in [Arch::Mlp, Arch::Conv] {
+        let run = |emb: EmbeddingPoint| {
+            let mut cfg = Config::from_toml(depthprobe::DEMO_CONFIG, "demo", &[]).unwrap();
+            cfg.model.arch = arch;
+            cfg.model.embedding = emb;
+            cfg.model.depth = 3;
+            cfg.model.width = 16;
+            cfg.probe.weight_spectra = true;
+            cfg.probe.batch_size = 300; // the extra pass in several batches
+            let mut a = data::synthetic::generate(4);
+            if arch == Arch::Conv {
+                a.shape = vec![2, 4, 4];
+            }
+            let g = Group { model: &cfg.model, train: &cfg.train, seeds: vec![7], augment: false };
+            let mut t = Trainer::new(&g, &[&a]).unwrap();
+            t.train_epoch(&[&a], 1);
+            t.probe_with(&[&a], &cfg.probe, false).unwrap().pop().unwrap().unwrap().result
+        };
+        let (pre, post) = (run(EmbeddingPoint::PreBn), run(EmbeddingPoint::PostActivation));
+        for (i, (a, b)) in pre.layers.iter().zip(&post.layers).enumerate() {
+            // The same weights either way.
+            assert_eq!(a.weight_stable_rank, b.weight_stable_rank, "{arch:?} layer {}", i + 1);
+            let (x, y) = (a.weight_alignment.unwrap(), b.weight_alignment.unwrap());
+            assert!((x - y).abs() < 1e-9, "{arch:?} layer {}: hidden-pass alignment {x} vs probed {y}", i + 1);
+        }
     }
 }

@@ -118,6 +118,9 @@ pub struct LayerResult {
         skip_serializing_if = "Option::is_none"
     )]
     pub weight_alignment: Option<f64>,
+    /// The weight's singular values, largest first (summary.json only, not metrics.csv).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_singular_values: Vec<f64>,
     /// CDNV of every class pair (C×C row-major, NaN on the diagonal); written to cdnv_pairs.csv.
     #[serde(skip)]
     pub cdnv_pairs_train: Vec<f64>,
@@ -302,6 +305,7 @@ fn layer_result(
         weight_stable_rank: None,
         weight_effective_rank: None,
         weight_alignment: None,
+        weight_singular_values: Vec::new(),
         cdnv_pairs_train: pairs_train,
         cdnv_pairs_test: pairs_test,
     }

@@ -34,8 +34,10 @@ pub enum WeightInput {
     /// 3×3 patches (stride 1, padding 1) of probed layer j's feature map [C, H, W]: the
     /// columns are the weight reshaped to out × C·3·3.
     Patches3x3 { layer: usize, channels: usize, height: usize, width: usize },
-    /// Something the probe does not see (a stem's output, a BatchNorm'd pre-activation).
-    Unprobed,
+    /// Something the probe does not see (a stem's output, the activation after a pre-BN
+    /// embedding): `Network::weight_inputs` gives it, flattened per network; with `patches`
+    /// (channels, height, width) it is a feature map whose 3×3 patches the weight reads.
+    Hidden { patches: Option<(usize, usize, usize)> },
 }
 
 /// The weight that produces an embedded layer: [K·out, in, …] (network k's rows k·out..), and
@@ -60,6 +62,11 @@ pub trait Network {
     /// The weight behind each embedded layer, in order, for the weight spectra; empty when an
     /// embedded layer is not the output of one weight (ResNet's and VGG's stages).
     fn layer_weights(&self) -> Vec<LayerWeight>;
+
+    /// In eval mode on K-stacked inputs: for each embedded layer whose weight's input is
+    /// `WeightInput::Hidden`, that input flattened per network, [B, K·in] (network k's block at
+    /// k·in); None for the others.
+    fn weight_inputs(&self, x: &Tensor) -> Vec<Option<Tensor>>;
 }
 
 /// Build `cfg`'s architecture for inputs of per-sample shape `input` ([C, H, W] or [D]) and

@@ -116,7 +116,7 @@ impl Trainer {
         let mut results = results;
         if cfg.weight_spectra {
             let mut ok: Vec<Option<&mut ProbeResult>> = results.iter_mut().map(|r| r.as_mut().ok()).collect();
-            self.add_weight_spectra(data, &mut ok);
+            self.add_weight_spectra(data, cfg.batch_size, &mut ok);
         }
         let [(train_loss, train_acc), (test_loss, test_acc)] = state.metrics;
         Ok(results

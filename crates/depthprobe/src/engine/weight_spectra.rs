@@ -1,9 +1,12 @@
 //! Each probed layer's weight spectrum at a probe (`probe.weight_spectra`): the weight behind the
 //! layer (`Network::layer_weights`), network k's slice of it on the host, and the class means of
-//! what it multiplies, from the probe itself (a probed layer, or its 3×3 patches) or from the
-//! data; the spectrum is `depthprobe_measures::weight_spectrum` (docs/method.md, "Weight spectra").
+//! what it multiplies: from the probe itself (a probed layer, or its 3×3 patches), from the data,
+//! or, where the probe does not see it, from one more eval pass over the train split
+//! (`Network::weight_inputs`, class sums on the device); the spectrum is
+//! `depthprobe_measures::weight_spectrum` (docs/method.md, "Weight spectra").
 
 use depthprobe_measures::{weight_spectrum, ProbeResult};
+use tch::{Kind, Tensor};
 
 use super::host_f32;
 use super::network::WeightInput;
@@ -66,11 +69,70 @@ pub(crate) fn patch_class_means(means: &[f64], classes: usize, ch: usize, h: usi
 }
 
 impl Trainer {
+    /// The class means of every `Hidden` weight input, per layer (None elsewhere) and network
+    /// (C × in, row-major, under the network's own train labels): one eval pass over the train
+    /// split, `batch` rows at a time, class sums accumulated in f64 where the networks run.
+    fn hidden_input_means(&mut self, data: &[&Dataset], batch: usize) -> Vec<Option<Vec<Vec<f64>>>> {
+        let k = self.networks();
+        let n = data[0].train.len();
+        let c = data[0].num_classes as i64;
+        let mut sums: Vec<Option<Tensor>> = Vec::new();
+        let mut counts = Tensor::zeros([k as i64, c], (Kind::Double, self.device));
+        let mut start = 0;
+        while start < n {
+            let rows: Vec<usize> = (start..(start + batch.max(1)).min(n)).collect();
+            let r: Vec<&[usize]> = vec![&rows[..]; k];
+            let (x, _) = self.batch(data, false, &r, &mut vec![None; k]);
+            let inputs = tch::no_grad(|| self.net.weight_inputs(&x));
+            let b = rows.len() as i64;
+            let labels: Vec<i64> =
+                data.iter().flat_map(|d| rows.iter().map(|&i| d.train.labels[i]).collect::<Vec<_>>()).collect();
+            // [K, B, C] one-hot of each network's labels.
+            let onehot =
+                Tensor::from_slice(&labels).to_device(self.device).view([k as i64, b]).onehot(c).to_kind(Kind::Double);
+            counts += onehot.sum_dim_intlist(1, false, Kind::Double);
+            if sums.is_empty() {
+                sums = inputs.iter().map(|_| None).collect();
+            }
+            for (s, t) in sums.iter_mut().zip(&inputs) {
+                let Some(t) = t else { continue };
+                // [B, K·in] → [K, B, in] → class sums [K, C, in].
+                let t = t.to_kind(Kind::Double).view([b, k as i64, -1]).transpose(0, 1);
+                let add = onehot.transpose(1, 2).bmm(&t);
+                match s {
+                    Some(acc) => *acc += add,
+                    None => *s = Some(add),
+                }
+            }
+            start += rows.len();
+        }
+        let counts = counts.clamp_min(1.0).unsqueeze(2);
+        sums.into_iter()
+            .map(|s| {
+                s.map(|s| {
+                    let means = super::host_f64(&(s / &counts));
+                    let per = means.len() / k;
+                    (0..k).map(|j| means[j * per..(j + 1) * per].to_vec()).collect()
+                })
+            })
+            .collect()
+    }
+
     /// Fill every layer's weight_* fields of each network's probe result (None for a network
     /// whose probe failed; its entry is skipped).
-    pub(crate) fn add_weight_spectra(&self, data: &[&Dataset], results: &mut [Option<&mut ProbeResult>]) {
+    pub(crate) fn add_weight_spectra(
+        &mut self,
+        data: &[&Dataset],
+        batch: usize,
+        results: &mut [Option<&mut ProbeResult>],
+    ) {
         let weights = self.net.layer_weights();
         let k = results.len();
+        let hidden = if weights.iter().any(|w| matches!(w.input, WeightInput::Hidden { .. })) {
+            self.hidden_input_means(data, batch)
+        } else {
+            Vec::new()
+        };
         let mut data_means: Vec<Option<Vec<f64>>> = vec![None; k];
         for (i, lw) in weights.iter().enumerate() {
             let size = lw.weight.size();
@@ -89,7 +151,15 @@ impl Trainer {
                     WeightInput::Patches3x3 { layer, channels, height, width } => {
                         res.train_class_means.get(layer - 1).map(|m| patch_class_means(m, c, channels, height, width))
                     }
-                    WeightInput::Unprobed => None,
+                    WeightInput::Hidden { patches } => {
+                        let m = hidden.get(i).and_then(|h| h.as_ref()).map(|h| &h[j]);
+                        // Only the measured classes' means (all of them in training).
+                        let m = m.filter(|_| c == data[j].num_classes);
+                        match patches {
+                            None => m.cloned(),
+                            Some((ch, h, w)) => m.map(|m| patch_class_means(m, c, ch, h, w)),
+                        }
+                    }
                 };
                 let means = means.filter(|m| m.len() == c * cols);
                 let w = &all[j * rows * cols..(j + 1) * rows * cols];
@@ -99,6 +169,7 @@ impl Trainer {
                     l.weight_stable_rank = s.stable_rank;
                     l.weight_effective_rank = s.effective_rank;
                     l.weight_alignment = s.class_mean_alignment;
+                    l.weight_singular_values = s.singular_values;
                 }
             }
         }

@@ -93,12 +93,12 @@ impl Network for Conv {
 
     fn layer_weights(&self) -> Vec<LayerWeight> {
         let post = self.embedding == EmbeddingPoint::PostActivation;
+        let patches = Some((self.width, self.map.0, self.map.1));
         (0..self.blocks.len())
             .map(|i| LayerWeight {
                 weight: self.blocks[i].conv.w.shallow_clone(),
                 input: match (i, post) {
-                    // Layer 1 convolves the stem's output, which is not probed.
-                    (0, _) | (_, false) => WeightInput::Unprobed,
+                    (0, _) | (_, false) => WeightInput::Hidden { patches },
                     (_, true) => WeightInput::Patches3x3 {
                         layer: i,
                         channels: self.width,
@@ -108,5 +108,29 @@ impl Network for Conv {
                 },
             })
             .collect()
+    }
+
+    fn weight_inputs(&self, x: &Tensor) -> Vec<Option<Tensor>> {
+        let post = self.embedding == EmbeddingPoint::PostActivation;
+        let mut h = x.shallow_clone();
+        for (i, s) in self.stem.iter().enumerate() {
+            h = s.conv.forward(&h, false);
+            if let Some(bn) = &s.bn {
+                h = bn.forward(&h, false);
+            }
+            if i == 1 {
+                h = h.relu();
+            }
+        }
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.push((i == 0 || !post).then(|| h.flatten(1, -1)));
+            h = b.conv.forward(&h, false);
+            if let Some(bn) = &b.bn {
+                h = bn.forward(&h, false);
+            }
+            h = h.relu();
+        }
+        out
     }
 }

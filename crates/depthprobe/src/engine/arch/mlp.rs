@@ -79,9 +79,24 @@ impl Network for Mlp {
                     (0, _) => WeightInput::Data,
                     // Post-activation embeddings are the next Linear's input; a pre-BN one is not.
                     (_, true) => WeightInput::Layer(i),
-                    (_, false) => WeightInput::Unprobed,
+                    (_, false) => WeightInput::Hidden { patches: None },
                 },
             })
             .collect()
+    }
+
+    fn weight_inputs(&self, x: &Tensor) -> Vec<Option<Tensor>> {
+        let post = self.embedding == EmbeddingPoint::PostActivation;
+        let mut h = x.flatten(1, -1);
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.push((i > 0 && !post).then(|| h.shallow_clone()));
+            h = b.linear.forward(&h, false);
+            if let Some(bn) = &b.bn {
+                h = bn.forward(&h, false);
+            }
+            h = h.relu();
+        }
+        out
     }
 }

@@ -117,4 +117,8 @@ impl Network for ResNet18 {
         // A stage's embedding is the output of several convolutions, not of one weight.
         Vec::new()
     }
+
+    fn weight_inputs(&self, _x: &Tensor) -> Vec<Option<Tensor>> {
+        Vec::new()
+    }
 }

@@ -118,4 +118,8 @@ impl Network for Vgg {
         // A stage's embedding is the output of several convolutions, not of one weight.
         Vec::new()
     }
+
+    fn weight_inputs(&self, _x: &Tensor) -> Vec<Option<Tensor>> {
+        Vec::new()
+    }
 }
