@@ -29,14 +29,21 @@ milestones = [4]
 threads = 1
 [probe]
 every = 2
+cka = true
+weight_spectra = true
 """
 
 
 def tag(layer, split, metric):
     """The tag of a metrics.csv row (crates/depthprobe/src/tensorboard.rs)."""
     if layer:
+        if metric.startswith("weight_"):  # a weight has no split
+            return f"layer_{int(layer):02d}/{metric}"
         name = metric[:-4] + f"_{split}_acc" if metric.endswith("_acc") else f"{metric}_{split}"
         return f"layer_{int(layer):02d}/{name}"
+    for kind in ("within", "across"):
+        if metric.startswith(f"cka_block_{kind}_"):
+            return f"cka_block/{kind}_eps_{metric[len(kind) + 11:]}"
     for kind in ("linear_effective_depth", "effective_depth"):
         if metric.startswith(kind + "_"):
             return f"{kind}/eps_{metric[len(kind) + 1:]}"
@@ -80,7 +87,8 @@ def test_train_writes_what_metrics_csv_holds_and_export_writes_it_again(tmp_path
     assert sorted(scalars["net/train_epoch_loss"]) == [1, 2, 3, 4, 5]
     assert sorted(scalars["net/lr"]) == [1, 2, 3, 4, 5]
     images = acc.Tags()["images"]
-    assert {"figures/layer_profile", "figures/ncc_by_epoch"} <= set(images), images
+    assert {"figures/layer_profile", "figures/ncc_by_epoch", "figures/cka", "figures/weight_spectra"} <= set(images), images
+    assert "layer_02/weight_stable_rank" in scalars and "layer_01/cka_top_test" in scalars
     img = acc.Images("figures/layer_profile")[-1]
     assert img.step == 5 and img.encoded_image_string.startswith(b"\x89PNG") and img.width > 100
     # The export of the finished run: every probe's numbers and the figures again.

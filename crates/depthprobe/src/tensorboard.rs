@@ -24,13 +24,21 @@ fn with_split(metric: &str, split: &str) -> String {
     }
 }
 
-/// The tag of a metrics.csv row: `layer_03/ncc_train_acc`, `net/train_acc`, `net/lr`,
-/// `effective_depth/eps_0.01`, `linear_effective_depth/eps_0.01`.
+/// The tag of a metrics.csv row: `layer_03/ncc_train_acc`, `layer_03/weight_stable_rank` (a
+/// weight has no split), `net/train_acc`, `net/lr`, `effective_depth/eps_0.01`,
+/// `linear_effective_depth/eps_0.01`, `cka_block/within_eps_0.01` (summary.json's and the
+/// Python callbacks' names).
 pub fn tag(row: &MetricRow) -> String {
     let split = row.split.to_string();
     match row.layer {
+        Some(l) if row.metric.starts_with("weight_") => format!("layer_{l:02}/{}", row.metric),
         Some(l) => format!("layer_{l:02}/{}", with_split(&row.metric, &split)),
         None => {
+            for kind in ["within", "across"] {
+                if let Some(eps) = row.metric.strip_prefix(&format!("cka_block_{kind}_")) {
+                    return format!("cka_block/{kind}_eps_{eps}");
+                }
+            }
             for kind in ["linear_effective_depth", "effective_depth"] {
                 if let Some(eps) = row.metric.strip_prefix(kind).and_then(|r| r.strip_prefix('_')) {
                     return format!("{kind}/eps_{eps}");
@@ -121,5 +129,9 @@ mod tests {
         assert_eq!(tag(&row(None, Split::Train, "lr")), "net/lr");
         assert_eq!(tag(&row(None, Split::Train, "effective_depth_0.01")), "effective_depth/eps_0.01");
         assert_eq!(tag(&row(None, Split::Train, "linear_effective_depth_0.1")), "linear_effective_depth/eps_0.1");
+        assert_eq!(tag(&row(Some(2), Split::Train, "weight_stable_rank")), "layer_02/weight_stable_rank");
+        assert_eq!(tag(&row(Some(2), Split::Test, "cka_top")), "layer_02/cka_top_test");
+        assert_eq!(tag(&row(None, Split::Train, "cka_block_within_0.01")), "cka_block/within_eps_0.01");
+        assert_eq!(tag(&row(None, Split::Train, "cka_block_across_0.05")), "cka_block/across_eps_0.05");
     }
 }
