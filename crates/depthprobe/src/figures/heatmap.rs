@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{esc, layer_color};
+use super::{esc, layer_color, svg_open};
 
 pub struct Heatmap {
     pub title: String,
@@ -25,18 +25,7 @@ pub fn render_heatmaps(title: &str, maps: &[Heatmap], cols: usize) -> String {
     let bar_w = 70.0;
     let w = (CELL_W * cols as f64 + bar_w + 20.0).max(title.chars().count() as f64 * 10.0 + 40.0);
     let h = CELL_H * rows as f64 + 50.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="28" font-size="17" text-anchor="middle" font-weight="bold">{}</text>"#,
-        w / 2.0,
-        esc(title)
-    );
+    let mut s = svg_open(w, h, title);
     for (i, m) in maps.iter().enumerate() {
         let (ox, oy) = ((i % cols) as f64 * CELL_W + 10.0, (i / cols) as f64 * CELL_H + 45.0);
         one(&mut s, m, ox, oy);

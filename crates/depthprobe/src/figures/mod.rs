@@ -87,6 +87,17 @@ pub fn render_svg(title: &str, panels: &[Panel], cols: usize) -> String {
     // (about 10 px per character at 17 px), which would otherwise be clipped at both ends.
     let title_w = title.chars().count() as f64 * 10.0 + 40.0;
     let (w, h) = (((PW + LEGEND_W) * cols as f64 + 20.0).max(title_w), PH * rows as f64 + 50.0);
+    let mut s = svg_open(w, h, title);
+    for (i, p) in panels.iter().enumerate() {
+        let (ox, oy) = ((i % cols) as f64 * (PW + LEGEND_W) + 10.0, (i / cols) as f64 * PH + 45.0);
+        panel_svg(&mut s, p, ox, oy);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A figure's opening: the SVG element of `w` × `h`, a white page and the bold title.
+fn svg_open(w: f64, h: f64, title: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -99,11 +110,6 @@ pub fn render_svg(title: &str, panels: &[Panel], cols: usize) -> String {
         w / 2.0,
         esc(title)
     );
-    for (i, p) in panels.iter().enumerate() {
-        let (ox, oy) = ((i % cols) as f64 * (PW + LEGEND_W) + 10.0, (i / cols) as f64 * PH + 45.0);
-        panel_svg(&mut s, p, ox, oy);
-    }
-    s.push_str("</svg>\n");
     s
 }
 

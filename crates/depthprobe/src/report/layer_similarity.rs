@@ -78,11 +78,34 @@ fn cells<'a>(recs: &[&'a RunRecord], study: Option<(&str, &str)>) -> Vec<((Strin
     out
 }
 
-/// One observation's verdict in a cell: the claim "statistic ≤ 0" on `values` (one per run).
-fn judge(values: &[f64]) -> (Interval, Verdict) {
-    let iv = mean_interval(values);
-    let v = if values.len() < 2 { Verdict::Inconclusive } else { Verdict::at_most(&iv, 0.0) };
-    (iv, v)
+/// The verdicts of one observation over its cells: each cell's claim is "statistic ≤ 0" on one
+/// value per run, judged on the 95% interval of their mean (one run: inconclusive).
+#[derive(Default)]
+struct Tally {
+    verdicts: Vec<Verdict>,
+    held: usize,
+    notes: Vec<String>,
+}
+
+impl Tally {
+    fn judge(&mut self, values: &[f64]) -> (Interval, Verdict) {
+        let iv = mean_interval(values);
+        let v = if values.len() < 2 { Verdict::Inconclusive } else { Verdict::at_most(&iv, 0.0) };
+        self.held += (v == Verdict::Holds) as usize;
+        if values.len() >= 2 {
+            self.notes.push(seeds_note(&iv, 0.0, values.len()));
+        }
+        self.verdicts.push(v);
+        (iv, v)
+    }
+
+    /// The overall verdict (inconclusive when no cell was judged), the held count, the number of
+    /// cells judged and the first power note.
+    fn summary(self) -> (Verdict, usize, usize, String) {
+        let judged = self.verdicts.len();
+        let v = if judged == 0 { Verdict::Inconclusive } else { Verdict::all(self.verdicts) };
+        (v, self.held, judged, self.notes.into_iter().find(|n| !n.is_empty()).unwrap_or_default())
+    }
 }
 
 /// Observation (h) and the heatmaps; None when no finished run measured CKA.
@@ -95,7 +118,7 @@ pub fn cka_block(recs: &[&RunRecord], study: Option<(&str, &str)>) -> Option<(Ch
     let mut table = format!(
         "| group | {label} | runs | judged | within: mean | across: mean | within − across: mean [95%] | verdict |\n|---|---|---|---|---|---|---|---|\n"
     );
-    let (mut verdicts, mut held, mut notes) = (Vec::new(), 0, Vec::new());
+    let mut tally = Tally::default();
     let cs = cells(&with, study);
     for ((g, x), runs) in &cs {
         let pairs: Vec<(f64, f64)> = runs.iter().filter_map(|r| cka_block_of(r, EPS_MAIN)).collect();
@@ -111,14 +134,7 @@ pub fn cka_block(recs: &[&RunRecord], study: Option<(&str, &str)>) -> Option<(Ch
         }
         // "across − within ≤ 0" is the claim's mirror: the block is at least as alike inside.
         let gap: Vec<f64> = pairs.iter().map(|(w, a)| a - w).collect();
-        let (iv, v) = judge(&gap);
-        if v == Verdict::Holds {
-            held += 1;
-        }
-        if pairs.len() >= 2 {
-            notes.push(seeds_note(&iv, 0.0, pairs.len()));
-        }
-        verdicts.push(v);
+        let (iv, v) = tally.judge(&gap);
         let _ = writeln!(
             table,
             "| {} | {} | {} | {} | {} | {} | {} [{}, {}] | {}{} |",
@@ -135,12 +151,11 @@ pub fn cka_block(recs: &[&RunRecord], study: Option<(&str, &str)>) -> Option<(Ch
             if pairs.len() < 2 { " (one run)" } else { "" }
         );
     }
-    let judged = verdicts.len();
-    let verdict = if judged == 0 { Verdict::Inconclusive } else { Verdict::all(verdicts) };
+    let (verdict, held, judged, note) = tally.summary();
     let text = format!(
         "**(h) the layers at and above the effective depth form a CKA block (mean train CKA among them > mean CKA across the ε = {EPS_MAIN} depth, final probe): {}.** Holds beyond doubt in {held} of {judged} judged group(s); a run is judged when it separates at ε = {EPS_MAIN} below its top layer and above layer 1 (both means defined).{} Table \"(h) CKA block\".",
         verdict.word(),
-        notes.iter().find(|n| !n.is_empty()).cloned().unwrap_or_default()
+        note
     );
     let check = Check { text, tables: vec![("(h) CKA block at the effective depth (docs/method.md)".into(), table)] };
     Some((check, heatmaps(&cs, label)))
@@ -208,7 +223,7 @@ pub fn weight_rank(
     let mut table = format!(
         "| group | {label} | runs | judged | stable rank above d: mean | below (layers 2..d): mean | above − below: mean [95%] | numerical rank above − below: mean | verdict |\n|---|---|---|---|---|---|---|---|---|\n"
     );
-    let (mut verdicts, mut held, mut notes) = (Vec::new(), 0, Vec::new());
+    let mut tally = Tally::default();
     let cs = cells(&with, study);
     for ((g, x), runs) in &cs {
         let pairs: Vec<(f64, f64)> =
@@ -226,14 +241,7 @@ pub fn weight_rank(
             continue;
         }
         let diff: Vec<f64> = pairs.iter().map(|(a, b)| a - b).collect();
-        let (iv, v) = judge(&diff);
-        if v == Verdict::Holds {
-            held += 1;
-        }
-        if pairs.len() >= 2 {
-            notes.push(seeds_note(&iv, 0.0, pairs.len()));
-        }
-        verdicts.push(v);
+        let (iv, v) = tally.judge(&diff);
         let _ = writeln!(
             table,
             "| {name} | {} | {} | {} | {} | {} | {} [{}, {}] | {} | {}{} |",
@@ -250,12 +258,11 @@ pub fn weight_rank(
             if pairs.len() < 2 { " (one run)" } else { "" }
         );
     }
-    let judged = verdicts.len();
-    let verdict = if judged == 0 { Verdict::Inconclusive } else { Verdict::all(verdicts) };
+    let (verdict, held, judged, note) = tally.summary();
     let text = format!(
         "**(i) the weights above the effective depth have lower rank than those below (mean stable rank ‖W‖²_F/‖W‖²₂ of layers d+1..L < that of layers 2..d, d the ε = {EPS_MAIN} effective depth, final probe): {}.** Holds beyond doubt in {held} of {judged} judged group(s); a run is judged when 2 ≤ d < L (layer 1's weight reads the input, whose dimension differs). The numerical rank (σ > 10⁻³ σ₁) is shown beside it.{} Table \"(i) weight rank\".",
         verdict.word(),
-        notes.iter().find(|n| !n.is_empty()).cloned().unwrap_or_default()
+        note
     );
     let check = Check {
         text,
