@@ -100,6 +100,33 @@ impl NativeProbe {
         py.detach(|| probe.update(split, layer, xs, &y)).map_err(err)
     }
 
+    /// Feed one batch of every layer at once (`xs[i]` is layer i+1, each C-contiguous 2-D
+    /// float32): what CKA needs, since it pairs the rows of every layer.
+    fn update_all(
+        &mut self,
+        py: Python<'_>,
+        train: bool,
+        xs: Vec<PyReadonlyArray2<'_, f32>>,
+        y: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let y = labels(y)?;
+        let mut slices = Vec::with_capacity(xs.len());
+        for (i, x) in xs.iter().enumerate() {
+            if x.shape()[0] != y.len() {
+                return Err(DepthprobeError::new_err(format!(
+                    "layer {}: x has {} rows but y has {} labels",
+                    i + 1,
+                    x.shape()[0],
+                    y.len()
+                )));
+            }
+            slices.push(x.as_slice().map_err(|_| DepthprobeError::new_err("x must be C-contiguous"))?);
+        }
+        let split = if train { Split::Train } else { Split::Test };
+        let probe = self.probe()?;
+        py.detach(|| probe.update_all(split, &slices, &y)).map_err(err)
+    }
+
     fn update_agreement(
         &mut self,
         py: Python<'_>,

@@ -2,6 +2,7 @@
 minibatch HSIC on the model's device; it must equal the NumPy estimator written from the
 formulas (tests/numpy_reference.py) and ``depthprobe measure --cka`` on the same embeddings, and
 data-parallel shards merge their sums."""
+import copy
 import importlib.util
 import sys
 import threading
@@ -63,6 +64,9 @@ def test_data_parallel_shards_add_their_minibatches():
     parts = [(tr[0::2], te[0::2]), (tr[1::2], te[1::2])]
     barrier = threading.Barrier(2)
     box, results = {}, [None, None]
+    # Each worker its own copy, made here: building models inside the threads would interleave
+    # their draws from torch's one global generator.
+    replicas = [copy.deepcopy(model) for _ in range(2)]
 
     def worker(rank):
         def sync(stats):
@@ -71,7 +75,7 @@ def test_data_parallel_shards_add_their_minibatches():
             out = [box[0], box[1]]
             barrier.wait()
             return out
-        results[rank] = dt.probe(mlp().eval(), parts[rank][0], parts[rank][1], layers=["2", "5", "6"],
+        results[rank] = dt.probe(replicas[rank], parts[rank][0], parts[rank][1], layers=["2", "5", "6"],
                                  num_classes=C, cka=True, sync=sync)
 
     threads = [threading.Thread(target=worker, args=(r,)) for r in range(2)]
@@ -102,3 +106,28 @@ def test_trainer_callbacks_log_the_cka_block_where_defined():
     got = flat_metrics(result)
     assert got == {"layer_01/cka_top_train": 0.5, "cka_block/within_eps_0.01": 0.9,
                    "cka_block/within_eps_0.1": 0.8, "cka_block/across_eps_0.1": 0.4}
+
+
+def test_layer_probe_takes_every_layer_at_once_for_cka():
+    """The NumPy push API: ``LayerProbe(cka=True)`` fed with ``update_*_all`` gives the NumPy
+    estimator's CKA; feeding one layer at a time is refused with CKA on, naming the way."""
+    import depthprobe
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 600)
+    a = (rng.normal(size=(600, 6)) + y[:, None]).astype(np.float32)
+    b = np.tanh(a @ rng.normal(size=(6, 5))).astype(np.float32)
+    p = depthprobe.LayerProbe(num_classes=4, layers=2, cka=True)
+    for _ in p.passes():
+        for s in range(0, 600, 70):
+            p.update_train_all([a[s:s + 70], b[s:s + 70]], y[s:s + 70])
+            p.update_test_all([a[s:s + 70], b[s:s + 70]], y[s:s + 70])
+    got = p.result()["cka"]
+    want = numpy_reference.minibatch_cka([a.astype(np.float64), b.astype(np.float64)])
+    np.testing.assert_allclose(np.array(got["train"]), np.array(want), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.array(got["test"]), np.array(want), rtol=0, atol=1e-9)
+    q = depthprobe.LayerProbe(num_classes=4, layers=2, cka=True)
+    with pytest.raises(depthprobe.DepthprobeError, match="update_train_all"):
+        for _ in q.passes():
+            q.update_train(1, a, y)
+            q.update_train(2, b, y)

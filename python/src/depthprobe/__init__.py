@@ -100,11 +100,15 @@ class LayerProbe:
             dimension (0 = never, the default): ``linear_train_acc``, ``linear_test_acc`` and
             ``linear_effective_depth`` in the result (docs/method.md, "Linear probe").
         linear_ridge: the ridge's relative regularisation α (λ = α · tr(centred scatter) / D).
+        cka: linear CKA between every pair of layers (docs/method.md, "Layer similarity (CKA)"):
+            feed every layer of a batch at once with :meth:`update_train_all` /
+            :meth:`update_test_all` (CKA pairs the rows of every layer); ``cka`` in the result.
     """
 
     def __init__(self, num_classes: int, layers: int, eps: Sequence[float] = DEFAULT_EPS,
                  classes: Optional[Sequence[int]] = None, rank_max_dim: int = DEFAULT_RANK_MAX_DIM,
-                 linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE) -> None:
+                 linear_max_dim: int = DEFAULT_LINEAR_MAX_DIM, linear_ridge: float = DEFAULT_LINEAR_RIDGE,
+                 cka: bool = False) -> None:
         if layers < 1:
             raise DepthprobeError(f"layers = {layers}: need at least one layer")
         self.num_classes = int(num_classes)
@@ -113,6 +117,7 @@ class LayerProbe:
         self._classes = None if classes is None else [int(c) for c in classes]
         self._rank_max_dim = int(rank_max_dim)
         self._linear = (int(linear_max_dim), float(linear_ridge))
+        self._cka = bool(cka)
         self._native: Optional[NativeProbe] = None
         # Until every layer's dimension is known, the first batches wait here (at most one per layer).
         self._pending: List[tuple] = []
@@ -166,7 +171,7 @@ class LayerProbe:
         if missing:
             raise DepthprobeError(f"layer(s) {missing} received no train data in pass 0")
         self._native = NativeProbe(self.num_classes, list(self._dims), self._eps, self._classes, self._rank_max_dim,
-                                   *self._linear)
+                                   *self._linear, self._cka)
         if self._classifier is not None:
             self._native.set_classifier(self._classifier)
         pending, self._pending = self._pending, []
@@ -176,6 +181,9 @@ class LayerProbe:
     def _update(self, train: bool, layer: int, x: Any, y: Any) -> None:
         if self._pass not in (0, 1):
             raise DepthprobeError("feed data inside `for _ in probe.passes():`")
+        if self._cka:
+            raise DepthprobeError("with cka=True, feed every layer of a batch at once (update_train_all, "
+                                  "update_test_all): CKA pairs the rows of every layer")
         if not 1 <= layer <= self.layers:
             raise DepthprobeError(f"layer {layer} does not exist: the probe has layers 1..={self.layers}")
         xm = _as_matrix(x)
@@ -200,6 +208,33 @@ class LayerProbe:
     def update_test(self, layer: int, x: Any, y: Any) -> None:
         """Feed test embeddings of ``layer`` (1-based)."""
         self._update(False, layer, x, y)
+
+    def _update_all(self, train: bool, xs: Sequence[Any], y: Any) -> None:
+        if self._pass not in (0, 1):
+            raise DepthprobeError("feed data inside `for _ in probe.passes():`")
+        if len(xs) != self.layers:
+            raise DepthprobeError(f"{len(xs)} layer batches for a probe of {self.layers} layers")
+        ms = [_as_matrix(x) for x in xs]
+        ya = _as_labels(y)
+        for i, m in enumerate(ms):
+            if m.shape[0] != ya.shape[0]:
+                raise DepthprobeError(f"layer {i + 1}: x has {m.shape[0]} rows but y has {ya.shape[0]} labels")
+            d = self._dims[i]
+            if d is None:
+                self._dims[i] = m.shape[1]
+            elif d != m.shape[1]:
+                raise DepthprobeError(f"layer {i + 1}: batch has dimension {m.shape[1]}, earlier batches had {d}")
+        self._start()
+        self._native.update_all(train, ms, ya)
+
+    def update_train_all(self, xs: Sequence[Any], y: Any) -> None:
+        """Feed train embeddings of every layer of one batch at once: ``xs[i]`` is layer i+1,
+        each [N, D_i] (or [N, ...]), ``y`` [N]. Needed with ``cka=True``."""
+        self._update_all(True, xs, y)
+
+    def update_test_all(self, xs: Sequence[Any], y: Any) -> None:
+        """Feed test embeddings of every layer of one batch at once."""
+        self._update_all(False, xs, y)
 
     def set_classifier(self, weight: Any) -> None:
         """Top-layer classifier weight [num_classes, D_L], for NC3 (call before feeding)."""
