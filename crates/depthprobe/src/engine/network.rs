@@ -27,15 +27,13 @@ pub struct Forward {
 /// What a layer's weight multiplies, for the alignment of its spectrum with class means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightInput {
-    /// The network's input, flattened (a first fully-connected layer).
-    Data,
     /// The embedding of probed layer j (1-based), as the weight's columns see it.
     Layer(usize),
     /// 3×3 patches (stride 1, padding 1) of probed layer j's feature map [C, H, W]: the
     /// columns are the weight reshaped to out × C·3·3.
     Patches3x3 { layer: usize, channels: usize, height: usize, width: usize },
-    /// Something the probe does not see (a stem's output, the activation after a pre-BN
-    /// embedding): `Network::weight_inputs` gives it, flattened per network; with `patches`
+    /// Something the probe does not see (the network's input, a stem's output, the activation
+    /// after a pre-BN embedding): `Network::weight_inputs` gives it, flattened per network; with `patches`
     /// (channels, height, width) it is a feature map whose 3×3 patches the weight reads.
     Hidden { patches: Option<(usize, usize, usize)> },
 }

@@ -1,7 +1,7 @@
 //! Each probed layer's weight spectrum at a probe (`probe.weight_spectra`): the weight behind the
 //! layer (`Network::layer_weights`), network k's slice of it on the host, and the class means of
-//! what it multiplies: from the probe itself (a probed layer, or its 3×3 patches), from the data,
-//! or, where the probe does not see it, from one more eval pass over the train split
+//! what it multiplies: from the probe itself (a probed layer, or its 3×3 patches) or, where the
+//! probe does not see it (the data among them), from one more eval pass over the train split
 //! (`Network::weight_inputs`, class sums on the device); the spectrum is
 //! `depthprobe_measures::weight_spectrum` (docs/method.md, "Weight spectra").
 
@@ -12,32 +12,6 @@ use super::host_f32;
 use super::network::WeightInput;
 use super::trainer::Trainer;
 use crate::data::Dataset;
-
-/// The class means of the train inputs of `ds` under its own (possibly corrupted) labels,
-/// flattened, C × D row-major; the classes the probe measures are all of them.
-fn data_class_means(ds: &Dataset) -> Vec<f64> {
-    let (d, c) = (ds.sample_len(), ds.num_classes);
-    let mut sums = vec![0.0f64; c * d];
-    let mut counts = vec![0u64; c];
-    let mut buf = Vec::new();
-    let idx: Vec<usize> = (0..ds.train.len()).collect();
-    for chunk in idx.chunks(1024) {
-        ds.fill_batch(&ds.train, chunk, None, &mut buf);
-        for (row, &i) in buf.chunks_exact(d).zip(chunk) {
-            let y = ds.train.labels[i] as usize;
-            counts[y] += 1;
-            for (s, &v) in sums[y * d..(y + 1) * d].iter_mut().zip(row) {
-                *s += v as f64;
-            }
-        }
-    }
-    for (y, &n) in counts.iter().enumerate() {
-        for s in &mut sums[y * d..(y + 1) * d] {
-            *s /= n.max(1) as f64;
-        }
-    }
-    sums
-}
 
 /// The mean 3×3 patch (stride 1, zero padding 1) of each class's mean feature map: what a 3×3
 /// convolution's reshaped weight (out × C·9, channel-major) sees on average. Unfolding is linear,
@@ -133,7 +107,6 @@ impl Trainer {
         } else {
             Vec::new()
         };
-        let mut data_means: Vec<Option<Vec<f64>>> = vec![None; k];
         for (i, lw) in weights.iter().enumerate() {
             let size = lw.weight.size();
             let all = host_f32(&lw.weight);
@@ -143,10 +116,6 @@ impl Trainer {
                 let Some(res) = res.as_deref_mut() else { continue };
                 let c = res.classes.len();
                 let means: Option<Vec<f64>> = match lw.input {
-                    WeightInput::Data => {
-                        let m = data_means[j].get_or_insert_with(|| data_class_means(data[j]));
-                        (res.classes.len() == data[j].num_classes).then(|| m.clone())
-                    }
                     WeightInput::Layer(l) => res.train_class_means.get(l - 1).cloned(),
                     WeightInput::Patches3x3 { layer, channels, height, width } => {
                         res.train_class_means.get(layer - 1).map(|m| patch_class_means(m, c, channels, height, width))

@@ -76,26 +76,32 @@ impl Network for Mlp {
             .map(|i| LayerWeight {
                 weight: self.blocks[i].linear.w.shallow_clone(),
                 input: match (i, post) {
-                    (0, _) => WeightInput::Data,
-                    // Post-activation embeddings are the next Linear's input; a pre-BN one is not.
-                    (_, true) => WeightInput::Layer(i),
-                    (_, false) => WeightInput::Hidden { patches: None },
+                    // Post-activation embeddings are the next Linear's input; the flattened
+                    // input and a pre-BN embedding's activation are not probed.
+                    (i, true) if i > 0 => WeightInput::Layer(i),
+                    _ => WeightInput::Hidden { patches: None },
                 },
             })
             .collect()
     }
 
     fn weight_inputs(&self, x: &Tensor) -> Vec<Option<Tensor>> {
-        let post = self.embedding == EmbeddingPoint::PostActivation;
         let mut h = x.flatten(1, -1);
-        let mut out = Vec::new();
-        for (i, b) in self.blocks.iter().enumerate() {
-            out.push((i > 0 && !post).then(|| h.shallow_clone()));
+        let mut out = vec![Some(h.shallow_clone())];
+        if self.embedding == EmbeddingPoint::PostActivation {
+            // The later inputs are probed: no forward pass needed.
+            out.resize_with(self.blocks.len(), || None);
+            return out;
+        }
+        // The last block's output feeds the head, not a probed layer's weight.
+        let below_top = self.blocks.split_last().map_or(&[][..], |(_, below)| below);
+        for b in below_top {
             h = b.linear.forward(&h, false);
             if let Some(bn) = &b.bn {
                 h = bn.forward(&h, false);
             }
             h = h.relu();
+            out.push(Some(h.shallow_clone()));
         }
         out
     }
