@@ -38,14 +38,6 @@ pub struct CkaBlock {
     pub across: Option<f64>,
 }
 
-impl CkaBlock {
-    /// within − across: positive when the layers above the depth resemble each other more than
-    /// they resemble the layers below.
-    pub fn contrast(&self) -> Option<f64> {
-        Some(self.within? - self.across?)
-    }
-}
-
 pub fn cka_block(matrix: &[Option<f64>], layers: usize, depth: usize) -> CkaBlock {
     let mean = |pairs: &mut dyn Iterator<Item = (usize, usize)>| {
         let (mut s, mut n, mut undefined) = (0.0, 0usize, false);

@@ -219,7 +219,6 @@ pub(crate) fn assemble(
     } else {
         BTreeMap::new()
     };
-    let fz: Vec<(usize, f64)> = results.iter().filter_map(|l| l.fuzziness.map(|f| (l.layer, f))).collect();
     let cka = match cka {
         [Some(train), Some(test)] => Some(cka_result(train, test, &ncc_depth)),
         _ => None,
@@ -230,7 +229,7 @@ pub(crate) fn assemble(
             l.cka_top_test = c.get(Split::Test, l.layer, nl);
         }
     }
-    ProbeResult {
+    let mut result = ProbeResult {
         num_classes: spec.num_classes,
         classes: classes.to_vec(),
         train_samples: layers[0].decisions[0].counted,
@@ -238,14 +237,16 @@ pub(crate) fn assemble(
         layers: results,
         effective_depth: ncc_depth,
         linear_effective_depth,
-        fuzziness_fit: fit_equi_separation(&fz),
+        fuzziness_fit: None,
         cka,
         train_class_means: if spec.keep_class_means {
             layers.iter().map(|l| l.train.means.clone()).collect()
         } else {
             Vec::new()
         },
-    }
+    };
+    result.fuzziness_fit = result.equi_separation_fit();
+    result
 }
 
 fn layer_result(
