@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::checks::Check;
 use super::figures::Figure;
-use super::{axis_value, fmt, group_of};
+use super::{fmt, x_text};
 use crate::figures::{ramp_color, render_svg, Panel, Series};
 use crate::stats::{mean, mean_interval, seeds_to_decide, Interval, Verdict};
 use crate::sweep::record::RunRecord;
@@ -18,6 +18,8 @@ use crate::sweep::record::RunRecord;
 pub const GEOMETRIC_R2: f64 = 0.9;
 
 struct Cell {
+    group: String,
+    x: f64,
     ratio: Vec<f64>,
     r2: Vec<f64>,
     last_layer: Vec<f64>,
@@ -27,30 +29,28 @@ struct Cell {
 /// Observation (g) and its figure; None when no finished run has a fit. `study` is the sweep's
 /// study axis and its short label (L, p, H), if it has one.
 pub fn equi_separation(recs: &[&RunRecord], study: Option<(&str, &str)>) -> Option<(Check, Option<Figure>)> {
-    // (group, x) → the fits of its seeds.
-    let mut cells: BTreeMap<(String, i64), Cell> = BTreeMap::new();
-    let mut xs: BTreeMap<i64, f64> = BTreeMap::new();
-    for r in recs.iter().filter(|r| r.done()) {
-        let Some(fit) = &r.fuzziness_fit else { continue };
-        let Some(r2) = fit.r_squared else { continue };
-        let (g, x) = match study {
-            Some((key, _)) => (group_of(r, key), axis_value(r, key).unwrap_or(f64::NAN)),
-            None => (group_of(r, ""), f64::NAN),
-        };
-        // Keyed by an integer image of x so that cells sort by it (x may be a fraction).
-        let xk = if x.is_nan() { i64::MIN } else { (x * 1e6).round() as i64 };
-        xs.insert(xk, x);
-        let c = cells.entry((g, xk)).or_insert(Cell { ratio: vec![], r2: vec![], last_layer: vec![], layers: 0 });
-        c.ratio.push(fit.ratio);
-        c.r2.push(r2);
-        c.last_layer.push(fit.last_layer as f64);
-        c.layers = r.layers.len();
-    }
+    // Each (group, x) cell's fits, one per seed.
+    let cells: Vec<Cell> = super::cells(recs, study)
+        .into_iter()
+        .filter_map(|((group, x), runs)| {
+            let fits: Vec<_> = runs
+                .iter()
+                .filter_map(|r| r.fuzziness_fit.as_ref().and_then(|f| Some((f, f.r_squared?, r.layers.len()))))
+                .collect();
+            Some(Cell {
+                group,
+                x,
+                ratio: fits.iter().map(|f| f.0.ratio).collect(),
+                r2: fits.iter().map(|f| f.1).collect(),
+                last_layer: fits.iter().map(|f| f.0.last_layer as f64).collect(),
+                layers: fits.last()?.2,
+            })
+        })
+        .collect();
     if cells.is_empty() {
         return None;
     }
     let label = study.map_or("", |s| s.1);
-    let show_x = |xk: i64| if xk == i64::MIN { "–".to_string() } else { fmt_x(xs[&xk]) };
     let mut table = format!(
         "| group | {} | runs | ratio D(l+1)/D(l): mean [95%] | r²: mean [95%] | layers fitted (last, mean of L) | verdict |\n|---|---|---|---|---|---|---|\n",
         if label.is_empty() { "x" } else { label }
@@ -58,7 +58,8 @@ pub fn equi_separation(recs: &[&RunRecord], study: Option<(&str, &str)>) -> Opti
     let mut verdicts = Vec::new();
     let mut notes = Vec::new();
     let mut held = 0;
-    for ((g, xk), c) in &cells {
+    for c in &cells {
+        let g = &c.group;
         let iv = mean_interval(&c.r2);
         let ratio = mean_interval(&c.ratio);
         // r² ≥ 0.9 is "0.9 − r² ≤ 0": the shortfall's interval is the mirror of r²'s.
@@ -77,7 +78,7 @@ pub fn equi_separation(recs: &[&RunRecord], study: Option<(&str, &str)>) -> Opti
             table,
             "| {} | {} | {} | {} [{}, {}] | {} [{}, {}] | {} of {} | {}{} |",
             if g.is_empty() { "all" } else { g },
-            show_x(*xk),
+            x_text(c.x),
             c.r2.len(),
             fmt(ratio.value, 3),
             fmt(ratio.lo, 3),
@@ -101,25 +102,15 @@ pub fn equi_separation(recs: &[&RunRecord], study: Option<(&str, &str)>) -> Opti
         ))
     );
     let check = Check { text, tables: vec![("(g) equi-separation per group (docs/method.md)".into(), table)] };
-    let figure = study.and_then(|(_, label)| figure(&cells, &xs, label));
+    let figure = study.and_then(|(_, label)| figure(&cells, label));
     Some((check, figure))
 }
 
-fn fmt_x(x: f64) -> String {
-    if x.fract() == 0.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x}")
-    }
-}
-
 /// The mean ratio and r² over seeds against the study axis, one line per group.
-fn figure(cells: &BTreeMap<(String, i64), Cell>, xs: &BTreeMap<i64, f64>, label: &str) -> Option<Figure> {
+fn figure(cells: &[Cell], label: &str) -> Option<Figure> {
     let mut lines: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
-    for ((g, xk), c) in cells {
-        if *xk != i64::MIN {
-            lines.entry(g.as_str()).or_default().push((xs[xk], mean(&c.ratio), mean(&c.r2)));
-        }
+    for c in cells.iter().filter(|c| !c.x.is_nan()) {
+        lines.entry(c.group.as_str()).or_default().push((c.x, mean(&c.ratio), mean(&c.r2)));
     }
     if lines.values().all(|p| p.len() < 2) {
         return None;

@@ -18,7 +18,7 @@ use depthprobe_measures::{eps_key, Split};
 
 use super::checks::Check;
 use super::figures::Figure;
-use super::{axis_value, fmt, group_of, EPS_MAIN};
+use super::{cells, fmt, x_text, EPS_MAIN};
 use crate::figures::heatmap::{render_heatmaps, Heatmap};
 use crate::figures::{ramp_color, render_svg, Panel, Series};
 use crate::stats::{mean, mean_interval, seeds_note, Interval, Verdict};
@@ -49,33 +49,6 @@ pub(crate) fn rank_split_of(
         return None;
     }
     Some((mean(&vals[d..]), mean(&vals[1..d])))
-}
-
-fn x_text(x: f64) -> String {
-    if x.is_nan() {
-        "–".into()
-    } else if x.fract() == 0.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x}")
-    }
-}
-
-/// Runs grouped by (group, study value), in order of the value.
-fn cells<'a>(recs: &[&'a RunRecord], study: Option<(&str, &str)>) -> Vec<((String, f64), Vec<&'a RunRecord>)> {
-    let mut out: Vec<((String, f64), Vec<&RunRecord>)> = Vec::new();
-    for r in recs.iter().filter(|r| r.done()) {
-        let (g, x) = match study {
-            Some((k, _)) => (group_of(r, k), axis_value(r, k).unwrap_or(f64::NAN)),
-            None => (group_of(r, ""), f64::NAN),
-        };
-        match out.iter_mut().find(|((gg, xx), _)| *gg == g && (xx == &x || (xx.is_nan() && x.is_nan()))) {
-            Some((_, v)) => v.push(r),
-            None => out.push(((g, x), vec![r])),
-        }
-    }
-    out.sort_by(|a, b| a.0 .0.cmp(&b.0 .0).then(a.0 .1.total_cmp(&b.0 .1)));
-    out
 }
 
 /// The verdicts of one observation over its cells: each cell's claim is "statistic ≤ 0" on one

@@ -70,6 +70,38 @@ pub(crate) fn group_of(r: &RunRecord, study: &str) -> String {
         .join(" ")
 }
 
+/// A study axis value as a table shows it: 8, 0.05, or – without one.
+pub(crate) fn x_text(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The finished runs grouped by (group, study value; NaN without a study axis), in order of the
+/// group and then the value: the cells a per-group observation judges.
+pub(crate) fn cells<'a>(
+    recs: &[&'a RunRecord],
+    study: Option<(&str, &str)>,
+) -> Vec<((String, f64), Vec<&'a RunRecord>)> {
+    let mut out: Vec<((String, f64), Vec<&RunRecord>)> = Vec::new();
+    for r in recs.iter().filter(|r| r.done()) {
+        let (g, x) = match study {
+            Some((k, _)) => (group_of(r, k), axis_value(r, k).unwrap_or(f64::NAN)),
+            None => (group_of(r, ""), f64::NAN),
+        };
+        match out.iter_mut().find(|((gg, xx), _)| *gg == g && (xx == &x || (xx.is_nan() && x.is_nan()))) {
+            Some((_, v)) => v.push(r),
+            None => out.push(((g, x), vec![r])),
+        }
+    }
+    out.sort_by(|a, b| a.0 .0.cmp(&b.0 .0).then(a.0 .1.total_cmp(&b.0 .1)));
+    out
+}
+
 pub(crate) fn fmt(v: f64, d: usize) -> String {
     if v.is_nan() {
         "–".into()
