@@ -44,6 +44,11 @@ impl LogConfig {
     pub fn is_empty(&self) -> bool {
         self.tensorboard.is_empty()
     }
+
+    /// The TensorBoard folder, when one is set.
+    pub fn tensorboard_dir(&self) -> Option<std::path::PathBuf> {
+        (!self.tensorboard.is_empty()).then(|| std::path::PathBuf::from(&self.tensorboard))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

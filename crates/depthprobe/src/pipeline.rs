@@ -387,8 +387,7 @@ fn train_members(mut m: Vec<Member>, phases: &Phases, t0: Instant) -> Vec<Result
     ));
     for x in m.iter_mut() {
         // --tensorboard, else the config's [log] (a sweep has already given each run its folder).
-        let cfg_dir = &x.spec.cfg.log.tensorboard;
-        let dir = x.spec.opts.tensorboard.clone().or_else(|| (!cfg_dir.is_empty()).then(|| PathBuf::from(cfg_dir)));
+        let dir = x.spec.opts.tensorboard.clone().or_else(|| x.spec.cfg.log.tensorboard_dir());
         if let Some(dir) = &dir {
             match tensorboard::EventWriter::create(dir, "depthprobe") {
                 Ok(w) => {

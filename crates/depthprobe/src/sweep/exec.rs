@@ -98,7 +98,7 @@ pub fn run_indices(
             // --tensorboard, else the config's [log]: either way a folder per run.
             tensorboard: tensorboard
                 .map(Path::to_path_buf)
-                .or_else(|| (!cfg.log.tensorboard.is_empty()).then(|| PathBuf::from(&cfg.log.tensorboard)))
+                .or_else(|| cfg.log.tensorboard_dir())
                 .map(|t| t.join(&r.id)),
         };
         specs.push((index, RunSpec { cfg, opts, resume }));
