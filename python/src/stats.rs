@@ -42,6 +42,7 @@ pub fn plan_to_py<'py>(py: Python<'py>, plans: &[SplitPlan; 2]) -> PyResult<Boun
         d.set_item("agreement", plan.agreement)?;
         d.set_item("cka", plan.cka)?;
         d.set_item("cka_batch_rows", depthprobe_measures::CKA_BATCH_ROWS)?;
+        d.set_item("cka_min_rows", depthprobe_measures::CKA_MIN_ROWS)?;
         let layers = PyList::empty(py);
         for lp in &plan.layers {
             let l = PyDict::new(py);

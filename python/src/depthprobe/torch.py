@@ -205,8 +205,11 @@ class _Reducer:
         acc["rows"] += n
         top = len(acc["layers"]) - 1
         pred_top = None
+        cka = acc["cka"]
         for i, (la, e) in enumerate(zip(acc["layers"], embeddings)):
             x = e.to(torch.float64)
+            if cka is not None:  # the measured rows, held until a minibatch is whole
+                cka["held"][i].append(x if all_kept else x[keep])
             if "moments" in la:
                 counts, means, m2 = la["moments"]
                 nb = onehot.sum(0)
@@ -238,11 +241,7 @@ class _Reducer:
                     la["within"] += p.T @ p
                 if i == top:
                     pred_top = pred
-        if acc["cka"] is not None:
-            cka = acc["cka"]
-            for held, e in zip(cka["held"], embeddings):
-                x = e.to(torch.float64)
-                held.append(x if all_kept else x[keep])
+        if cka is not None:
             cka["n"] += n if all_kept else int(keep.sum())
             b = cka["batch_rows"]
             while cka["n"] >= b:
@@ -277,7 +276,7 @@ class _Reducer:
                     if lp["within"] else None,
                 })
             cka = acc["cka"]
-            if cka is not None and cka["n"] >= 4:  # the last, shorter minibatch (HSIC₁ needs n ≥ 4)
+            if cka is not None and cka["n"] >= sp["cka_min_rows"]:  # the last, shorter minibatch
                 _cka_batch(cka, [torch.cat(h) for h in cka["held"]])
                 cka["held"], cka["n"] = [[] for _ in cka["held"]], 0
             out[split] = {"layers": layers, "agreement": (int(acc["agree"]), int(acc["agree_total"])) if sp["agreement"] else None,
