@@ -32,23 +32,28 @@ pub(crate) fn cka_block_of(r: &RunRecord, eps: f64) -> Option<(f64, f64)> {
     Some((b.within?, b.across?))
 }
 
-/// (mean stable rank of the weights of layers d+1..L, of layers 2..d) at the ε-effective depth
-/// d; None without weight spectra, when not ε-separable, or when d < 2 or d = L.
+/// (mean of `values` over layers d+1..L, over layers 2..d), layer l at index l − 1: the weights
+/// above the depth d against those below it, layer 1 (which reads the input) left out; None
+/// when d < 2, d ≥ L, or a value there is not finite.
+pub(crate) fn rank_split(values: &[f64], d: usize) -> Option<(f64, f64)> {
+    if d < 2 || d >= values.len() || values[1..].iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    Some((mean(&values[d..]), mean(&values[1..d])))
+}
+
+/// [`rank_split`] of a run's final weights at its ε-effective depth; None without weight
+/// spectra or when the run is not ε-separable.
 pub(crate) fn rank_split_of(
     r: &RunRecord,
     eps: f64,
     pick: fn(&crate::sweep::record::LayerFinal) -> f64,
 ) -> Option<(f64, f64)> {
     let (d, not_separable) = r.depth_at(eps)?;
-    let l = r.layers.len();
-    if not_separable || d < 2 || d >= l {
+    if not_separable {
         return None;
     }
-    let vals: Vec<f64> = r.layers.iter().map(pick).collect();
-    if vals[1..].iter().any(|v| !v.is_finite()) {
-        return None;
-    }
-    Some((mean(&vals[d..]), mean(&vals[1..d])))
+    rank_split(&r.layers.iter().map(pick).collect::<Vec<_>>(), d)
 }
 
 /// The verdicts of one observation over its cells: each cell's claim is "statistic ≤ 0" on one

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use depthprobe_runfolder::{write_all_atomic, RunFolder};
 
 use super::render::{html_escape, md_table_html, page_head};
-use super::ReportOutput;
+use super::{ReportOutput, EPS_MAIN};
 use crate::figures::run::{draw_similarity, draw_titled};
 
 fn cell(v: Option<f64>) -> String {
@@ -25,37 +25,33 @@ fn depth(d: Option<usize>) -> String {
 /// depth (the sweep report's (h) and (i) for one run), as paragraphs with their heading.
 fn similarity_text(result: &depthprobe_measures::ProbeResult) -> Vec<String> {
     let mut out = Vec::new();
-    let d = result.effective_depth_at(0.01);
+    let d = result.effective_depth_at(EPS_MAIN);
     let nl = result.layers.len();
     if let Some(c) = &result.cka {
-        let b = d.and_then(|d| c.block_train.get(&depthprobe_measures::eps_key(0.01)).filter(|b| b.depth == d));
+        let b = d.and_then(|d| c.block_train.get(&depthprobe_measures::eps_key(EPS_MAIN)).filter(|b| b.depth == d));
         out.push(match (d, b.and_then(|b| Some((b.within?, b.across?)))) {
             (Some(d), Some((w, a))) => format!(
-                "Layer similarity (linear CKA, train, {} minibatches of {} rows): the layers at and above the ε = 0.01 effective depth {d} have mean CKA {w:.3} among themselves and {a:.3} with the layers below ({}).",
+                "Layer similarity (linear CKA, train, {} minibatches of {} rows): the layers at and above the ε = {EPS_MAIN} effective depth {d} have mean CKA {w:.3} among themselves and {a:.3} with the layers below ({}).",
                 c.train_batches,
                 c.batch_rows,
                 if w > a { "a block" } else { "no block" }
             ),
             (Some(d), None) => format!(
-                "Layer similarity (linear CKA): the ε = 0.01 effective depth is {d} of {nl}, so the block above it has no {} to compare.",
+                "Layer similarity (linear CKA): the ε = {EPS_MAIN} effective depth is {d} of {nl}, so the block above it has no {} to compare.",
                 if d == nl { "pair" } else { "layers below" }
             ),
-            (None, _) => "Layer similarity (linear CKA): no layer is separable at ε = 0.01, so there is no block to compare.".into(),
+            (None, _) => format!("Layer similarity (linear CKA): no layer is separable at ε = {EPS_MAIN}, so there is no block to compare."),
         });
     }
     let sr: Vec<f64> = result.layers.iter().map(|l| l.weight_stable_rank.unwrap_or(f64::NAN)).collect();
     if sr.iter().any(|v| v.is_finite()) {
-        out.push(match d.filter(|&d| d >= 2 && d < nl) {
-            Some(d) => {
-                let m = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-                let (above, below) = (m(&sr[d..]), m(&sr[1..d]));
-                format!(
-                    "Weight spectra: the weights of layers {}–{nl}, above the ε = 0.01 effective depth, have mean stable rank {above:.2}; layers 2–{d} have {below:.2} ({}; layer 1 reads the input and is left out).",
-                    d + 1,
-                    if above < below { "lower above" } else { "not lower above" }
-                )
-            }
-            None => "Weight spectra: the ε = 0.01 effective depth leaves no layers both above it and from layer 2 below it to compare.".into(),
+        out.push(match d.and_then(|d| Some((d, super::layer_similarity::rank_split(&sr, d)?))) {
+            Some((d, (above, below))) => format!(
+                "Weight spectra: the weights of layers {}–{nl}, above the ε = {EPS_MAIN} effective depth, have mean stable rank {above:.2}; layers 2–{d} have {below:.2} ({}; layer 1 reads the input and is left out).",
+                d + 1,
+                if above < below { "lower above" } else { "not lower above" }
+            ),
+            None => format!("Weight spectra: the ε = {EPS_MAIN} effective depth leaves no layers both above it and from layer 2 below it to compare."),
         });
     }
     out
