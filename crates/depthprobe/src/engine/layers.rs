@@ -142,3 +142,12 @@ impl BatchNorm {
         )
     }
 }
+
+/// An optional BatchNorm, then ReLU: how an MLP or CONV block activates its Linear's or
+/// convolution's output.
+pub fn bn_relu(bn: Option<&BatchNorm>, h: &Tensor, train: bool) -> Tensor {
+    match bn {
+        Some(bn) => bn.forward(h, train).relu(),
+        None => h.relu(),
+    }
+}

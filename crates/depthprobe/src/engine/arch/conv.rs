@@ -10,7 +10,7 @@ use depthprobe_config::{EmbeddingPoint, ModelConfig};
 use tch::nn;
 use tch::Tensor;
 
-use crate::engine::layers::{BatchNorm, Builder, Conv2d, Kernel, Linear};
+use crate::engine::layers::{bn_relu, BatchNorm, Builder, Conv2d, Kernel, Linear};
 use crate::engine::network::{image_input, EmbeddedLayer, Forward, LayerWeight, Network, WeightInput};
 
 struct Block {
@@ -30,6 +30,22 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// The two stride-2 stem convolutions (BatchNorm after each, ReLU after the second): the map
+    /// every probed layer works on.
+    fn stem(&self, x: &Tensor, shared: bool, train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for (i, s) in self.stem.iter().enumerate() {
+            h = s.conv.forward(&h, shared && i == 0);
+            if let Some(bn) = &s.bn {
+                h = bn.forward(&h, train);
+            }
+            if i == 1 {
+                h = h.relu();
+            }
+        }
+        h
+    }
+
     pub fn new(b: Builder, root: &nn::Path, cfg: &ModelConfig, input: &[usize], classes: usize) -> Result<Conv> {
         let (c, hh, ww) = image_input("CONV-L-H", input, 4)?;
         let h = cfg.width;
@@ -56,26 +72,14 @@ impl Conv {
 
 impl Network for Conv {
     fn forward(&self, x: &Tensor, shared: bool, train: bool, collect: bool) -> Forward {
-        let mut h = x.shallow_clone();
-        for (i, s) in self.stem.iter().enumerate() {
-            h = s.conv.forward(&h, shared && i == 0);
-            if let Some(bn) = &s.bn {
-                h = bn.forward(&h, train);
-            }
-            if i == 1 {
-                h = h.relu();
-            }
-        }
+        let mut h = self.stem(x, shared, train);
         let mut embeddings = Vec::new();
         for b in &self.blocks {
             h = b.conv.forward(&h, false);
             if collect && self.embedding == EmbeddingPoint::PreBn {
                 embeddings.push(h.flatten(1, -1));
             }
-            if let Some(bn) = &b.bn {
-                h = bn.forward(&h, train);
-            }
-            h = h.relu();
+            h = bn_relu(b.bn.as_ref(), &h, train);
             if collect && self.embedding == EmbeddingPoint::PostActivation {
                 embeddings.push(h.flatten(1, -1));
             }
@@ -111,25 +115,18 @@ impl Network for Conv {
     }
 
     fn weight_inputs(&self, x: &Tensor) -> Vec<Option<Tensor>> {
-        let post = self.embedding == EmbeddingPoint::PostActivation;
-        let mut h = x.shallow_clone();
-        for (i, s) in self.stem.iter().enumerate() {
-            h = s.conv.forward(&h, false);
-            if let Some(bn) = &s.bn {
-                h = bn.forward(&h, false);
-            }
-            if i == 1 {
-                h = h.relu();
-            }
+        let mut h = self.stem(x, false, false);
+        let mut out = vec![Some(h.flatten(1, -1))];
+        if self.embedding == EmbeddingPoint::PostActivation {
+            // The later inputs are probed: the stem is all that needs to run.
+            out.resize_with(self.blocks.len(), || None);
+            return out;
         }
-        let mut out = Vec::new();
-        for (i, b) in self.blocks.iter().enumerate() {
-            out.push((i == 0 || !post).then(|| h.flatten(1, -1)));
-            h = b.conv.forward(&h, false);
-            if let Some(bn) = &b.bn {
-                h = bn.forward(&h, false);
-            }
-            h = h.relu();
+        // The last block's output feeds the head, not a probed layer's weight.
+        let below_top = self.blocks.split_last().map_or(&[][..], |(_, below)| below);
+        for b in below_top {
+            h = bn_relu(b.bn.as_ref(), &b.conv.forward(&h, false), false);
+            out.push(Some(h.flatten(1, -1)));
         }
         out
     }

@@ -9,7 +9,7 @@ use depthprobe_config::{EmbeddingPoint, ModelConfig};
 use tch::nn;
 use tch::Tensor;
 
-use crate::engine::layers::{BatchNorm, Builder, Linear};
+use crate::engine::layers::{bn_relu, BatchNorm, Builder, Linear};
 use crate::engine::network::{EmbeddedLayer, Forward, LayerWeight, Network, WeightInput};
 
 struct Block {
@@ -51,10 +51,7 @@ impl Network for Mlp {
             if collect && self.embedding == EmbeddingPoint::PreBn {
                 embeddings.push(h.shallow_clone());
             }
-            if let Some(bn) = &b.bn {
-                h = bn.forward(&h, train);
-            }
-            h = h.relu();
+            h = bn_relu(b.bn.as_ref(), &h, train);
             if collect && self.embedding == EmbeddingPoint::PostActivation {
                 embeddings.push(h.shallow_clone());
             }
@@ -96,11 +93,7 @@ impl Network for Mlp {
         // The last block's output feeds the head, not a probed layer's weight.
         let below_top = self.blocks.split_last().map_or(&[][..], |(_, below)| below);
         for b in below_top {
-            h = b.linear.forward(&h, false);
-            if let Some(bn) = &b.bn {
-                h = bn.forward(&h, false);
-            }
-            h = h.relu();
+            h = bn_relu(b.bn.as_ref(), &b.linear.forward(&h, false), false);
             out.push(Some(h.shallow_clone()));
         }
         out
