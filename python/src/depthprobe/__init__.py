@@ -178,23 +178,32 @@ class LayerProbe:
         for train, layer, x, y in pending:
             self._native.update(train, layer, x, y)
 
-    def _update(self, train: bool, layer: int, x: Any, y: Any) -> None:
+    def _check_pass(self) -> None:
         if self._pass not in (0, 1):
             raise DepthprobeError("feed data inside `for _ in probe.passes():`")
-        if self._cka:
-            raise DepthprobeError("with cka=True, feed every layer of a batch at once (update_train_all, "
-                                  "update_test_all): CKA pairs the rows of every layer")
-        if not 1 <= layer <= self.layers:
-            raise DepthprobeError(f"layer {layer} does not exist: the probe has layers 1..={self.layers}")
+
+    def _layer_matrix(self, layer: int, x: Any, ya: np.ndarray, where: str = "") -> np.ndarray:
+        """``x`` as layer ``layer``'s float32 [N, D] rows, checked against the labels' count and
+        the dimension its earlier batches had (the first batch sets it)."""
         xm = _as_matrix(x)
-        ya = _as_labels(y)
         if xm.shape[0] != ya.shape[0]:
-            raise DepthprobeError(f"x has {xm.shape[0]} rows but y has {ya.shape[0]} labels")
+            raise DepthprobeError(f"{where}x has {xm.shape[0]} rows but y has {ya.shape[0]} labels")
         d = self._dims[layer - 1]
         if d is None:
             self._dims[layer - 1] = xm.shape[1]
         elif d != xm.shape[1]:
             raise DepthprobeError(f"layer {layer}: batch has dimension {xm.shape[1]}, earlier batches had {d}")
+        return xm
+
+    def _update(self, train: bool, layer: int, x: Any, y: Any) -> None:
+        self._check_pass()
+        if self._cka:
+            raise DepthprobeError("with cka=True, feed every layer of a batch at once (update_train_all, "
+                                  "update_test_all): CKA pairs the rows of every layer")
+        if not 1 <= layer <= self.layers:
+            raise DepthprobeError(f"layer {layer} does not exist: the probe has layers 1..={self.layers}")
+        ya = _as_labels(y)
+        xm = self._layer_matrix(layer, x, ya)
         if self._native is None and None in self._dims:
             self._pending.append((train, layer, xm.copy(), ya.copy()))
             return
@@ -210,20 +219,11 @@ class LayerProbe:
         self._update(False, layer, x, y)
 
     def _update_all(self, train: bool, xs: Sequence[Any], y: Any) -> None:
-        if self._pass not in (0, 1):
-            raise DepthprobeError("feed data inside `for _ in probe.passes():`")
+        self._check_pass()
         if len(xs) != self.layers:
             raise DepthprobeError(f"{len(xs)} layer batches for a probe of {self.layers} layers")
-        ms = [_as_matrix(x) for x in xs]
         ya = _as_labels(y)
-        for i, m in enumerate(ms):
-            if m.shape[0] != ya.shape[0]:
-                raise DepthprobeError(f"layer {i + 1}: x has {m.shape[0]} rows but y has {ya.shape[0]} labels")
-            d = self._dims[i]
-            if d is None:
-                self._dims[i] = m.shape[1]
-            elif d != m.shape[1]:
-                raise DepthprobeError(f"layer {i + 1}: batch has dimension {m.shape[1]}, earlier batches had {d}")
+        ms = [self._layer_matrix(i + 1, x, ya, f"layer {i + 1}: ") for i, x in enumerate(xs)]
         self._start()
         self._native.update_all(train, ms, ya)
 
@@ -247,8 +247,7 @@ class LayerProbe:
         (it needs the final train means); calls in pass 0 are ignored."""
         if self._pass == 0:
             return
-        if self._pass != 1:
-            raise DepthprobeError("feed data inside `for _ in probe.passes():`")
+        self._check_pass()
         self._native.update_agreement(train, _as_matrix(x_top), _as_matrix(logits, "logits"), _as_labels(y))
 
     # -- results --------------------------------------------------------------------------
